@@ -1,0 +1,92 @@
+//! Time, injectable so that tests can move it.
+
+use std::fmt;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use time::{Duration, OffsetDateTime};
+
+/// A source of the current time. The layer and the stores ask it for "now" so that token
+/// expiry, renewal and workflow slate expiry can be tested by moving a [`ManualClock`].
+pub trait Clock: Send + Sync + 'static {
+    /// The current time (UTC).
+    fn now(&self) -> OffsetDateTime;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
+
+/// A clock that only moves when told to. Clones share the same time.
+///
+/// ```
+/// use slates::{Clock, ManualClock};
+/// use time::Duration;
+/// let clock = ManualClock::new();
+/// let t0 = clock.now();
+/// clock.advance(Duration::days(15));
+/// assert_eq!(clock.now() - t0, Duration::days(15));
+/// ```
+#[derive(Clone)]
+pub struct ManualClock {
+    // Milliseconds since the Unix epoch: the precision BSON dates keep.
+    millis: Arc<AtomicI64>,
+}
+
+impl ManualClock {
+    /// A clock set to the current system time, truncated to milliseconds.
+    pub fn new() -> Self {
+        Self::at(OffsetDateTime::now_utc())
+    }
+
+    /// A clock set to `t`, truncated to milliseconds.
+    pub fn at(t: OffsetDateTime) -> Self {
+        ManualClock {
+            millis: Arc::new(AtomicI64::new(to_millis(t))),
+        }
+    }
+
+    /// Moves the clock by `d` (which may be negative).
+    pub fn advance(&self, d: Duration) {
+        self.millis
+            .fetch_add(d.whole_milliseconds() as i64, Ordering::SeqCst);
+    }
+
+    /// Sets the clock to `t`.
+    pub fn set(&self, t: OffsetDateTime) {
+        self.millis.store(to_millis(t), Ordering::SeqCst);
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for ManualClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ManualClock").field(&self.now()).finish()
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> OffsetDateTime {
+        from_millis(self.millis.load(Ordering::SeqCst))
+    }
+}
+
+pub(crate) fn to_millis(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+pub(crate) fn from_millis(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}

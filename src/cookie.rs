@@ -1,0 +1,184 @@
+//! Reading the token cookie from request headers and writing `Set-Cookie` values.
+
+use cookie::{Cookie, Expiration};
+use http::header::COOKIE;
+use http::{HeaderMap, HeaderValue};
+use time::{Duration, OffsetDateTime};
+
+use crate::config::Config;
+use crate::token::Token;
+
+/// What the `Cookie` headers say about the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CookieToken {
+    /// No cookie of that name.
+    Absent,
+    /// A cookie of that name whose value is not a well-formed token, or several such
+    /// cookies with different values (ambiguous: possibly planted by a sibling subdomain).
+    /// The request is anonymous and no store is asked.
+    Malformed,
+    /// A well-formed token, not yet checked against the store.
+    Present(Token),
+}
+
+/// Finds the token cookie `name` in every `Cookie` header of `headers`.
+///
+/// Deterministic on any input: headers that are not UTF-8 are read lossily (a replaced byte
+/// makes a token malformed, other cookies are unaffected); pairs without `=` are skipped;
+/// the same token sent twice counts once; two different values are [`CookieToken::Malformed`].
+///
+/// ```
+/// use http::{HeaderMap, HeaderValue};
+/// use slates::{token_from_headers, CookieToken};
+/// let mut h = HeaderMap::new();
+/// h.insert("cookie", HeaderValue::from_static("theme=dark; slates=nope"));
+/// assert_eq!(token_from_headers(&h, "slates"), CookieToken::Malformed);
+/// assert_eq!(token_from_headers(&h, "other"), CookieToken::Absent);
+/// ```
+pub fn token_from_headers(headers: &HeaderMap, name: &str) -> CookieToken {
+    let mut found: Option<&str> = None;
+    let mut lossy_values = Vec::new();
+    for header in headers.get_all(COOKIE) {
+        match header.to_str() {
+            Ok(s) => {
+                for value in values_named(s, name) {
+                    match found {
+                        None => found = Some(value),
+                        Some(prev) if prev == value => {}
+                        Some(_) => return CookieToken::Malformed,
+                    }
+                }
+            }
+            Err(_) => lossy_values.push(String::from_utf8_lossy(header.as_bytes()).into_owned()),
+        }
+    }
+    for s in &lossy_values {
+        for value in values_named(s, name) {
+            match found {
+                None => found = Some(value),
+                Some(prev) if prev == value => {}
+                Some(_) => return CookieToken::Malformed,
+            }
+        }
+    }
+    match found {
+        None => CookieToken::Absent,
+        Some(value) => Token::parse(value)
+            .map(CookieToken::Present)
+            .unwrap_or(CookieToken::Malformed),
+    }
+}
+
+fn values_named<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    Cookie::split_parse(header).filter_map(move |pair| {
+        // A pair the cookie crate cannot parse (no `=`, empty name) is skipped.
+        let c = pair.ok()?;
+        (c.name_raw()? == name).then(|| {
+            let v = c.value_raw().unwrap_or("");
+            // RFC 6265 allows a value in double quotes.
+            v.strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(v)
+        })
+    })
+}
+
+fn base<'c>(config: &Config, value: String) -> Cookie<'c> {
+    let mut c = Cookie::new(config.cookie_name.clone(), value);
+    c.set_http_only(true);
+    c.set_secure(config.secure);
+    c.set_same_site(config.same_site);
+    c.set_path(config.cookie_path.clone());
+    if let Some(domain) = &config.cookie_domain {
+        c.set_domain(domain.clone());
+    }
+    c
+}
+
+/// The `Set-Cookie` value that hands `token` to the browser for `max_age`.
+pub(crate) fn set_cookie(config: &Config, token: &Token, max_age: Duration) -> HeaderValue {
+    let mut c = base(config, token.encode());
+    c.set_max_age(max_age.max(Duration::ZERO));
+    header_value(&c)
+}
+
+/// The `Set-Cookie` value that makes the browser drop the cookie. It is the same bytes
+/// every time, whatever the reason (logout, unknown, expired or malformed token), so the
+/// response says nothing about which it was.
+pub(crate) fn removal_cookie(config: &Config) -> HeaderValue {
+    let mut c = base(config, String::new());
+    c.set_max_age(Duration::ZERO);
+    c.set_expires(Expiration::DateTime(OffsetDateTime::UNIX_EPOCH));
+    header_value(&c)
+}
+
+fn header_value(c: &Cookie<'_>) -> HeaderValue {
+    // The name was checked at build time and the value is base64url or empty; the
+    // attributes come from validated configuration, so this cannot fail in practice.
+    HeaderValue::try_from(c.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(values: &[&[u8]]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(COOKIE, HeaderValue::from_bytes(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn decisions() {
+        let t = Token::generate().unwrap();
+        let good = format!("slates={}", t.encode());
+        let other = format!("slates={}", Token::generate().unwrap().encode());
+        let present = CookieToken::Present(t.clone());
+        assert_eq!(
+            token_from_headers(&headers(&[]), "slates"),
+            CookieToken::Absent
+        );
+        assert_eq!(
+            token_from_headers(&headers(&[good.as_bytes()]), "slates"),
+            present
+        );
+        let quoted = format!("slates=\"{}\"", t.encode());
+        assert_eq!(
+            token_from_headers(&headers(&[quoted.as_bytes()]), "slates"),
+            present
+        );
+        let spaced = format!("a=1;  {good} ; b=2");
+        assert_eq!(
+            token_from_headers(&headers(&[spaced.as_bytes()]), "slates"),
+            present
+        );
+        // Same value twice is fine; two values are ambiguous.
+        assert_eq!(
+            token_from_headers(&headers(&[good.as_bytes(), good.as_bytes()]), "slates"),
+            present
+        );
+        let two = format!("{good}; {other}");
+        assert_eq!(
+            token_from_headers(&headers(&[two.as_bytes()]), "slates"),
+            CookieToken::Malformed
+        );
+        assert_eq!(
+            token_from_headers(&headers(&[b"slates="]), "slates"),
+            CookieToken::Malformed
+        );
+        assert_eq!(
+            token_from_headers(&headers(&[b"slates=\xff\xfe"]), "slates"),
+            CookieToken::Malformed
+        );
+        let mut bytes = good.clone().into_bytes();
+        bytes.extend_from_slice(b"; junk=\xff");
+        assert_eq!(token_from_headers(&headers(&[&bytes]), "slates"), present);
+        // Prefix matches do not count.
+        assert_eq!(
+            token_from_headers(&headers(&[b"xslates=1; slatesx=2"]), "slates"),
+            CookieToken::Absent
+        );
+    }
+}

@@ -1,0 +1,133 @@
+//! # slates: atomic per-workflow state for axum/tower apps, instead of sessions
+//!
+//! Classic sessions keep three kinds of data in one bag under one lock: the auth token
+//! (read on every request, short-lived), user info (read on most requests, rarely written,
+//! lives as long as the account) and workflow state (a multi-page task; lives for minutes).
+//! Locking sessions serialize a user's requests for their whole length; non-locking ones lose
+//! updates (last writer wins); and expiry takes user data with it.
+//!
+//! slates splits the bag:
+//! - an `_auth` collection maps the SHA-256 of a random token to a username, with its own
+//!   expiry (tokens expire; user data never does);
+//! - each user has a **user slate** (`_id: "user"`), loaded by the layer with the token check;
+//! - each multi-step task has its own **workflow slate**, read and written only by the pages
+//!   of that task, each write one atomic operation on one small document.
+//!
+//! No lock is held while a handler runs: two tabs of the same user run side by side, and
+//! concurrent increments, pushes and compare-and-swap updates are never lost.
+//!
+//! ## Usage with axum
+//!
+//! ```
+//! use axum::{routing::{get, post}, Form, Router};
+//! use slates::{Auth, CurrentUser, MemoryStore, Slates, UserSlates};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Login { username: String }
+//!
+//! async fn login(auth: Auth, Form(f): Form<Login>) -> Result<&'static str, slates::Error> {
+//!     // Check the password here: that is the app's job.
+//!     auth.login(&f.username).await?;
+//!     Ok("welcome")
+//! }
+//!
+//! async fn hits(user: CurrentUser, slates: UserSlates) -> Result<String, slates::Error> {
+//!     let n = slates.slate("counter").inc("hits", 1).await?; // one atomic $inc
+//!     Ok(format!("{} has {n} hits", user.username()))
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let slates = Slates::builder(MemoryStore::new())
+//!     .secure(false) // plain http in development only
+//!     .build()
+//!     .await?;
+//! let app: Router = Router::new()
+//!     .route("/login", post(login))
+//!     .route("/hits", post(hits))
+//!     .route("/stats", get(slates::stats_handler))
+//!     .layer(slates.layer());
+//!
+//! // Drive it without a server:
+//! use tower::ServiceExt;
+//! let res = app.clone().oneshot(
+//!     http::Request::post("/login")
+//!         .header("content-type", "application/x-www-form-urlencoded")
+//!         .body(axum::body::Body::from("username=ada"))?,
+//! ).await?;
+//! let cookie = res.headers()["set-cookie"].to_str()?.split(';').next().unwrap().to_owned();
+//! let res = app.oneshot(
+//!     http::Request::post("/hits").header("cookie", cookie).body(axum::body::Body::empty())?,
+//! ).await?;
+//! assert_eq!(res.status(), 200);
+//! # Ok(()) }
+//! ```
+//!
+//! ## Data races
+//!
+//! Every [`Slate`] method is one atomic store operation (`$set`, `$inc`, `$push`,
+//! `$addToSet`, whole-document `put`, `delete`), except [`Slate::modify`], which reads,
+//! applies a closure and writes back only if the version (`_v`) is unchanged, retrying
+//! otherwise. Nothing is saved "at the end of the request", so there is no last-writer-wins.
+//!
+//! ## Life cycle
+//!
+//! 1. The layer parses the `Cookie` headers. No token, or a malformed one: anonymous, no
+//!    store call.
+//! 2. It looks up SHA-256(token) in `_auth`, filtered on `expires > now`. Unknown or
+//!    expired: anonymous, and the cookie is removed.
+//! 3. It loads the user slate (one read), renews the token if more than the configured
+//!    share of its lifetime has passed (one update that never resurrects a deleted token),
+//!    and puts the identity in request extensions.
+//! 4. The handler runs with no lock held; [`Auth`] can log in, log out, log out everywhere
+//!    or rotate the token.
+//! 5. On the way out, the layer applies the cookie change (`Set-Cookie`).
+//!
+//! If the store fails during the lookup, the layer answers 503 and logs the cause; it never
+//! serves the request as anonymous or as someone else.
+//!
+//! ## Stores
+//!
+//! [`MemoryStore`] is embedded: examples and your own unit tests run with no database.
+//! `MongoStore` (feature `mongodb`, on by default) is the production backend. Both pass the
+//! same behavioural suite.
+
+mod auth;
+mod clock;
+mod config;
+mod cookie;
+mod error;
+mod layer;
+pub mod names;
+mod rejection;
+mod request;
+mod service;
+mod slates;
+mod stats;
+pub mod store;
+mod token;
+mod user_slate;
+mod workflow_slate;
+
+pub use crate::auth::Auth;
+pub use crate::clock::{Clock, ManualClock, SystemClock};
+pub use crate::config::{Config, SlatesBuilder};
+pub use crate::cookie::{token_from_headers, CookieToken};
+pub use crate::error::{Error, NameKind, Result};
+pub use crate::layer::SlatesLayer;
+pub use crate::names::{SlateName, Username};
+pub use crate::rejection::{LoginRequired, MissingLayer, NotLoggedIn};
+pub use crate::service::{ResponseFuture, SlatesService};
+pub use crate::slates::Slates;
+pub use crate::stats::{stats_handler, LookupLatency, Stats};
+#[cfg(feature = "mongodb")]
+// pub use crate::store::MongoStore;
+pub use crate::store::{Layout, MemoryStore, SlateDoc, Store};
+pub use crate::token::{Token, TokenHash};
+pub use crate::user_slate::CurrentUser;
+pub use crate::workflow_slate::{Slate, SlateUpdate, UserSlates};
+
+pub use bson;
+#[cfg(feature = "mongodb")]
+pub use mongodb;
+pub use time;

@@ -1,0 +1,233 @@
+//! Validated names: usernames, slate names and field paths.
+//!
+//! Usernames become collection names (per-user layout) or key parts, slate names become
+//! document ids, so both are checked before anything reaches a store. A bad name is a typed
+//! [`Error::InvalidName`], never a panic and never a query.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::error::{Error, NameKind, Result};
+
+/// Longest accepted username or slate name, in bytes.
+pub const MAX_NAME_BYTES: usize = 120;
+
+/// Field names that slates keeps for itself at the top of every slate document.
+pub const RESERVED_FIELDS: [&str; 3] = ["_id", "_v", "_expires"];
+
+fn check_common(name: &str, kind: NameKind) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::invalid(kind, "must not be empty"));
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(Error::invalid(kind, "must be at most 120 bytes"));
+    }
+    if name.contains('\0') {
+        return Err(Error::invalid(kind, "must not contain NUL"));
+    }
+    if name.contains('$') {
+        return Err(Error::invalid(kind, "must not contain `$`"));
+    }
+    Ok(())
+}
+
+/// A validated username: non-empty, at most 120 bytes, no NUL, no `$`, not starting with `_`
+/// (reserved for slates' own collections such as `_auth`) or `system.`.
+///
+/// Cloning is cheap (`Arc<str>` inside).
+///
+/// ```
+/// use slates::Username;
+/// assert!(Username::new("admin").is_ok());
+/// assert!(Username::new("_auth").is_err());
+/// assert!(Username::new("system.users").is_err());
+/// assert!(Username::new("a$b").is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Username(Arc<str>);
+
+impl Username {
+    /// Validates `name` as a username.
+    pub fn new(name: &str) -> Result<Self> {
+        Self::validate(name)?;
+        Ok(Username(Arc::from(name)))
+    }
+
+    /// Checks `name` against the username rules without allocating.
+    pub fn validate(name: &str) -> Result<()> {
+        let kind = NameKind::Username;
+        check_common(name, kind)?;
+        if name.starts_with('_') {
+            return Err(Error::invalid(kind, "must not start with `_` (reserved)"));
+        }
+        if name.starts_with("system.") {
+            return Err(Error::invalid(kind, "must not start with `system.`"));
+        }
+        Ok(())
+    }
+
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A validated slate name: non-empty, at most 120 bytes, no NUL, no `$`, no `.`.
+///
+/// ```
+/// use slates::SlateName;
+/// assert!(SlateName::new("new_id_set").is_ok());
+/// assert!(SlateName::new("a.b").is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SlateName(Arc<str>);
+
+impl SlateName {
+    /// The name of the user slate, read near the start of most requests.
+    pub const USER: &'static str = "user";
+
+    /// Validates `name` as a slate name.
+    pub fn new(name: &str) -> Result<Self> {
+        Self::validate(name)?;
+        Ok(SlateName(Arc::from(name)))
+    }
+
+    /// Checks `name` against the slate name rules without allocating.
+    pub fn validate(name: &str) -> Result<()> {
+        let kind = NameKind::SlateName;
+        check_common(name, kind)?;
+        if name.contains('.') {
+            return Err(Error::invalid(kind, "must not contain `.`"));
+        }
+        Ok(())
+    }
+
+    /// The user slate's name.
+    pub fn user() -> Self {
+        SlateName(Arc::from(Self::USER))
+    }
+
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Checks a field path given to an update operator (`"hits"`, `"profile.tz"`): dot-separated
+/// non-empty segments, none starting with `$`, no NUL, and not one of the [`RESERVED_FIELDS`]
+/// at the top level.
+pub fn validate_field(path: &str) -> Result<()> {
+    let kind = NameKind::Field;
+    if path.is_empty() {
+        return Err(Error::invalid(kind, "must not be empty"));
+    }
+    if path.contains('\0') {
+        return Err(Error::invalid(kind, "must not contain NUL"));
+    }
+    for segment in path.split('.') {
+        if segment.is_empty() {
+            return Err(Error::invalid(kind, "must not have an empty path segment"));
+        }
+        if segment.starts_with('$') {
+            return Err(Error::invalid(kind, "segments must not start with `$`"));
+        }
+    }
+    let top = path.split('.').next().unwrap_or(path);
+    if RESERVED_FIELDS.contains(&top) {
+        return Err(Error::invalid(kind, "`_id`, `_v` and `_expires` are reserved"));
+    }
+    Ok(())
+}
+
+macro_rules! name_impls {
+    ($t:ty) => {
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl fmt::Debug for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&*self.0, f)
+            }
+        }
+        impl AsRef<str> for $t {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+        impl Borrow<str> for $t {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+        impl std::ops::Deref for $t {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+        impl TryFrom<&str> for $t {
+            type Error = Error;
+            fn try_from(name: &str) -> Result<Self> {
+                <$t>::new(name)
+            }
+        }
+    };
+}
+name_impls!(Username);
+name_impls!(SlateName);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        for ok in ["admin", "a", "Zoë", "名前", "user.name", "a b", &"x".repeat(120)] {
+            assert!(Username::new(ok).is_ok(), "{ok:?} should be accepted");
+        }
+        for bad in [
+            "",
+            "_auth",
+            "_x",
+            "system.users",
+            "a$b",
+            "$",
+            "a\0b",
+            &"x".repeat(121),
+        ] {
+            assert!(
+                matches!(
+                    Username::new(bad),
+                    Err(Error::InvalidName { kind: NameKind::Username, .. })
+                ),
+                "{bad:?} should be refused"
+            );
+        }
+        // 120 bytes, not 120 characters.
+        assert!(Username::new(&"é".repeat(61)).is_err());
+        assert!(Username::new(&"é".repeat(60)).is_ok());
+    }
+
+    #[test]
+    fn slate_names() {
+        for ok in ["user", "new_id_set", "_private", "system", "x-y"] {
+            assert!(SlateName::new(ok).is_ok(), "{ok:?}");
+        }
+        for bad in ["", "a.b", "a$", "\0", &"s".repeat(121)] {
+            assert!(SlateName::new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn fields() {
+        for ok in ["hits", "profile.tz", "a_b", "_own"] {
+            assert!(validate_field(ok).is_ok(), "{ok:?}");
+        }
+        for bad in ["", "_id", "_v", "_expires", "_v.x", "$set", "a.$b", "a..b", ".a", "a\0"] {
+            assert!(validate_field(bad).is_err(), "{bad:?}");
+        }
+    }
+}

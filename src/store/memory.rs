@@ -1,0 +1,729 @@
+//! `MemoryStore`: the embedded store, for examples, tests and running with no database.
+
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, HashSet};
+use std::future::ready;
+use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bson::{Bson, Document};
+use time::OffsetDateTime;
+
+use super::{
+    SlateDoc, SlateKey, Store, StoreFuture, StoreOptions, TokenRecord, UpdateOp, Updated,
+    MAX_DOCUMENT_BYTES,
+};
+use crate::error::{Error, Result};
+use crate::names::{SlateName, Username};
+use crate::token::TokenHash;
+
+const SHARDS: usize = 64;
+/// Every this many token inserts, the shard written to is swept of expired tokens, so a
+/// long-running process does not keep tokens nobody will present again.
+const SWEEP_EVERY: u64 = 256;
+
+/// An in-memory [`Store`] with the same semantics as `MongoStore`: atomic single-slate
+/// operations, versioned compare-and-swap, expiry filtered at read time and the 16 MiB limit.
+///
+/// Data is split into 64 shards, each behind its own short `std::sync::Mutex`; no lock is
+/// held across an `.await` (every operation completes synchronously). Clones share the data.
+///
+/// For tests it counts the operations it serves ([`operations`](Self::operations)) and can
+/// simulate an outage ([`set_available`](Self::set_available),
+/// [`fail_next`](Self::fail_next)).
+///
+/// ```
+/// # tokio_test_shim::block_on(async {
+/// use slates::{MemoryStore, Slates};
+/// let slates = Slates::builder(MemoryStore::new()).build().await.unwrap();
+/// # });
+/// # mod tokio_test_shim { pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #   tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f) } }
+/// ```
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    tokens: Shards<TokenHash, TokenRecord>,
+    user_tokens: Shards<Username, HashSet<TokenHash>>,
+    slates: Shards<Username, HashMap<SlateName, Entry>>,
+    operations: AtomicU64,
+    inserts: AtomicU64,
+    unavailable: AtomicBool,
+    fail_next: AtomicU32,
+}
+
+#[derive(Clone)]
+struct Entry {
+    doc: Arc<Document>,
+    version: i64,
+    expires: Option<OffsetDateTime>,
+}
+
+impl Entry {
+    fn live(&self, now: OffsetDateTime) -> bool {
+        self.expires.is_none_or(|e| e > now)
+    }
+
+    fn to_slate_doc(&self) -> SlateDoc {
+        SlateDoc {
+            // Cheap: an Arc clone, not a copy of the document.
+            doc: Arc::clone(&self.doc),
+            version: self.version,
+            expires: self.expires,
+        }
+    }
+}
+
+struct Shards<K, V> {
+    hasher: RandomState,
+    shards: Box<[Mutex<HashMap<K, V>>]>,
+}
+
+impl<K, V> Default for Shards<K, V> {
+    fn default() -> Self {
+        Shards {
+            hasher: RandomState::new(),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+}
+
+impl<K: Hash + Eq, V> Shards<K, V> {
+    fn lock(&self, key: &K) -> MutexGuard<'_, HashMap<K, V>> {
+        let i = (self.hasher.hash_one(key) as usize) % SHARDS;
+        lock(&self.shards[i])
+    }
+}
+
+/// Locks a shard. A panic while a shard was locked cannot leave it half-written (every
+/// mutation is a single map operation on a fully built value), so a poisoned lock is used.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many store operations have been served (or refused by fault injection) so far.
+    /// Tests use it to prove that a malformed cookie costs no store call.
+    pub fn operations(&self) -> u64 {
+        self.inner.operations.load(Ordering::SeqCst)
+    }
+
+    /// Simulates an outage: while `false`, every operation fails with
+    /// [`Error::Unavailable`] and changes nothing.
+    pub fn set_available(&self, available: bool) {
+        self.inner.unavailable.store(!available, Ordering::SeqCst);
+    }
+
+    /// Makes the next `n` operations fail with [`Error::Unavailable`], changing nothing.
+    pub fn fail_next(&self, n: u32) {
+        self.inner.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    /// Number of token records held, expired ones not yet swept included.
+    pub fn token_count(&self) -> usize {
+        self.inner
+            .tokens
+            .shards
+            .iter()
+            .map(|s| lock(s).len())
+            .sum()
+    }
+
+    /// Removes expired tokens and expired slates. Reads never return them anyway; this only
+    /// frees memory (the memory store's stand-in for MongoDB's TTL monitor).
+    pub fn purge_expired(&self, now: OffsetDateTime) -> usize {
+        let mut removed = 0;
+        for shard in self.inner.tokens.shards.iter() {
+            let expired: Vec<TokenRecord> = {
+                let mut map = lock(shard);
+                let gone: Vec<TokenHash> = map
+                    .iter()
+                    .filter(|(_, r)| r.expires <= now)
+                    .map(|(h, _)| *h)
+                    .collect();
+                gone.iter().filter_map(|h| map.remove(h)).collect()
+            };
+            removed += expired.len();
+            for record in expired {
+                self.unindex_token(&record.user, &record.hash);
+            }
+        }
+        for shard in self.inner.slates.shards.iter() {
+            let mut map = lock(shard);
+            for slates in map.values_mut() {
+                let before = slates.len();
+                slates.retain(|_, e| e.live(now));
+                removed += before - slates.len();
+            }
+            map.retain(|_, slates| !slates.is_empty());
+        }
+        removed
+    }
+
+    /// Raw access for tests and tools: every token record (including expired ones).
+    pub fn dump_tokens(&self) -> Vec<TokenRecord> {
+        self.inner
+            .tokens
+            .shards
+            .iter()
+            .flat_map(|s| lock(s).values().cloned().collect::<Vec<_>>())
+            .collect()
+    }
+
+    /// Raw access for tests and tools: every slate of every user, as
+    /// `(user, slate, document)`, expired ones included.
+    pub fn dump_slates(&self) -> Vec<(Username, SlateName, Arc<Document>)> {
+        let mut out = Vec::new();
+        for shard in self.inner.slates.shards.iter() {
+            for (user, slates) in lock(shard).iter() {
+                for (name, e) in slates {
+                    out.push((user.clone(), name.clone(), Arc::clone(&e.doc)));
+                }
+            }
+        }
+        out
+    }
+
+    fn check(&self) -> Result<()> {
+        self.inner.operations.fetch_add(1, Ordering::Relaxed);
+        if self.inner.unavailable.load(Ordering::SeqCst) {
+            return Err(outage());
+        }
+        let took = self
+            .inner
+            .fail_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if took.is_ok() {
+            return Err(outage());
+        }
+        Ok(())
+    }
+
+    fn unindex_token(&self, user: &Username, hash: &TokenHash) {
+        let mut index = self.inner.user_tokens.lock(user);
+        if let Some(set) = index.get_mut(user) {
+            set.remove(hash);
+            if set.is_empty() {
+                index.remove(user);
+            }
+        }
+    }
+
+    fn sweep_tokens_near(&self, hash: &TokenHash, now: OffsetDateTime) {
+        let expired: Vec<TokenRecord> = {
+            let mut map = self.inner.tokens.lock(hash);
+            let gone: Vec<TokenHash> = map
+                .iter()
+                .filter(|(_, r)| r.expires <= now)
+                .map(|(h, _)| *h)
+                .collect();
+            gone.iter().filter_map(|h| map.remove(h)).collect()
+        };
+        for record in expired {
+            self.unindex_token(&record.user, &record.hash);
+        }
+    }
+
+    /// Runs `f` on the live entry of `key` (or `None`) under the user's shard lock.
+    fn with_slate<T>(
+        &self,
+        key: &SlateKey,
+        f: impl FnOnce(&mut HashMap<SlateName, Entry>) -> Result<T>,
+    ) -> Result<T> {
+        let mut shard = self.inner.slates.lock(&key.user);
+        let slates = shard.entry(key.user.clone()).or_default();
+        let out = f(slates);
+        if slates.is_empty() {
+            shard.remove(&key.user);
+        }
+        out
+    }
+
+    fn do_insert_token(&self, record: &TokenRecord) -> Result<()> {
+        self.check()?;
+        {
+            let mut map = self.inner.tokens.lock(&record.hash);
+            if map.contains_key(&record.hash) {
+                return Err(Error::DuplicateKey);
+            }
+            map.insert(record.hash, record.clone());
+        }
+        self.inner
+            .user_tokens
+            .lock(&record.user)
+            .entry(record.user.clone())
+            .or_default()
+            .insert(record.hash);
+        if self.inner.inserts.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.sweep_tokens_near(&record.hash, record.created);
+        }
+        Ok(())
+    }
+
+    fn do_find_token(&self, hash: &TokenHash, now: OffsetDateTime) -> Result<Option<TokenRecord>> {
+        self.check()?;
+        let map = self.inner.tokens.lock(hash);
+        Ok(map.get(hash).filter(|r| r.expires > now).cloned())
+    }
+
+    fn do_renew_token(
+        &self,
+        hash: &TokenHash,
+        expires: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool> {
+        self.check()?;
+        let mut map = self.inner.tokens.lock(hash);
+        match map.get_mut(hash) {
+            Some(r) if r.expires > now => {
+                r.expires = expires;
+                r.renewed = Some(now);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn do_expire_token_at(&self, hash: &TokenHash, at: OffsetDateTime) -> Result<bool> {
+        self.check()?;
+        let mut map = self.inner.tokens.lock(hash);
+        match map.get_mut(hash) {
+            Some(r) => {
+                if r.expires > at {
+                    r.expires = at;
+                }
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn do_delete_token(&self, hash: &TokenHash) -> Result<bool> {
+        self.check()?;
+        let removed = self.inner.tokens.lock(hash).remove(hash);
+        match removed {
+            Some(record) => {
+                self.unindex_token(&record.user, hash);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn do_delete_user_tokens(&self, user: &Username) -> Result<u64> {
+        self.check()?;
+        let hashes = self
+            .inner
+            .user_tokens
+            .lock(user)
+            .remove(user)
+            .unwrap_or_default();
+        let mut n = 0;
+        for hash in hashes {
+            if self.inner.tokens.lock(&hash).remove(&hash).is_some() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn do_get_slate(&self, key: &SlateKey, now: OffsetDateTime) -> Result<Option<SlateDoc>> {
+        self.check()?;
+        let shard = self.inner.slates.lock(&key.user);
+        Ok(shard
+            .get(&key.user)
+            .and_then(|slates| slates.get(&key.slate))
+            .filter(|e| e.live(now))
+            .map(Entry::to_slate_doc))
+    }
+
+    fn do_put_slate(
+        &self,
+        key: &SlateKey,
+        doc: &Document,
+        expires: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> Result<i64> {
+        self.check()?;
+        check_size(key, doc)?;
+        self.with_slate(key, |slates| {
+            let version = live_version(slates, &key.slate, now).unwrap_or(0) + 1;
+            slates.insert(
+                key.slate.clone(),
+                Entry {
+                    doc: Arc::new(doc.clone()),
+                    version,
+                    expires,
+                },
+            );
+            Ok(version)
+        })
+    }
+
+    fn do_update_slate(
+        &self,
+        key: &SlateKey,
+        ops: &[UpdateOp],
+        expires: Option<OffsetDateTime>,
+        returning: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<Updated> {
+        self.check()?;
+        self.with_slate(key, |slates| {
+            let (mut doc, version, old_expires) = match slates.get(&key.slate) {
+                Some(e) if e.live(now) => ((*e.doc).clone(), e.version, e.expires),
+                _ => (Document::new(), 0, None),
+            };
+            for op in ops {
+                apply(&mut doc, op)?;
+            }
+            check_size(key, &doc)?;
+            let value = returning.and_then(|f| get_path(&doc, f).cloned());
+            let version = version + 1;
+            slates.insert(
+                key.slate.clone(),
+                Entry {
+                    doc: Arc::new(doc),
+                    version,
+                    expires: expires.or(old_expires),
+                },
+            );
+            Ok(Updated { version, value })
+        })
+    }
+
+    fn do_replace_slate_if(
+        &self,
+        key: &SlateKey,
+        expected: Option<i64>,
+        doc: &Document,
+        expires: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> Result<Option<i64>> {
+        self.check()?;
+        check_size(key, doc)?;
+        self.with_slate(key, |slates| {
+            let current = live_version(slates, &key.slate, now);
+            if current != expected {
+                return Ok(None);
+            }
+            let version = current.unwrap_or(0) + 1;
+            slates.insert(
+                key.slate.clone(),
+                Entry {
+                    doc: Arc::new(doc.clone()),
+                    version,
+                    expires,
+                },
+            );
+            Ok(Some(version))
+        })
+    }
+
+    fn do_delete_slate(&self, key: &SlateKey, now: OffsetDateTime) -> Result<bool> {
+        self.check()?;
+        self.with_slate(key, |slates| {
+            Ok(slates.remove(&key.slate).is_some_and(|e| e.live(now)))
+        })
+    }
+
+    fn do_delete_user_slates(&self, user: &Username) -> Result<()> {
+        self.check()?;
+        self.inner.slates.lock(user).remove(user);
+        Ok(())
+    }
+}
+
+fn outage() -> Error {
+    Error::Unavailable(Box::new(std::io::Error::new(
+        std::io::ErrorKind::NotConnected,
+        "memory store: simulated outage",
+    )))
+}
+
+fn live_version(
+    slates: &HashMap<SlateName, Entry>,
+    slate: &SlateName,
+    now: OffsetDateTime,
+) -> Option<i64> {
+    slates.get(slate).filter(|e| e.live(now)).map(|e| e.version)
+}
+
+/// Size the stored document would have, counting what the Mongo store adds
+/// (`_id` with both key parts, `_v`, `_expires`).
+pub(crate) fn stored_size(key: &SlateKey, doc: &Document) -> usize {
+    const OVERHEAD: usize = 64;
+    bson::to_vec(doc).map(|v| v.len()).unwrap_or(usize::MAX)
+        + key.user.len()
+        + key.slate.len()
+        + OVERHEAD
+}
+
+fn check_size(key: &SlateKey, doc: &Document) -> Result<()> {
+    let size = stored_size(key, doc);
+    if size > MAX_DOCUMENT_BYTES {
+        return Err(Error::DocumentTooLarge {
+            size,
+            limit: MAX_DOCUMENT_BYTES,
+        });
+    }
+    Ok(())
+}
+
+fn get_path<'d>(doc: &'d Document, path: &str) -> Option<&'d Bson> {
+    let mut segments = path.split('.');
+    let mut current = doc.get(segments.next()?)?;
+    for seg in segments {
+        current = current.as_document()?.get(seg)?;
+    }
+    Some(current)
+}
+
+/// The parent document of `path`'s last segment, creating empty sub-documents on the way.
+fn parent_mut<'d>(doc: &'d mut Document, path: &'d str) -> Result<(&'d mut Document, &'d str)> {
+    let (parents, last) = match path.rsplit_once('.') {
+        Some((p, l)) => (Some(p), l),
+        None => (None, path),
+    };
+    let mut current = doc;
+    if let Some(parents) = parents {
+        for seg in parents.split('.') {
+            let next = current
+                .entry(seg.to_owned())
+                .or_insert_with(|| Bson::Document(Document::new()));
+            current = match next {
+                Bson::Document(d) => d,
+                _ => return Err(mismatch(path, "a parent of the field is not a document")),
+            };
+        }
+    }
+    Ok((current, last))
+}
+
+fn mismatch(field: &str, reason: &'static str) -> Error {
+    Error::TypeMismatch {
+        field: field.to_owned(),
+        reason,
+    }
+}
+
+fn apply(doc: &mut Document, op: &UpdateOp) -> Result<()> {
+    match op {
+        UpdateOp::Set(path, value) => {
+            let (parent, last) = parent_mut(doc, path)?;
+            parent.insert(last, value.clone());
+        }
+        UpdateOp::Unset(path) => {
+            let (parents, last) = match path.rsplit_once('.') {
+                Some((p, l)) => (Some(p), l),
+                None => (None, path.as_str()),
+            };
+            let mut current = Some(&mut *doc);
+            if let Some(parents) = parents {
+                for seg in parents.split('.') {
+                    current = current.and_then(|d| d.get_document_mut(seg).ok());
+                }
+            }
+            if let Some(parent) = current {
+                parent.remove(last);
+            }
+        }
+        UpdateOp::Inc(path, by) => {
+            let (parent, last) = parent_mut(doc, path)?;
+            let old = parent.get(last).cloned().unwrap_or(Bson::Int32(0));
+            let new = add_numbers(&old, by).ok_or_else(|| {
+                mismatch(path, "inc needs numbers on both sides and must not overflow")
+            })?;
+            parent.insert(last, new);
+        }
+        UpdateOp::Push(path, value) | UpdateOp::AddToSet(path, value) => {
+            let set = matches!(op, UpdateOp::AddToSet(..));
+            let (parent, last) = parent_mut(doc, path)?;
+            match parent.get_mut(last) {
+                None => {
+                    parent.insert(last, Bson::Array(vec![value.clone()]));
+                }
+                Some(Bson::Array(items)) => {
+                    if !(set && items.contains(value)) {
+                        items.push(value.clone());
+                    }
+                }
+                Some(_) => return Err(mismatch(path, "push and add_to_set need an array")),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// MongoDB's `$inc` arithmetic: int32 + int32 stays int32 unless it overflows (then int64),
+/// anything with a double is a double, int64 overflow is an error.
+fn add_numbers(a: &Bson, b: &Bson) -> Option<Bson> {
+    Some(match (a, b) {
+        (Bson::Int32(x), Bson::Int32(y)) => match x.checked_add(*y) {
+            Some(v) => Bson::Int32(v),
+            None => Bson::Int64(*x as i64 + *y as i64),
+        },
+        (Bson::Double(x), other) | (other, Bson::Double(x)) => Bson::Double(x + as_f64(other)?),
+        (x, y) => Bson::Int64(as_i64(x)?.checked_add(as_i64(y)?)?),
+    })
+}
+
+fn as_i64(v: &Bson) -> Option<i64> {
+    match v {
+        Bson::Int32(x) => Some(*x as i64),
+        Bson::Int64(x) => Some(*x),
+        _ => None,
+    }
+}
+
+fn as_f64(v: &Bson) -> Option<f64> {
+    match v {
+        Bson::Int32(x) => Some(*x as f64),
+        Bson::Int64(x) => Some(*x as f64),
+        Bson::Double(x) => Some(*x),
+        _ => None,
+    }
+}
+
+impl Store for MemoryStore {
+    fn prepare<'a>(&'a self, _options: &'a StoreOptions) -> StoreFuture<'a, ()> {
+        Box::pin(ready(Ok(())))
+    }
+
+    fn insert_token<'a>(&'a self, record: &'a TokenRecord) -> StoreFuture<'a, ()> {
+        Box::pin(ready(self.do_insert_token(record)))
+    }
+
+    fn find_token<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<TokenRecord>> {
+        Box::pin(ready(self.do_find_token(hash, now)))
+    }
+
+    fn renew_token<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+        expires: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(ready(self.do_renew_token(hash, expires, now)))
+    }
+
+    fn expire_token_at<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+        at: OffsetDateTime,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(ready(self.do_expire_token_at(hash, at)))
+    }
+
+    fn delete_token<'a>(&'a self, hash: &'a TokenHash) -> StoreFuture<'a, bool> {
+        Box::pin(ready(self.do_delete_token(hash)))
+    }
+
+    fn delete_user_tokens<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, u64> {
+        Box::pin(ready(self.do_delete_user_tokens(user)))
+    }
+
+    fn get_slate<'a>(
+        &'a self,
+        key: &'a SlateKey,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<SlateDoc>> {
+        Box::pin(ready(self.do_get_slate(key, now)))
+    }
+
+    fn put_slate<'a>(
+        &'a self,
+        key: &'a SlateKey,
+        doc: &'a Document,
+        expires: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, i64> {
+        Box::pin(ready(self.do_put_slate(key, doc, expires, now)))
+    }
+
+    fn update_slate<'a>(
+        &'a self,
+        key: &'a SlateKey,
+        ops: &'a [UpdateOp],
+        expires: Option<OffsetDateTime>,
+        returning: Option<&'a str>,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Updated> {
+        Box::pin(ready(
+            self.do_update_slate(key, ops, expires, returning, now),
+        ))
+    }
+
+    fn replace_slate_if<'a>(
+        &'a self,
+        key: &'a SlateKey,
+        expected: Option<i64>,
+        doc: &'a Document,
+        expires: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<i64>> {
+        Box::pin(ready(
+            self.do_replace_slate_if(key, expected, doc, expires, now),
+        ))
+    }
+
+    fn delete_slate<'a>(&'a self, key: &'a SlateKey, now: OffsetDateTime) -> StoreFuture<'a, bool> {
+        Box::pin(ready(self.do_delete_slate(key, now)))
+    }
+
+    fn delete_user_slates<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, ()> {
+        Box::pin(ready(self.do_delete_user_slates(user)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::doc;
+
+    #[test]
+    fn dotted_paths_and_inc_arithmetic() {
+        let mut d = doc! {};
+        apply(&mut d, &UpdateOp::Set("a.b.c".into(), Bson::Int32(1))).unwrap();
+        assert_eq!(d, doc! {"a": {"b": {"c": 1}}});
+        apply(&mut d, &UpdateOp::Inc("a.b.c".into(), Bson::Int32(i32::MAX))).unwrap();
+        assert_eq!(get_path(&d, "a.b.c"), Some(&Bson::Int64(i32::MAX as i64 + 1)));
+        apply(&mut d, &UpdateOp::Inc("x".into(), Bson::Double(0.5))).unwrap();
+        assert_eq!(d.get("x"), Some(&Bson::Double(0.5)));
+        apply(&mut d, &UpdateOp::Unset("a.b".into())).unwrap();
+        assert_eq!(d.get("a"), Some(&Bson::Document(doc! {})));
+        apply(&mut d, &UpdateOp::Unset("nope.deeper".into())).unwrap();
+        let err = apply(&mut d, &UpdateOp::Set("x.y".into(), Bson::Int32(1))).unwrap_err();
+        assert!(matches!(err, Error::TypeMismatch { .. }));
+        let err = apply(&mut d, &UpdateOp::Inc("a".into(), Bson::Int32(1))).unwrap_err();
+        assert!(matches!(err, Error::TypeMismatch { .. }));
+        d.insert("big", Bson::Int64(i64::MAX));
+        assert!(apply(&mut d, &UpdateOp::Inc("big".into(), Bson::Int32(1))).is_err());
+    }
+
+    #[test]
+    fn push_and_add_to_set() {
+        let mut d = doc! {};
+        apply(&mut d, &UpdateOp::Push("ids".into(), Bson::Int32(1))).unwrap();
+        apply(&mut d, &UpdateOp::Push("ids".into(), Bson::Int32(1))).unwrap();
+        apply(&mut d, &UpdateOp::AddToSet("ids".into(), Bson::Int32(1))).unwrap();
+        apply(&mut d, &UpdateOp::AddToSet("ids".into(), Bson::Int32(2))).unwrap();
+        assert_eq!(d, doc! {"ids": [1, 1, 2]});
+        d.insert("s", "text");
+        assert!(apply(&mut d, &UpdateOp::Push("s".into(), Bson::Int32(1))).is_err());
+    }
+}

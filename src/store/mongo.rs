@@ -1,0 +1,1 @@
+//! `MongoStore`: placeholder until the MongoDB backend lands (issue 3).

@@ -1,0 +1,121 @@
+//! [`CurrentUser`]: the logged-in user and the user slate loaded by the layer.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use bson::Document;
+use http::request::Parts;
+use serde::de::DeserializeOwned;
+use time::OffsetDateTime;
+
+use crate::error::Result;
+use crate::names::Username;
+use crate::rejection::{LoginRequired, MissingLayer, NotLoggedIn};
+use crate::request::{Identity, RequestState};
+use crate::workflow_slate::UserSlates;
+
+/// Extractor for the logged-in user: the username and the user slate (document
+/// `_id: "user"`), already loaded by the layer in the same pass as the token check.
+///
+/// Rejects anonymous requests with 401 ([`LoginRequired`]); use `Option<CurrentUser>` where
+/// login is optional.
+///
+/// ```no_run
+/// use slates::CurrentUser;
+/// #[derive(serde::Deserialize)]
+/// struct Profile { name: String, timezone: String }
+///
+/// async fn page(user: CurrentUser) -> Result<String, slates::Error> {
+///     let profile: Option<Profile> = user.user_slate()?;
+///     Ok(format!("hello {} ({:?})", user.username(), profile.map(|p| p.timezone)))
+/// }
+/// ```
+#[derive(Clone)]
+pub struct CurrentUser {
+    state: Arc<RequestState>,
+}
+
+impl CurrentUser {
+    fn identity(&self) -> &Identity {
+        // Constructed only when the identity is present.
+        self.state
+            .identity
+            .as_ref()
+            .expect("CurrentUser is only built for authenticated requests")
+    }
+
+    /// The username.
+    pub fn username(&self) -> &str {
+        self.identity().user.as_str()
+    }
+
+    /// The validated username.
+    pub fn user(&self) -> &Username {
+        &self.identity().user
+    }
+
+    /// When the current token expires (after any renewal done by this request).
+    pub fn token_expires(&self) -> OffsetDateTime {
+        self.identity().expires
+    }
+
+    /// The user slate as loaded at the start of the request, raw (`None` if the user has
+    /// none yet). No copy is made.
+    pub fn raw_user_slate(&self) -> Option<&Document> {
+        self.identity().user_slate.as_ref().map(|s| &*s.doc)
+    }
+
+    /// The user slate's version as loaded, for a compare-and-swap of your own.
+    pub fn user_slate_version(&self) -> Option<i64> {
+        self.identity().user_slate.as_ref().map(|s| s.version)
+    }
+
+    /// The user slate deserialized into `T` (`None` if the user has none yet).
+    pub fn user_slate<T: DeserializeOwned>(&self) -> Result<Option<T>> {
+        match &self.identity().user_slate {
+            None => Ok(None),
+            Some(s) => Ok(Some(bson::from_document((*s.doc).clone())?)),
+        }
+    }
+
+    /// Handle to this user's slates (workflow slates and writes to the user slate).
+    pub fn slates(&self) -> UserSlates {
+        UserSlates::new(self.state.slates.clone(), self.identity().user.clone())
+    }
+}
+
+impl std::fmt::Debug for CurrentUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CurrentUser")
+            .field("username", &self.username())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
+    type Rejection = LoginRequired;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let state = RequestState::from_parts(parts)?;
+        if state.identity.is_none() {
+            return Err(LoginRequired::NotLoggedIn(NotLoggedIn));
+        }
+        Ok(CurrentUser {
+            state: Arc::clone(state),
+        })
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for CurrentUser {
+    type Rejection = MissingLayer;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        let state = RequestState::from_parts(parts)?;
+        Ok(state.identity.as_ref().map(|_| CurrentUser {
+            state: Arc::clone(state),
+        }))
+    }
+}

@@ -111,3 +111,38 @@ impl Error {
 
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl axum::response::IntoResponse for Error {
+    /// A short status and text for handlers that return `Result<_, slates::Error>`:
+    /// invalid names and type mismatches 400, oversize 413, conflicts 409, not logged in
+    /// 401, store failures 503 or 500. Store error text is logged, never sent.
+    fn into_response(self) -> axum::response::Response {
+        use http::StatusCode;
+        let (status, body) = match &self {
+            Error::InvalidName { .. } | Error::TypeMismatch { .. } => {
+                (StatusCode::BAD_REQUEST, self.to_string())
+            }
+            Error::DocumentTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, self.to_string()),
+            Error::Conflict { .. } => (
+                StatusCode::CONFLICT,
+                "The data changed while saving; please retry.".to_owned(),
+            ),
+            Error::NotLoggedIn => (StatusCode::UNAUTHORIZED, "Not logged in.".to_owned()),
+            Error::Unavailable(_) => {
+                tracing::error!(error = %self, "slates store unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Service temporarily unavailable. Please try again shortly.".to_owned(),
+                )
+            }
+            _ => {
+                tracing::error!(error = %self, "slates internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal error.".to_owned(),
+                )
+            }
+        };
+        (status, body).into_response()
+    }
+}

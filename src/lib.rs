@@ -120,7 +120,7 @@ pub use crate::rejection::{LoginRequired, MissingLayer, NotLoggedIn};
 pub use crate::service::{ResponseFuture, SlatesService};
 pub use crate::slates::Slates;
 pub use crate::stats::{stats_handler, LookupLatency, Stats};
-#[cfg(feature = "mongodb")]
+// #[cfg(feature = "mongodb")]
 // pub use crate::store::MongoStore;
 pub use crate::store::{Layout, MemoryStore, SlateDoc, Store};
 pub use crate::token::{Token, TokenHash};

@@ -135,7 +135,10 @@ pub fn validate_field(path: &str) -> Result<()> {
     }
     let top = path.split('.').next().unwrap_or(path);
     if RESERVED_FIELDS.contains(&top) {
-        return Err(Error::invalid(kind, "`_id`, `_v` and `_expires` are reserved"));
+        return Err(Error::invalid(
+            kind,
+            "`_id`, `_v` and `_expires` are reserved",
+        ));
     }
     Ok(())
 }
@@ -185,7 +188,15 @@ mod tests {
 
     #[test]
     fn usernames() {
-        for ok in ["admin", "a", "Zoë", "名前", "user.name", "a b", &"x".repeat(120)] {
+        for ok in [
+            "admin",
+            "a",
+            "Zoë",
+            "名前",
+            "user.name",
+            "a b",
+            &"x".repeat(120),
+        ] {
             assert!(Username::new(ok).is_ok(), "{ok:?} should be accepted");
         }
         for bad in [
@@ -201,7 +212,10 @@ mod tests {
             assert!(
                 matches!(
                     Username::new(bad),
-                    Err(Error::InvalidName { kind: NameKind::Username, .. })
+                    Err(Error::InvalidName {
+                        kind: NameKind::Username,
+                        ..
+                    })
                 ),
                 "{bad:?} should be refused"
             );
@@ -226,7 +240,9 @@ mod tests {
         for ok in ["hits", "profile.tz", "a_b", "_own"] {
             assert!(validate_field(ok).is_ok(), "{ok:?}");
         }
-        for bad in ["", "_id", "_v", "_expires", "_v.x", "$set", "a.$b", "a..b", ".a", "a\0"] {
+        for bad in [
+            "", "_id", "_v", "_expires", "_v.x", "$set", "a.$b", "a..b", ".a", "a\0",
+        ] {
             assert!(validate_field(bad).is_err(), "{bad:?}");
         }
     }

@@ -166,7 +166,10 @@ mod tests {
         assert!(Token::parse(&format!("{good}A")).is_none());
         let mut plus = good.clone();
         plus.replace_range(0..1, "+");
-        assert!(Token::parse(&plus).is_none(), "standard alphabet is refused");
+        assert!(
+            Token::parse(&plus).is_none(),
+            "standard alphabet is refused"
+        );
         let mut pad = good.clone();
         pad.replace_range(42..43, "=");
         assert!(Token::parse(&pad).is_none());

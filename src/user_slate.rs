@@ -109,10 +109,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
 impl<S: Send + Sync> OptionalFromRequestParts<S> for CurrentUser {
     type Rejection = MissingLayer;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        _: &S,
-    ) -> Result<Option<Self>, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Self::Rejection> {
         let state = RequestState::from_parts(parts)?;
         Ok(state.identity.as_ref().map(|_| CurrentUser {
             state: Arc::clone(state),

@@ -159,7 +159,8 @@ impl SlateUpdate {
 
     /// `$addToSet` `value` into the array `field`.
     pub fn add_to_set(mut self, field: impl Into<String>, value: impl Into<Bson>) -> Self {
-        self.ops.push(UpdateOp::AddToSet(field.into(), value.into()));
+        self.ops
+            .push(UpdateOp::AddToSet(field.into(), value.into()));
         self
     }
 
@@ -187,9 +188,9 @@ impl Slate {
     pub async fn get<T: DeserializeOwned>(&self) -> Result<Option<T>> {
         match self.get_doc().await? {
             None => Ok(None),
-            Some(s) => Ok(Some(bson::from_document(
-                std::sync::Arc::unwrap_or_clone(s.doc),
-            )?)),
+            Some(s) => Ok(Some(bson::from_document(std::sync::Arc::unwrap_or_clone(
+                s.doc,
+            ))?)),
         }
     }
 
@@ -219,8 +220,8 @@ impl Slate {
     }
 
     /// Sets one field (dotted paths reach into sub-documents). Returns the new version.
-    pub async fn set<T: Serialize + ?Sized>(&self, field: &str, value: &T) -> Result<i64> {
-        let value = bson::to_bson(value)?;
+    pub async fn set<T: Serialize>(&self, field: &str, value: T) -> Result<i64> {
+        let value = bson::to_bson(&value)?;
         Ok(self
             .apply(&[UpdateOp::Set(field.to_owned(), value)], None)
             .await?
@@ -239,7 +240,10 @@ impl Slate {
     /// one atomic operation: concurrent increments are never lost.
     pub async fn inc(&self, field: &str, by: i64) -> Result<i64> {
         let updated = self
-            .apply(&[UpdateOp::Inc(field.to_owned(), Bson::Int64(by))], Some(field))
+            .apply(
+                &[UpdateOp::Inc(field.to_owned(), Bson::Int64(by))],
+                Some(field),
+            )
             .await?;
         match updated.value {
             Some(Bson::Int64(v)) => Ok(v),
@@ -252,8 +256,8 @@ impl Slate {
     }
 
     /// Appends `value` to the array `field`. Returns the new version.
-    pub async fn push<T: Serialize + ?Sized>(&self, field: &str, value: &T) -> Result<i64> {
-        let value = bson::to_bson(value)?;
+    pub async fn push<T: Serialize>(&self, field: &str, value: T) -> Result<i64> {
+        let value = bson::to_bson(&value)?;
         Ok(self
             .apply(&[UpdateOp::Push(field.to_owned(), value)], None)
             .await?
@@ -262,8 +266,8 @@ impl Slate {
 
     /// Appends `value` to the array `field` unless an equal element is there. Returns the
     /// new version.
-    pub async fn add_to_set<T: Serialize + ?Sized>(&self, field: &str, value: &T) -> Result<i64> {
-        let value = bson::to_bson(value)?;
+    pub async fn add_to_set<T: Serialize>(&self, field: &str, value: T) -> Result<i64> {
+        let value = bson::to_bson(&value)?;
         Ok(self
             .apply(&[UpdateOp::AddToSet(field.to_owned(), value)], None)
             .await?

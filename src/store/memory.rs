@@ -131,12 +131,7 @@ impl MemoryStore {
 
     /// Number of token records held, expired ones not yet swept included.
     pub fn token_count(&self) -> usize {
-        self.inner
-            .tokens
-            .shards
-            .iter()
-            .map(|s| lock(s).len())
-            .sum()
+        self.inner.tokens.shards.iter().map(|s| lock(s).len()).sum()
     }
 
     /// Removes expired tokens and expired slates. Reads never return them anyway; this only
@@ -542,7 +537,10 @@ fn apply(doc: &mut Document, op: &UpdateOp) -> Result<()> {
             let (parent, last) = parent_mut(doc, path)?;
             let old = parent.get(last).cloned().unwrap_or(Bson::Int32(0));
             let new = add_numbers(&old, by).ok_or_else(|| {
-                mismatch(path, "inc needs numbers on both sides and must not overflow")
+                mismatch(
+                    path,
+                    "inc needs numbers on both sides and must not overflow",
+                )
             })?;
             parent.insert(last, new);
         }
@@ -700,8 +698,15 @@ mod tests {
         let mut d = doc! {};
         apply(&mut d, &UpdateOp::Set("a.b.c".into(), Bson::Int32(1))).unwrap();
         assert_eq!(d, doc! {"a": {"b": {"c": 1}}});
-        apply(&mut d, &UpdateOp::Inc("a.b.c".into(), Bson::Int32(i32::MAX))).unwrap();
-        assert_eq!(get_path(&d, "a.b.c"), Some(&Bson::Int64(i32::MAX as i64 + 1)));
+        apply(
+            &mut d,
+            &UpdateOp::Inc("a.b.c".into(), Bson::Int32(i32::MAX)),
+        )
+        .unwrap();
+        assert_eq!(
+            get_path(&d, "a.b.c"),
+            Some(&Bson::Int64(i32::MAX as i64 + 1))
+        );
         apply(&mut d, &UpdateOp::Inc("x".into(), Bson::Double(0.5))).unwrap();
         assert_eq!(d.get("x"), Some(&Bson::Double(0.5)));
         apply(&mut d, &UpdateOp::Unset("a.b".into())).unwrap();

@@ -1,0 +1,46 @@
+//! Shared test support: backends, an HTTP harness, and the behavioural suite that runs
+//! unchanged against every store (`slates_suite!`, one line per backend).
+#![allow(dead_code, unused_macros, unused_imports)]
+
+pub mod harness;
+#[cfg(feature = "mongodb")]
+pub mod mongo;
+pub mod suite;
+
+use slates::{ManualClock, MemoryStore, Slates, SlatesBuilder};
+
+/// A store the suite runs against.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    /// The embedded memory store.
+    Memory,
+    /// MongoDB (or FerretDB) with the given layout; tests are skipped (loudly) when no
+    /// server can be found, and fail under `SLATES_REQUIRE_MONGO=1`.
+    #[cfg(feature = "mongodb")]
+    Mongo(slates::Layout),
+}
+
+impl Backend {
+    /// A builder on a fresh, empty store of this backend, with a manual clock and
+    /// plain-http cookies. `test` names the test (each Mongo test gets its own database).
+    /// `None`: backend not available here, skip the test.
+    pub async fn builder(self, test: &str, clock: &ManualClock) -> Option<SlatesBuilder> {
+        let builder = match self {
+            Backend::Memory => Slates::builder(MemoryStore::new()),
+            #[cfg(feature = "mongodb")]
+            Backend::Mongo(layout) => mongo::builder(test).await?.layout(layout),
+        };
+        Some(builder.clock(clock.clone()).secure(false))
+    }
+
+    /// `builder` with defaults, built.
+    pub async fn slates(self, test: &str, clock: &ManualClock) -> Option<Slates> {
+        Some(
+            self.builder(test, clock)
+                .await?
+                .build()
+                .await
+                .expect("build slates"),
+        )
+    }
+}

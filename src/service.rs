@@ -154,15 +154,19 @@ async fn resolve(
     let mut change = None;
     if renewal_due(slates, record.created, record.renewed, record.expires, now) {
         let new_expires = now + config.token_lifetime;
-        match shared.store.renew_token(&hash, new_expires, now).await {
+        match shared
+            .store
+            .renew_token(&hash, record.expires, new_expires, now)
+            .await
+        {
             Ok(true) => {
                 bump(&counters.renewals);
                 expires = new_expires;
                 change = Some(CookieChange::Set(token, config.token_lifetime));
             }
             Ok(false) => {
-                // A concurrent logout deleted the token between lookup and renewal: the
-                // logout wins, and this request is anonymous.
+                // A concurrent logout (or rotation) changed the token between lookup and
+                // renewal: it wins, and this request is anonymous.
                 bump(&counters.unknown_tokens);
                 bump(&counters.anonymous);
                 return Ok((None, Some(CookieChange::Remove)));
@@ -186,6 +190,9 @@ async fn resolve(
     ))
 }
 
+/// Whether the token has used more than the configured share of its lifetime. A token whose
+/// expiry was shortened by a rotation (its lifetime is less than the configured one) is
+/// never renewed: it is meant to die at the end of its grace period.
 fn renewal_due(
     slates: &Slates,
     created: OffsetDateTime,
@@ -198,8 +205,10 @@ fn renewal_due(
         return false;
     }
     let since = renewed.unwrap_or(created);
-    let lifetime = expires - since;
-    now - since > lifetime * config.renew_after
+    if expires - since < config.token_lifetime {
+        return false;
+    }
+    now - since > config.token_lifetime * config.renew_after
 }
 
 fn store_failed(slates: &Slates, what: &str, token: &str, err: &Error) {

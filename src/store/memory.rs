@@ -274,13 +274,14 @@ impl MemoryStore {
     fn do_renew_token(
         &self,
         hash: &TokenHash,
+        previous: OffsetDateTime,
         expires: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<bool> {
         self.check()?;
         let mut map = self.inner.tokens.lock(hash);
         match map.get_mut(hash) {
-            Some(r) if r.expires > now => {
+            Some(r) if r.expires > now && r.expires == previous => {
                 r.expires = expires;
                 r.renewed = Some(now);
                 Ok(true)
@@ -613,10 +614,11 @@ impl Store for MemoryStore {
     fn renew_token<'a>(
         &'a self,
         hash: &'a TokenHash,
+        previous: OffsetDateTime,
         expires: OffsetDateTime,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, bool> {
-        Box::pin(ready(self.do_renew_token(hash, expires, now)))
+        Box::pin(ready(self.do_renew_token(hash, previous, expires, now)))
     }
 
     fn expire_token_at<'a>(

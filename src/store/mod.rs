@@ -182,11 +182,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'a, Option<TokenRecord>>;
 
     /// Sets `expires` and `renewed = now` on the record for `hash`, only if it still exists
-    /// and has not expired: never an upsert, so a renewal racing a logout cannot bring the
-    /// token back. Returns whether a record was updated.
+    /// and its `expires` still equals `previous` (the value the caller read, which is later
+    /// than `now`): never an upsert, so a renewal racing a logout cannot bring the token
+    /// back, and a renewal racing a rotation cannot undo the rotation's shortened expiry.
+    /// Returns whether a record was updated.
     fn renew_token<'a>(
         &'a self,
         hash: &'a TokenHash,
+        previous: OffsetDateTime,
         expires: OffsetDateTime,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, bool>;

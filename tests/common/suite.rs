@@ -170,13 +170,24 @@ pub async fn renewal_never_resurrects(_: Backend, slates: Slates, clock: ManualC
     };
     store.insert_token(&record).await.unwrap();
     let later = now + Duration::hours(2);
-    assert!(store.renew_token(&token.hash(), later, now).await.unwrap());
+    // Renewal is a compare-and-swap on the expiry it read.
+    assert!(!store
+        .renew_token(&token.hash(), now + Duration::minutes(5), later, now)
+        .await
+        .unwrap());
+    assert!(store
+        .renew_token(&token.hash(), record.expires, later, now)
+        .await
+        .unwrap());
     let found = store.find_token(&token.hash(), now).await.unwrap().unwrap();
     assert_eq!(found.expires, later);
     assert_eq!(found.renewed, Some(now));
     store.delete_token(&token.hash()).await.unwrap();
     // Renewal after logout changes nothing and creates nothing.
-    assert!(!store.renew_token(&token.hash(), later, now).await.unwrap());
+    assert!(!store
+        .renew_token(&token.hash(), later, later, now)
+        .await
+        .unwrap());
     assert!(store
         .find_token(&token.hash(), now)
         .await
@@ -187,13 +198,18 @@ pub async fn renewal_never_resurrects(_: Backend, slates: Slates, clock: ManualC
     store
         .insert_token(&TokenRecord {
             hash: t2.hash(),
-            ..record
+            ..record.clone()
         })
         .await
         .unwrap();
     let after_expiry = now + Duration::hours(1);
     assert!(!store
-        .renew_token(&t2.hash(), after_expiry + Duration::hours(1), after_expiry)
+        .renew_token(
+            &t2.hash(),
+            record.expires,
+            after_expiry + Duration::hours(1),
+            after_expiry,
+        )
         .await
         .unwrap());
     assert!(store
@@ -709,12 +725,15 @@ pub async fn rotate_with_grace(_: Backend, slates: Slates, clock: ManualClock) {
     assert_ne!(c.cookie, old);
     let mut in_flight = Client::new(test_app(&slates));
     in_flight.cookie = old;
-    assert_eq!(
-        in_flight.get("/me").await.status,
-        StatusCode::OK,
-        "grace period"
+    clock.advance(Duration::seconds(6));
+    let r = in_flight.get("/me").await;
+    assert_eq!(r.status, StatusCode::OK, "grace period");
+    assert!(
+        r.set_cookies().is_empty(),
+        "a rotated-out token is never renewed: {:?}",
+        r.set_cookies()
     );
-    clock.advance(Duration::seconds(11));
+    clock.advance(Duration::seconds(5));
     assert_eq!(in_flight.get("/me").await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(c.get("/me").await.status, StatusCode::OK);
 }

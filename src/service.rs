@@ -1,9 +1,9 @@
 //! [`SlatesService`]: the request flow of the layer.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+
+use crate::future::ResponseFuture;
 use std::time::Instant;
 
 use axum::response::{IntoResponse, Response};
@@ -30,26 +30,6 @@ pub struct SlatesService<S> {
 impl<S> SlatesService<S> {
     pub(crate) fn new(inner: S, slates: Slates) -> Self {
         SlatesService { inner, slates }
-    }
-}
-
-/// The response future of [`SlatesService`]. Boxed: a database round trip dwarfs the box.
-pub struct ResponseFuture<E> {
-    inner: Pin<Box<dyn Future<Output = Result<Response, E>> + Send>>,
-}
-
-impl<E> Future for ResponseFuture<E> {
-    type Output = Result<Response, E>;
-
-    #[inline]
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
-    }
-}
-
-impl<E> std::fmt::Debug for ResponseFuture<E> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ResponseFuture")
     }
 }
 

@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
-
-use crate::future::ResponseFuture;
 use std::time::Instant;
 
 use axum::response::{IntoResponse, Response};
@@ -14,6 +12,7 @@ use tower_service::Service;
 
 use crate::cookie::{removal_cookie, set_cookie, token_from_headers, CookieToken};
 use crate::error::Error;
+use crate::future::ResponseFuture;
 use crate::names::SlateName;
 use crate::request::{CookieChange, Identity, RequestState};
 use crate::slates::Slates;

@@ -1,1 +1,0 @@
-//! `MongoStore`: placeholder until the MongoDB backend lands (issue 3).

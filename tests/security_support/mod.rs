@@ -1,0 +1,323 @@
+//! Support shared by the security suites (`tests/security*.rs`, issue 4): a backend with raw
+//! access to what its store holds, the router the suites drive, and `per_backend!`, which
+//! expands each test once per store.
+#![allow(dead_code, unused_macros, unused_imports)]
+
+use axum::body::Body;
+use axum::extract::{Form, Path};
+use axum::routing::{get, post};
+use axum::Router;
+use http::{HeaderValue, Request, StatusCode};
+use serde::Deserialize;
+use slates::{
+    Auth, CurrentUser, Error, ManualClock, MemoryStore, Slates, SlatesBuilder, UserSlates,
+};
+use tower::ServiceExt;
+
+use crate::common::harness::{read, Client, Reply};
+use crate::common::Backend;
+
+/// Expands each named test, an `async fn(Backend, &str)`, to one `#[tokio::test]` per store:
+/// the memory store and, with the `mongodb` feature, MongoDB in both layouts (skipped when
+/// no server is found, like the behavioural suite).
+macro_rules! per_backend {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let test = concat!(module_path!(), "::", stringify!($name));
+                    super::$name($crate::common::Backend::Memory, test).await;
+                }
+            )*
+        }
+        #[cfg(feature = "mongodb")]
+        mod mongo_single {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let test = concat!(module_path!(), "::", stringify!($name));
+                    let backend =
+                        $crate::common::Backend::Mongo(slates::Layout::SingleCollection);
+                    super::$name(backend, test).await;
+                }
+            )*
+        }
+        #[cfg(feature = "mongodb")]
+        mod mongo_per_user {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let test = concat!(module_path!(), "::", stringify!($name));
+                    let backend =
+                        $crate::common::Backend::Mongo(slates::Layout::CollectionPerUser);
+                    super::$name(backend, test).await;
+                }
+            )*
+        }
+    };
+}
+
+/// One configured slates system on a fresh store, with raw access to that store.
+pub struct Env {
+    pub backend: Backend,
+    pub slates: Slates,
+    pub clock: ManualClock,
+    pub raw: Raw,
+}
+
+/// Direct access to what a store holds, bypassing the `Store` trait.
+pub enum Raw {
+    Memory(MemoryStore),
+    /// MongoDB: the trait only, for now (see `haystack`).
+    #[cfg(feature = "mongodb")]
+    Mongo,
+}
+
+impl Env {
+    /// A fresh store of `backend` with a manual clock and plain-http cookies, configured
+    /// further by `configure`. `None`: backend not available here, skip the test.
+    pub async fn new(
+        backend: Backend,
+        test: &str,
+        configure: impl FnOnce(SlatesBuilder) -> SlatesBuilder,
+    ) -> Option<Env> {
+        #[cfg(not(feature = "mongodb"))]
+        let _ = test; // names the Mongo database
+        let clock = ManualClock::new();
+        let (builder, raw) = match backend {
+            Backend::Memory => {
+                let store = MemoryStore::new();
+                let builder = Slates::builder(store.clone())
+                    .clock(clock.clone())
+                    .secure(false);
+                (builder, Raw::Memory(store))
+            }
+            #[cfg(feature = "mongodb")]
+            Backend::Mongo(_) => (backend.builder(test, &clock).await?, Raw::Mongo),
+        };
+        let slates = configure(builder).build().await.expect("build slates");
+        Some(Env {
+            backend,
+            slates,
+            clock,
+            raw,
+        })
+    }
+
+    /// The memory store, when this is the memory backend.
+    pub fn memory(&self) -> Option<&MemoryStore> {
+        match &self.raw {
+            Raw::Memory(m) => Some(m),
+            #[cfg(feature = "mongodb")]
+            Raw::Mongo => None,
+        }
+    }
+
+    /// Store operations served so far (memory store only).
+    pub fn operations(&self) -> Option<u64> {
+        self.memory().map(MemoryStore::operations)
+    }
+
+    /// The router of the suites, on this system.
+    pub fn app(&self) -> Router {
+        app(&self.slates, self.memory().cloned())
+    }
+
+    /// A cookie-keeping client on [`Env::app`].
+    pub fn client(&self) -> Client {
+        let mut c = Client::new(self.app());
+        c.cookie_name = self.slates.config().cookie_name.clone();
+        c
+    }
+
+    /// A client logged in as `name`.
+    pub async fn logged_in(&self, name: &str) -> Client {
+        let mut c = self.client();
+        let r = c
+            .post_form("/login", &format!("username={}", form_encode(name)))
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::NO_CONTENT,
+            "login {name:?}: {}",
+            r.body
+        );
+        assert!(c.cookie.is_some(), "login {name:?} set no cookie");
+        c
+    }
+
+    /// Everything the store holds, as bytes to search: a text rendering of every token
+    /// record and every slate, the token hashes in binary as kept, and every slate's BSON.
+    /// `None` when this backend gives no raw access.
+    pub fn haystack(&self) -> Option<Vec<u8>> {
+        let store = self.memory()?;
+        let mut out = Vec::new();
+        for t in store.dump_tokens() {
+            out.extend_from_slice(
+                format!(
+                    "token {} {} {} {} {:?}\n",
+                    t.hash.to_hex(),
+                    t.user,
+                    t.created,
+                    t.expires,
+                    t.renewed
+                )
+                .as_bytes(),
+            );
+            out.extend_from_slice(t.hash.as_bytes());
+            out.push(b'\n');
+        }
+        for (user, slate, doc) in store.dump_slates() {
+            out.extend_from_slice(format!("slate {user} {slate} {doc}\n").as_bytes());
+            out.extend_from_slice(&bson::to_vec(&*doc).expect("slate to BSON"));
+            out.push(b'\n');
+        }
+        Some(out)
+    }
+
+    /// Hex `_id` of every token record the store holds, expired ones included.
+    pub fn token_hashes(&self) -> Option<Vec<String>> {
+        Some(
+            self.memory()?
+                .dump_tokens()
+                .iter()
+                .map(|t| t.hash.to_hex())
+                .collect(),
+        )
+    }
+
+    /// How many records (tokens and slates, expired ones included) the store holds.
+    pub fn record_count(&self) -> Option<usize> {
+        let store = self.memory()?;
+        Some(store.dump_tokens().len() + store.dump_slates().len())
+    }
+}
+
+/// Percent-encodes every byte but ASCII alphanumerics, for forms and paths.
+pub fn form_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Sends a request with exactly these `Cookie` header values (raw bytes) through `app`.
+pub async fn with_cookie_headers(app: &Router, path: &str, cookies: &[Vec<u8>]) -> Reply {
+    let mut req = Request::get(path).body(Body::empty()).unwrap();
+    for c in cookies {
+        req.headers_mut().append(
+            "cookie",
+            HeaderValue::from_bytes(c).expect("a valid header value"),
+        );
+    }
+    read(app.clone().oneshot(req).await.expect("infallible")).await
+}
+
+/// The `Set-Cookie` values of `reply` for cookie `name`, parsed.
+pub fn cookies_named(reply: &Reply, name: &str) -> Vec<cookie::Cookie<'static>> {
+    reply
+        .set_cookies()
+        .into_iter()
+        .map(|s| cookie::Cookie::parse(s).expect("a parsable Set-Cookie"))
+        .filter(|c| c.name() == name)
+        .collect()
+}
+
+// ---------------------------------------------------------------- the router
+
+#[derive(Deserialize)]
+struct LoginForm {
+    username: String,
+}
+
+async fn login(auth: Auth, Form(f): Form<LoginForm>) -> Result<StatusCode, Error> {
+    auth.login(&f.username).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn me(user: CurrentUser) -> String {
+    user.username().to_owned()
+}
+
+async fn maybe(user: Option<CurrentUser>) -> String {
+    user.map(|u| u.username().to_owned())
+        .unwrap_or_else(|| "anonymous".into())
+}
+
+async fn logout(auth: Auth) -> Result<StatusCode, Error> {
+    auth.logout().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn logout_everywhere(auth: Auth) -> Result<String, Error> {
+    Ok(auth.logout_everywhere().await?.to_string())
+}
+
+async fn rotate(auth: Auth) -> Result<StatusCode, Error> {
+    auth.rotate().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn read_slate(slates: UserSlates, Path(name): Path<String>) -> Result<String, Error> {
+    let doc = slates.slate(&name).get_doc().await?;
+    Ok(doc
+        .and_then(|d| d.doc.get_str("v").ok().map(str::to_owned))
+        .unwrap_or_else(|| "-".into()))
+}
+
+async fn write_slate(
+    slates: UserSlates,
+    Path(name): Path<String>,
+    body: String,
+) -> Result<String, Error> {
+    Ok(slates.slate(&name).set("v", body).await?.to_string())
+}
+
+/// Tries to grow the slate past the 16 MiB limit.
+async fn oversize(slates: UserSlates, Path(name): Path<String>) -> Result<String, Error> {
+    let big = "x".repeat(17 * 1024 * 1024);
+    Ok(slates.slate(&name).set("blob", big).await?.to_string())
+}
+
+/// The suites' router. With a memory store, a request carrying `x-fail-next: N` makes the
+/// next N store operations fail once the layer is done with the request (that is, in the
+/// handler), so a test can fail a handler's write without failing the token lookup.
+pub fn app(slates: &Slates, faults: Option<MemoryStore>) -> Router {
+    let arm = move |req: Request<Body>| {
+        if let (Some(store), Some(n)) = (&faults, req.headers().get("x-fail-next")) {
+            let n: u32 = n.to_str().unwrap().parse().unwrap();
+            store.fail_next(n);
+        }
+        req
+    };
+    Router::new()
+        .route("/login", post(login))
+        .route("/me", get(me))
+        .route("/maybe", get(maybe))
+        .route("/logout", post(logout))
+        .route("/logout-everywhere", post(logout_everywhere))
+        .route("/rotate", post(rotate))
+        .route("/slate/{name}", get(read_slate).post(write_slate))
+        .route("/oversize/{name}", post(oversize))
+        .route("/stats", get(slates::stats_handler))
+        .layer(tower::util::MapRequestLayer::new(arm))
+        .layer(slates.layer())
+}
+
+/// A request to `path` with `method`, a form body, and `x-fail-next: fail_next` when given.
+pub fn request(method: &str, path: &str, body: &str, fail_next: Option<u32>) -> Request<Body> {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/x-www-form-urlencoded");
+    if let Some(n) = fail_next {
+        b = b.header("x-fail-next", n.to_string());
+    }
+    b.body(Body::from(body.to_owned())).unwrap()
+}

@@ -1,0 +1,323 @@
+//! Run with `cargo run --example counter` (memory store; set `SLATES_MONGODB_URI` to use
+//! MongoDB, `PORT` to change the port), then open <http://127.0.0.1:3000/> in two tabs.
+//!
+//! The classic "two tabs" hit counter, done without a lock: every hit is one atomic `$inc`
+//! on the user's `counter` workflow slate, so two tabs clicking at once never lose a hit and
+//! never wait for each other.
+//!
+//! HTTP contract (what the tests check):
+//!
+//! | request | answer |
+//! |---|---|
+//! | `POST /login`, form field `username` (no password in this demo) | 204 + `Set-Cookie` |
+//! | `GET /me` | 200 JSON `{"username": .., "user": {..}}`, or 401 |
+//! | `POST /hits` | 200, the new count as plain text (401 when anonymous) |
+//! | `GET /hits` | 200, the current count as plain text (401 when anonymous) |
+//! | `POST /logout` | 204 + an expired cookie |
+//! | `POST /logout-everywhere` | 204 (every token of the user deleted), 401 when anonymous |
+//! | `GET /stats` | 200 JSON statistics |
+//! | `GET /` | an HTML page with a login form and a hit button |
+//!
+//! The page works with plain HTML forms: when a form (a request that accepts `text/html`)
+//! posts to `/login`, `/hits`, `/logout` or `/logout-everywhere`, the answer is a 303
+//! redirect back to `/` instead of the API answer above. With JavaScript on, the hit button
+//! uses `fetch` and updates the count in place.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::{Form, Request};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use slates::{Auth, CurrentUser, MemoryStore, SlateUpdate, Slates, Store, UserSlates};
+
+/// The workflow slate holding the count, and its field.
+const COUNTER: &str = "counter";
+const HITS: &str = "hits";
+
+/// The router of the example, behind the slates layer.
+pub fn app(slates: Slates) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/login", post(login))
+        .route("/me", get(me))
+        .route("/hits", get(hits).post(hit))
+        .route("/logout", post(logout))
+        .route("/logout-everywhere", post(logout_everywhere))
+        .route("/stats", get(slates::stats_handler))
+        .layer(slates.layer())
+        // Outermost: refuse cross-site form posts before anything else runs.
+        .layer(middleware::from_fn(same_origin_posts))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,slates=debug".into()),
+        )
+        .init();
+    let store = store_from_env().await?;
+    let slates = Slates::builder_shared(store)
+        // The demo is plain http on localhost; a real deployment keeps the Secure default.
+        .secure(false)
+        .build()
+        .await?;
+    let port: u16 = match std::env::var("PORT") {
+        Ok(p) => p.parse()?,
+        Err(_) => 3000,
+    };
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!("counter listening on http://{addr}/");
+    axum::serve(listener, app(slates)).await?;
+    Ok(())
+}
+
+/// The memory store, or MongoDB when `SLATES_MONGODB_URI` is set.
+async fn store_from_env() -> Result<Arc<dyn Store>, Box<dyn std::error::Error>> {
+    match std::env::var("SLATES_MONGODB_URI") {
+        #[cfg(feature = "mongodb")]
+        Ok(uri) if !uri.is_empty() => {
+            // The URI may carry a password: log only that Mongo is used.
+            tracing::info!("using MongoDB (SLATES_MONGODB_URI)");
+            Ok(Arc::new(slates::MongoStore::connect(&uri).await?))
+        }
+        #[cfg(not(feature = "mongodb"))]
+        Ok(uri) if !uri.is_empty() => Err(
+            "SLATES_MONGODB_URI is set but slates was built without the `mongodb` feature".into(),
+        ),
+        _ => {
+            tracing::info!("using the in-memory store (set SLATES_MONGODB_URI for MongoDB)");
+            Ok(Arc::new(MemoryStore::new()))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    username: String,
+}
+
+/// Whether the request comes from a plain HTML form (a browser navigation), which wants a
+/// page back rather than the API answer.
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
+}
+
+/// The API answer, or a redirect back to the page for a plain form.
+fn done(headers: &HeaderMap, api: Response) -> Response {
+    if wants_html(headers) {
+        Redirect::to("/").into_response()
+    } else {
+        api
+    }
+}
+
+async fn login(
+    auth: Auth,
+    slates: Slates,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, slates::Error> {
+    let username = form.username.trim();
+    // No password in this demo: a real app checks it here, before `login`.
+    auth.login(username).await?;
+    // The user slate: written rarely (here, at login), read by the layer on every request.
+    let now = slates
+        .now()
+        .format(&time::format_description::well_known::Rfc3339);
+    slates
+        .user_slates(username)?
+        .user_slate()
+        .update(
+            SlateUpdate::new()
+                .set("name", username)
+                .set("last_login", now.unwrap_or_default())
+                .inc("logins", 1),
+        )
+        .await?;
+    Ok(done(&headers, StatusCode::NO_CONTENT.into_response()))
+}
+
+async fn me(user: CurrentUser) -> Json<serde_json::Value> {
+    let slate = match user.raw_user_slate() {
+        Some(doc) => serde_json::to_value(doc).unwrap_or_default(),
+        None => serde_json::json!({}),
+    };
+    Json(serde_json::json!({ "username": user.username(), "user": slate }))
+}
+
+async fn current_hits(slates: &UserSlates) -> Result<i64, slates::Error> {
+    #[derive(Deserialize)]
+    struct Counter {
+        #[serde(default)]
+        hits: i64,
+    }
+    let counter: Option<Counter> = slates.slate(COUNTER).get().await?;
+    Ok(counter.map_or(0, |c| c.hits))
+}
+
+async fn hits(slates: UserSlates) -> Result<String, slates::Error> {
+    Ok(current_hits(&slates).await?.to_string())
+}
+
+async fn hit(slates: UserSlates, headers: HeaderMap) -> Result<Response, slates::Error> {
+    // One atomic increment: no lock, no lost update, whatever the other tabs do.
+    let n = slates.slate(COUNTER).inc(HITS, 1).await?;
+    Ok(done(&headers, n.to_string().into_response()))
+}
+
+async fn logout(auth: Auth, headers: HeaderMap) -> Result<Response, slates::Error> {
+    auth.logout().await?;
+    Ok(done(&headers, StatusCode::NO_CONTENT.into_response()))
+}
+
+async fn logout_everywhere(auth: Auth, headers: HeaderMap) -> Result<Response, slates::Error> {
+    auth.logout_everywhere().await?;
+    Ok(done(&headers, StatusCode::NO_CONTENT.into_response()))
+}
+
+/// A minimal CSRF check for state-changing requests: a browser's cross-site POST carries
+/// `Sec-Fetch-Site: cross-site` or an `Origin` that is not this host. SameSite=Lax cookies
+/// are defence in depth, not a CSRF defence.
+async fn same_origin_posts(req: Request, next: Next) -> Response {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let headers = req.headers();
+        let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+        let cross_site = matches!(site, Some("cross-site" | "same-site"));
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+        let foreign_origin = match (headers.get(header::ORIGIN), host) {
+            (Some(origin), Some(host)) => origin
+                .to_str()
+                .ok()
+                .and_then(|o| o.split_once("://"))
+                .is_none_or(|(_, o)| o != host),
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if cross_site || foreign_origin {
+            return (StatusCode::FORBIDDEN, "Cross-site request refused.").into_response();
+        }
+    }
+    next.run(req).await
+}
+
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+async fn page(user: Option<CurrentUser>) -> Result<Response, slates::Error> {
+    let body = match user {
+        None => r#"<h1>Hit counter</h1>
+<p>Log in to count your hits. There is no password in this demo.</p>
+<form method="post" action="/login" id="login">
+  <label>Username <input name="username" id="username" required maxlength="120" autofocus></label>
+  <button type="submit" id="login-button">Log in</button>
+</form>"#
+            .to_owned(),
+        Some(user) => {
+            let n = current_hits(&user.slates()).await?;
+            format!(
+                r#"<h1>Hit counter</h1>
+<p>Logged in as <strong id="who">{name}</strong>. Open this page in a second tab and click in both:
+no hit is lost, and no tab waits for the other.</p>
+<form method="post" action="/hits" id="hit-form">
+  <p class="count">Hits: <output id="count">{n}</output></p>
+  <button type="submit" id="hit">Hit</button>
+</form>
+<p id="status" role="status"></p>
+<div class="row">
+  <form method="post" action="/logout"><button type="submit" id="logout" class="secondary">Log out</button></form>
+  <form method="post" action="/logout-everywhere"><button type="submit" id="logout-everywhere" class="secondary">Log out everywhere</button></form>
+</div>
+<p class="small"><a href="/me">/me</a> · <a href="/stats">/stats</a></p>"#,
+                name = esc(user.username()),
+            )
+        }
+    };
+    let mut res = Html(format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>slates · hit counter</title>
+<style>{CSS}</style></head>
+<body><main>{body}</main>
+<script>{SCRIPT}</script></body></html>"#
+    ))
+    .into_response();
+    // The count on the page is per user: never serve it from a cache.
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+const CSS: &str = "
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;background:#f4f5f7;color:#1f2933;margin:0}
+main{max-width:36rem;margin:3rem auto;background:#fff;padding:2rem 2.5rem;border-radius:12px;box-shadow:0 2px 12px rgba(0,0,0,.08)}
+h1{margin-top:0;font-size:1.6rem}
+label{display:block;margin:.5rem 0 1rem}
+input{display:block;margin-top:.3rem;padding:.5rem;font-size:1rem;width:100%;box-sizing:border-box;border:1px solid #cbd2d9;border-radius:6px}
+button{font-size:1rem;padding:.55rem 1.2rem;border:0;border-radius:6px;background:#2f6fdb;color:#fff;cursor:pointer}
+button.secondary{background:#e4e7eb;color:#1f2933}
+.count{font-size:2.2rem;margin:.5rem 0 1rem}
+.row{display:flex;gap:.75rem;margin-top:1.5rem}
+.small{font-size:.85rem;color:#616e7c}
+#status{min-height:1.2em;color:#b44d12}
+";
+
+/// Progressive enhancement: with JavaScript, the hit button posts with `fetch` and updates
+/// the count in place. `window.hitsSeen` keeps every count the server returned and
+/// `window.hitsPending` the requests in flight (the browser test reads both).
+const SCRIPT: &str = r#"
+(function () {
+  var form = document.getElementById('hit-form');
+  if (!form || !window.fetch) return;
+  var count = document.getElementById('count');
+  var status = document.getElementById('status');
+  window.hitsSeen = [];
+  window.hitsPending = 0;
+  window.hitsFailed = 0;
+  form.addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    window.hitsPending++;
+    fetch('/hits', { method: 'POST', credentials: 'same-origin' })
+      .then(function (res) {
+        if (res.status === 401) {
+          window.hitsFailed++;
+          status.textContent = 'You are logged out. Reload the page to log in again.';
+          return null;
+        }
+        if (!res.ok) throw new Error('HTTP ' + res.status);
+        return res.text();
+      })
+      .then(function (text) {
+        if (text === null) return;
+        var n = parseInt(text, 10);
+        window.hitsSeen.push(n);
+        if (n > parseInt(count.textContent, 10)) count.textContent = String(n);
+      })
+      .catch(function (e) { window.hitsFailed++; status.textContent = 'Hit failed: ' + e.message; })
+      .finally(function () { window.hitsPending--; });
+  });
+})();
+"#;

@@ -1,0 +1,295 @@
+//! The `counter` example through its own `app()`: the HTTP contract (login, /me, hits,
+//! logout, logout everywhere, stats), the HTML page, and concurrent hits over a real
+//! listener with a cookie-keeping client.
+mod common;
+
+#[allow(dead_code)]
+#[path = "../examples/counter.rs"]
+mod counter;
+
+use std::collections::BTreeSet;
+use std::future::IntoFuture;
+
+use axum::body::Body;
+use common::harness::Client;
+use counter::app;
+use http::{Request, StatusCode};
+use slates::{ManualClock, MemoryStore, Slates};
+
+async fn new_slates() -> Slates {
+    Slates::builder(MemoryStore::new())
+        .clock(ManualClock::new())
+        .secure(false)
+        .build()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn contract_login_me_hits_logout() {
+    let slates = new_slates().await;
+    let mut client = Client::new(app(slates.clone()));
+
+    // Anonymous: 401 everywhere a user is needed.
+    for (method, path) in [
+        ("GET", "/me"),
+        ("GET", "/hits"),
+        ("POST", "/hits"),
+        ("POST", "/logout-everywhere"),
+    ] {
+        let r = client
+            .send(
+                Request::builder()
+                    .method(method)
+                    .uri(path)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{method} {path}");
+    }
+
+    // Login: 204 + Set-Cookie with the secure defaults (bar Secure, off for plain http).
+    let r = client.post_form("/login", "username=ada").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let set_cookie = r.set_cookies().join("\n");
+    assert!(set_cookie.starts_with("slates="), "{set_cookie}");
+    assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
+    assert!(set_cookie.contains("SameSite=Lax"), "{set_cookie}");
+    assert!(set_cookie.contains("Path=/"), "{set_cookie}");
+    let token = client.cookie.clone().expect("cookie kept");
+
+    // /me: the username and the user slate written at login.
+    let r = client.get("/me").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["content-type"], "application/json");
+    let me: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(me["username"], "ada");
+    assert_eq!(me["user"]["name"], "ada");
+    assert_eq!(me["user"]["logins"], 1);
+
+    // Hits: plain-text counts, each POST one atomic increment.
+    let r = client.get("/hits").await;
+    assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "0"));
+    for expected in 1..=3 {
+        let r = client.post("/hits").await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.body, expected.to_string());
+        assert!(r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"));
+    }
+    let r = client.get("/hits").await;
+    assert_eq!(r.body, "3");
+
+    // Stats: JSON counters.
+    let r = client.get("/stats").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let stats: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(stats["logins"], 1);
+    assert!(stats["requests"].as_u64().unwrap() >= 8, "{stats}");
+    assert!(stats["authenticated"].as_u64().unwrap() >= 5, "{stats}");
+
+    // Logout: 204 + an expired cookie; the old token is refused afterwards.
+    let r = client.post("/logout").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let set_cookie = r.set_cookies().join("\n");
+    assert!(set_cookie.contains("Max-Age=0"), "{set_cookie}");
+    assert!(client.cookie.is_none());
+    client.cookie = Some(token);
+    let r = client.get("/me").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "old cookie refused");
+    let r = client.post("/hits").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    // Logging in again: the count lives in the user's slates, not in the token.
+    client.cookie = None;
+    let r = client.post_form("/login", "username=ada").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(client.get("/hits").await.body, "3");
+    let me: serde_json::Value = serde_json::from_str(&client.get("/me").await.body).unwrap();
+    assert_eq!(me["user"]["logins"], 2);
+}
+
+#[tokio::test]
+async fn users_have_their_own_counters() {
+    let app = app(new_slates().await);
+    let mut ada = Client::new(app.clone());
+    let mut bob = Client::new(app);
+    assert_eq!(ada.post_form("/login", "username=ada").await.status, 204);
+    assert_eq!(bob.post_form("/login", "username=bob").await.status, 204);
+    ada.post("/hits").await;
+    ada.post("/hits").await;
+    assert_eq!(bob.post("/hits").await.body, "1");
+    assert_eq!(ada.get("/hits").await.body, "2");
+}
+
+#[tokio::test]
+async fn logout_everywhere_ends_every_login_of_the_user() {
+    let app = app(new_slates().await);
+    let mut laptop = Client::new(app.clone());
+    let mut phone = Client::new(app.clone());
+    let mut other = Client::new(app);
+    for (c, name) in [
+        (&mut laptop, "ada"),
+        (&mut phone, "ada"),
+        (&mut other, "bob"),
+    ] {
+        let r = c.post_form("/login", &format!("username={name}")).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+    }
+    assert_eq!(phone.get("/me").await.status, StatusCode::OK);
+    let r = laptop.post("/logout-everywhere").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert!(r.set_cookies().join("").contains("Max-Age=0"));
+    assert_eq!(phone.get("/me").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(other.get("/me").await.status, StatusCode::OK, "bob stays");
+}
+
+#[tokio::test]
+async fn bad_usernames_are_400_and_log_nobody_in() {
+    let mut client = Client::new(app(new_slates().await));
+    for bad in ["", "_auth", "a%24b", "system.x"] {
+        let r = client.post_form("/login", &format!("username={bad}")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad:?}: {}", r.body);
+        assert!(r.set_cookies().is_empty(), "{bad:?}");
+    }
+    let r = client.post("/login").await;
+    assert!(r.status.is_client_error(), "no form at all");
+}
+
+#[tokio::test]
+async fn html_page_and_plain_forms() {
+    let mut client = Client::new(app(new_slates().await));
+    let r = client.get("/").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.contains(r#"<form method="post" action="/login""#));
+
+    // A browser form (Accept: text/html) is sent back to the page instead of a 204.
+    let html = "text/html,application/xhtml+xml;q=0.9";
+    let form = |path: &str, body: &str| {
+        Request::post(path)
+            .header("accept", html)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    };
+    let r = client.send(form("/login", "username=%3Ci%3Eeve")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.headers["location"], "/");
+    assert!(client.cookie.is_some());
+    let r = client.send(form("/hits", "")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let r = client.get("/").await;
+    assert!(
+        r.body.contains(r#"<output id="count">1</output>"#),
+        "{}",
+        r.body
+    );
+    // The username is escaped.
+    assert!(r.body.contains("&lt;i&gt;eve"), "{}", r.body);
+    assert!(!r.body.contains("<i>eve"));
+    assert_eq!(r.headers["cache-control"], "no-store");
+    let r = client.send(form("/logout", "")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert!(client.cookie.is_none());
+    assert!(client.get("/").await.body.contains("Log in"));
+}
+
+#[tokio::test]
+async fn cross_site_posts_are_refused() {
+    let mut client = Client::new(app(new_slates().await));
+    assert_eq!(client.post_form("/login", "username=ada").await.status, 204);
+    let r = client
+        .send(
+            Request::post("/hits")
+                .header("host", "127.0.0.1:3000")
+                .header("origin", "http://evil.example")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(client.get("/hits").await.body, "0", "nothing counted");
+    let r = client
+        .send(
+            Request::post("/hits")
+                .header("host", "127.0.0.1:3000")
+                .header("origin", "http://127.0.0.1:3000")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "1"));
+}
+
+/// Two "tabs" (one cookie jar) over a real socket hit the counter concurrently: every
+/// increment is counted once, and every count from 1 to N is handed out exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_hits_over_a_real_listener() {
+    const TASKS: usize = 8;
+    const HITS: usize = 50;
+    let slates = Slates::builder(MemoryStore::new())
+        .secure(false)
+        .build()
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(axum::serve(listener, app(slates)).into_future());
+
+    let http = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    assert_eq!(
+        http.get(format!("{base}/me"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let r = http
+        .post(format!("{base}/login"))
+        .form(&[("username", "ada")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let me = http.get(format!("{base}/me")).send().await.unwrap();
+    let me: serde_json::Value = serde_json::from_str(&me.text().await.unwrap()).unwrap();
+    assert_eq!(me["username"], "ada");
+
+    let mut tasks = Vec::new();
+    for _ in 0..TASKS {
+        let http = http.clone(); // clones share the cookie jar: same login, like two tabs
+        let url = format!("{base}/hits");
+        tasks.push(tokio::spawn(async move {
+            let mut seen = Vec::with_capacity(HITS);
+            for _ in 0..HITS {
+                let r = http.post(&url).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                seen.push(r.text().await.unwrap().parse::<usize>().unwrap());
+            }
+            seen
+        }));
+    }
+    let mut all = BTreeSet::new();
+    for t in tasks {
+        for n in t.await.unwrap() {
+            assert!(all.insert(n), "count {n} handed out twice");
+        }
+    }
+    let total = TASKS * HITS;
+    assert_eq!(all, (1..=total).collect::<BTreeSet<_>>());
+    let now = http.get(format!("{base}/hits")).send().await.unwrap();
+    assert_eq!(now.text().await.unwrap(), total.to_string());
+
+    let r = http.post(format!("{base}/logout")).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let r = http.get(format!("{base}/hits")).send().await.unwrap();
+    assert_eq!(r.status(), 401, "the client dropped the expired cookie");
+    server.abort();
+}

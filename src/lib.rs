@@ -122,8 +122,8 @@ pub use crate::rejection::{LoginRequired, MissingLayer, NotLoggedIn};
 pub use crate::service::SlatesService;
 pub use crate::slates::Slates;
 pub use crate::stats::{stats_handler, LookupLatency, Stats};
-// #[cfg(feature = "mongodb")]
-// pub use crate::store::MongoStore;
+#[cfg(feature = "mongodb")]
+pub use crate::store::MongoStore;
 pub use crate::store::{Layout, MemoryStore, SlateDoc, Store};
 pub use crate::token::{Token, TokenHash};
 pub use crate::user_slate::CurrentUser;

@@ -24,9 +24,8 @@ mod memory;
 mod mongo;
 
 pub use memory::MemoryStore;
-// MongoStore lands with issue 3:
-// #[cfg(feature = "mongodb")]
-// pub use mongo::MongoStore;
+#[cfg(feature = "mongodb")]
+pub use mongo::{MongoStore, DEFAULT_DATABASE, DEFAULT_OPERATION_TIMEOUT, DEFAULT_SERVER_TIMEOUT};
 
 /// MongoDB's document size limit, which both stores enforce: 16 MiB.
 pub const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;

@@ -1,0 +1,468 @@
+//! `MongoStore`: the production backend, on the official `mongodb` driver.
+//!
+//! Every [`Store`] method is one command on one document (see the table on [`MongoStore`]);
+//! the files here hold the pieces: `tokens.rs` the `_auth` queries, `slates.rs` the slate
+//! queries and update documents, `error.rs` the mapping of driver errors.
+
+use std::fmt;
+use std::future::IntoFuture;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bson::{doc, Document};
+use mongodb::options::{
+    ClientOptions, DatabaseOptions, IndexOptions, ReadConcern, ReadPreference, SelectionCriteria,
+    WriteConcern,
+};
+use mongodb::{Client, Collection, Database, IndexModel};
+use time::OffsetDateTime;
+
+use super::{SlateDoc, SlateKey, Store, StoreFuture, StoreOptions, TokenRecord, UpdateOp, Updated};
+use crate::error::{Error, Result};
+use crate::names::Username;
+use crate::token::TokenHash;
+
+mod error;
+mod slates;
+mod tokens;
+
+/// Database used when the connection string names none.
+pub const DEFAULT_DATABASE: &str = "slates";
+/// Default server selection and connect timeout: how long a request waits for an
+/// unreachable server before the layer answers 503.
+pub const DEFAULT_SERVER_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default bound on one store operation, from the first byte sent to the reply.
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The production [`Store`]: MongoDB (or a MongoDB-wire server) through the official driver.
+///
+/// The data model is DESIGN.md §3: an `_auth` collection of
+/// `{ _id: <hex SHA-256 of the token>, user, created, expires, renewed? }`, and slate documents
+/// carrying `_v` (the version, an `i64` bumped by every write) and, for expiring workflow
+/// slates, `_expires`. [`Layout::SingleCollection`](crate::Layout::SingleCollection) keeps
+/// every slate in one collection under `_id: { u: <user>, s: <slate> }`;
+/// [`Layout::CollectionPerUser`](crate::Layout::CollectionPerUser) gives each user a
+/// collection named after them, with `_id: "<slate>"`.
+///
+/// Each operation is one command on one document, so MongoDB's single-document atomicity
+/// is the only concurrency control; nothing is locked across a request:
+///
+/// | operation | command |
+/// |---|---|
+/// | token lookup | `find` on `_id` with `expires > now` |
+/// | login / renewal / rotation grace | `insert` / `update` on `_id`, never an upsert / `update` with `$min` |
+/// | logout / log out everywhere | `delete` on `_id` / `delete` (many) on `user` |
+/// | slate read | `find` on `_id` with the expiry filter |
+/// | `set`, `inc`, `push`, … | `findAndModify` with update operators and `$inc: {_v: 1}`, upsert |
+/// | `put` | `findAndModify` with a pipeline replacing the document and bumping `_v`, upsert |
+/// | compare-and-swap | `update` (replacement) filtered on `{_id, _v}` |
+/// | slate delete | `delete` on `_id` |
+///
+/// Two exceptions, both about an *expired* document still in the collection (the TTL
+/// monitor runs about once a minute): an operator update that meets one gets a duplicate-key
+/// error from its upsert, deletes the expired document with a conditional `delete` and retries
+/// once; and on servers without pipeline updates (FerretDB 1.x) `put` falls back to a read and
+/// a compare-and-swap replacement, retried on conflict. [`prepare`](Store::prepare) detects
+/// what the server supports with two no-op probes.
+///
+/// [`prepare`](Store::prepare) (called by [`SlatesBuilder::build`](crate::SlatesBuilder::build))
+/// creates the indexes, idempotently: `_auth` `{user: 1}` and the TTL index
+/// `{expires: 1}` with `expireAfterSeconds: 0`, plus, in the single-collection layout, a TTL
+/// index on the slates' `_expires`. Lookups still filter on expiry, whatever the TTL monitor
+/// has done.
+///
+/// Errors map to [`Error`]: duplicate key, document too large (checked before sending, and
+/// mapped from the server), invalid namespace, and [`Error::Unavailable`] for an unreachable
+/// server, a timeout or a primary stepping down (the layer answers 503; requests succeed again
+/// as soon as the driver reconnects).
+///
+/// Cloning is cheap: the driver's handles are `Arc`s inside.
+///
+/// ```no_run
+/// use slates::{Layout, MongoStore, Slates};
+/// use slates::mongodb::options::{Acknowledgment, WriteConcern};
+///
+/// # async fn f() -> slates::Result<()> {
+/// let store = MongoStore::connect("mongodb://localhost:27017/slates")
+///     .await?
+///     .write_concern(WriteConcern::builder().w(Acknowledgment::Majority).build());
+/// let slates = Slates::builder(store)
+///     .layout(Layout::SingleCollection)
+///     .build() // creates the indexes
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct MongoStore {
+    db: Database,
+    operation_timeout: Option<Duration>,
+    prepared: Arc<OnceLock<Prepared>>,
+}
+
+/// What [`Store::prepare`] settled: the options, the collections and what the server can do.
+struct Prepared {
+    options: StoreOptions,
+    auth: Collection<Document>,
+    /// The slates collection of the single-collection layout.
+    slates: Collection<Document>,
+    caps: Capabilities,
+}
+
+/// Features that MongoDB has and FerretDB 1.x lacks, probed in `prepare`.
+#[derive(Debug, Clone, Copy)]
+struct Capabilities {
+    /// Updates given as an aggregation pipeline (`put` in one command).
+    pipeline_updates: bool,
+    /// A projection on `findAndModify` (`inc` returns two fields, not the document).
+    find_and_modify_projection: bool,
+}
+
+impl MongoStore {
+    /// Connects with a connection string. The database is the one named in the string's
+    /// path (`mongodb://host/mydb`), else [`DEFAULT_DATABASE`]. Server selection and connect
+    /// timeouts default to [`DEFAULT_SERVER_TIMEOUT`] unless the string sets them
+    /// (`serverSelectionTimeoutMS`, `connectTimeoutMS`), so that an outage turns into 503s
+    /// quickly.
+    ///
+    /// No command is sent yet: an app can start while the server is down.
+    pub async fn connect(uri: &str) -> Result<Self> {
+        let options = ClientOptions::parse(uri).await.map_err(|e| match *e.kind {
+            mongodb::error::ErrorKind::InvalidArgument { .. } => {
+                Error::Config(format!("invalid MongoDB connection string: {e}"))
+            }
+            _ => error::map(e),
+        })?;
+        Self::connect_with_options(options)
+    }
+
+    /// Connects with parsed driver options (for settings a connection string cannot carry,
+    /// such as command monitoring). Defaults as in [`connect`](Self::connect).
+    pub fn connect_with_options(mut options: ClientOptions) -> Result<Self> {
+        options
+            .server_selection_timeout
+            .get_or_insert(DEFAULT_SERVER_TIMEOUT);
+        options
+            .connect_timeout
+            .get_or_insert(DEFAULT_SERVER_TIMEOUT);
+        options.app_name.get_or_insert_with(|| "slates".to_owned());
+        let client = Client::with_options(options).map_err(error::map)?;
+        let db = client
+            .default_database()
+            .unwrap_or_else(|| client.database(DEFAULT_DATABASE));
+        Ok(Self::from_database(db))
+    }
+
+    /// A store on an existing database handle, keeping its client's settings and the
+    /// handle's read and write concerns.
+    pub fn from_database(db: Database) -> Self {
+        MongoStore {
+            db,
+            operation_timeout: Some(DEFAULT_OPERATION_TIMEOUT),
+            prepared: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// The write concern of every write (default: the client's, usually `w: 1`; use
+    /// majority on a replica set so that a login survives a failover).
+    pub fn write_concern(self, write_concern: WriteConcern) -> Self {
+        let options = DatabaseOptions::builder()
+            .write_concern(write_concern)
+            .read_concern(self.db.read_concern().cloned())
+            .selection_criteria(self.db.selection_criteria().cloned())
+            .build();
+        self.with_database_options(options)
+    }
+
+    /// The read concern of every read (default: the client's).
+    pub fn read_concern(self, read_concern: ReadConcern) -> Self {
+        let options = DatabaseOptions::builder()
+            .write_concern(self.db.write_concern().cloned())
+            .read_concern(read_concern)
+            .selection_criteria(self.db.selection_criteria().cloned())
+            .build();
+        self.with_database_options(options)
+    }
+
+    /// Which members serve reads (default: the primary). Reading tokens from a secondary
+    /// trades read-your-writes for load: a request right after login may not find its token
+    /// yet.
+    pub fn selection_criteria(self, criteria: SelectionCriteria) -> Self {
+        let options = DatabaseOptions::builder()
+            .write_concern(self.db.write_concern().cloned())
+            .read_concern(self.db.read_concern().cloned())
+            .selection_criteria(criteria)
+            .build();
+        self.with_database_options(options)
+    }
+
+    /// Shorthand for [`selection_criteria`](Self::selection_criteria) with a read preference.
+    pub fn read_preference(self, preference: ReadPreference) -> Self {
+        self.selection_criteria(SelectionCriteria::ReadPreference(preference))
+    }
+
+    /// Upper bound on one operation (default [`DEFAULT_OPERATION_TIMEOUT`]); past it the
+    /// operation fails with [`Error::Unavailable`]. `None` waits as long as the driver does.
+    /// Every operation is one command, so a timed-out write was either applied whole or not
+    /// at all.
+    pub fn operation_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.operation_timeout = timeout;
+        self
+    }
+
+    /// The database handle the store uses.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    fn with_database_options(mut self, options: DatabaseOptions) -> Self {
+        self.db = self
+            .db
+            .client()
+            .database_with_options(self.db.name(), options);
+        // The collections of an earlier `prepare` carry the old options: prepare again.
+        self.prepared = Arc::new(OnceLock::new());
+        self
+    }
+
+    fn prepared(&self) -> Result<&Prepared> {
+        self.prepared.get().ok_or_else(|| {
+            Error::Config(
+                "MongoStore used before Store::prepare: build it with Slates::builder(store).build()"
+                    .to_owned(),
+            )
+        })
+    }
+
+    /// Runs one driver call under the operation timeout.
+    async fn bounded<T>(
+        &self,
+        call: impl IntoFuture<Output = mongodb::error::Result<T>>,
+    ) -> Result<mongodb::error::Result<T>> {
+        match self.operation_timeout {
+            None => Ok(call.await),
+            Some(limit) => tokio::time::timeout(limit, call.into_future())
+                .await
+                .map_err(|elapsed| Error::Unavailable(Box::new(elapsed))),
+        }
+    }
+
+    async fn do_prepare(&self, options: &StoreOptions) -> Result<()> {
+        if let Some(done) = self.prepared.get() {
+            return same_options(&done.options, options);
+        }
+        let auth = self.db.collection::<Document>(&options.auth_collection);
+        let slates = self.db.collection::<Document>(&options.slates_collection);
+        let pipeline_updates = self
+            .probe(auth.find_one_and_update(probe_filter(), vec![doc! {"$set": {"_p": 1}}]))
+            .await?;
+        let find_and_modify_projection = self
+            .probe(
+                auth.find_one_and_update(probe_filter(), doc! {"$set": {"_p": 1}})
+                    .projection(doc! {"_id": 1}),
+            )
+            .await?;
+        self.create_index(&auth, doc! {"user": 1}, None).await?;
+        let mut ttl_indexes = self
+            .create_index(&auth, doc! {"expires": 1}, Some(Duration::ZERO))
+            .await?;
+        if options.layout == super::Layout::SingleCollection {
+            ttl_indexes &= self
+                .create_index(&slates, doc! {"_expires": 1}, Some(Duration::ZERO))
+                .await?;
+        }
+        let caps = Capabilities {
+            pipeline_updates,
+            find_and_modify_projection,
+        };
+        if !ttl_indexes {
+            tracing::warn!(
+                "the MongoDB server does not support TTL indexes (FerretDB 1.x?): expired \
+                 tokens and slates are refused at read time but not garbage-collected"
+            );
+        }
+        if !pipeline_updates {
+            tracing::warn!(
+                "the MongoDB server does not support pipeline updates (FerretDB 1.x?): \
+                 Slate::put will read the version and replace with compare-and-swap"
+            );
+        }
+        tracing::debug!(
+            ?caps,
+            database = self.db.name(),
+            "slates MongoStore prepared"
+        );
+        let prepared = Prepared {
+            options: options.clone(),
+            auth,
+            slates,
+            caps,
+        };
+        match self.prepared.set(prepared) {
+            Ok(()) => Ok(()),
+            // A concurrent prepare won; it must have used the same options.
+            Err(_) => same_options(&self.prepared()?.options, options),
+        }
+    }
+
+    /// Runs a no-op feature probe: `Ok(true)` if the server accepted it, `Ok(false)` if it
+    /// answered "not implemented" (or refused the shape).
+    async fn probe<T>(
+        &self,
+        call: impl IntoFuture<Output = mongodb::error::Result<T>>,
+    ) -> Result<bool> {
+        match self.bounded(call).await? {
+            Ok(_) => Ok(true),
+            Err(e) if error::code(&e).is_some_and(|c| c == error::NOT_IMPLEMENTED || c == 14) => {
+                Ok(false)
+            }
+            Err(e) => Err(error::map(e)),
+        }
+    }
+
+    /// Creates an index (a TTL index if `ttl` is given). `Ok(false)` if the server does not
+    /// implement the option.
+    async fn create_index(
+        &self,
+        coll: &Collection<Document>,
+        keys: Document,
+        ttl: Option<Duration>,
+    ) -> Result<bool> {
+        let options = IndexOptions::builder().expire_after(ttl).build();
+        let model = IndexModel::builder().keys(keys).options(options).build();
+        match self.bounded(coll.create_index(model)).await? {
+            Ok(_) => Ok(true),
+            Err(e) if ttl.is_some() && error::code(&e) == Some(error::NOT_IMPLEMENTED) => Ok(false),
+            Err(e) => Err(error::map(e)),
+        }
+    }
+}
+
+/// A filter that matches no token (an `_auth` `_id` is 64 hex digits).
+fn probe_filter() -> Document {
+    doc! {"_id": "slates-capability-probe"}
+}
+
+fn same_options(prepared: &StoreOptions, asked: &StoreOptions) -> Result<()> {
+    if prepared == asked {
+        Ok(())
+    } else {
+        Err(Error::Config(
+            "this MongoStore was already prepared with other options (layout or collection \
+             names); use one store per configuration"
+                .to_owned(),
+        ))
+    }
+}
+
+/// A time as a BSON date (millisecond precision, like the [`ManualClock`](crate::ManualClock)).
+fn to_bson_date(t: OffsetDateTime) -> bson::DateTime {
+    let millis = t.unix_timestamp_nanos().div_euclid(1_000_000);
+    bson::DateTime::from_millis(i64::try_from(millis).unwrap_or(i64::MAX))
+}
+
+fn from_bson_date(d: bson::DateTime) -> Result<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(d.timestamp_millis()) * 1_000_000)
+        .map_err(|_| error::malformed("a stored date is out of range"))
+}
+
+impl fmt::Debug for MongoStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MongoStore")
+            .field("database", &self.db.name())
+            .field("operation_timeout", &self.operation_timeout)
+            .field("prepared", &self.prepared.get().map(|p| &p.options))
+            .finish()
+    }
+}
+
+impl Store for MongoStore {
+    fn prepare<'a>(&'a self, options: &'a StoreOptions) -> StoreFuture<'a, ()> {
+        Box::pin(self.do_prepare(options))
+    }
+
+    fn insert_token<'a>(&'a self, record: &'a TokenRecord) -> StoreFuture<'a, ()> {
+        Box::pin(self.do_insert_token(record))
+    }
+
+    fn find_token<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<TokenRecord>> {
+        Box::pin(self.do_find_token(hash, now))
+    }
+
+    fn renew_token<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+        previous: OffsetDateTime,
+        expires: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(self.do_renew_token(hash, previous, expires, now))
+    }
+
+    fn expire_token_at<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+        at: OffsetDateTime,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(self.do_expire_token_at(hash, at))
+    }
+
+    fn delete_token<'a>(&'a self, hash: &'a TokenHash) -> StoreFuture<'a, bool> {
+        Box::pin(self.do_delete_token(hash))
+    }
+
+    fn delete_user_tokens<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, u64> {
+        Box::pin(self.do_delete_user_tokens(user))
+    }
+
+    fn get_slate<'a>(
+        &'a self,
+        key: &'a SlateKey,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<SlateDoc>> {
+        Box::pin(self.do_get_slate(key, now))
+    }
+
+    fn put_slate<'a>(
+        &'a self,
+        key: &'a SlateKey,
+        doc: &'a Document,
+        expires: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, i64> {
+        Box::pin(self.do_put_slate(key, doc, expires, now))
+    }
+
+    fn update_slate<'a>(
+        &'a self,
+        key: &'a SlateKey,
+        ops: &'a [UpdateOp],
+        expires: Option<OffsetDateTime>,
+        returning: Option<&'a str>,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Updated> {
+        Box::pin(self.do_update_slate(key, ops, expires, returning, now))
+    }
+
+    fn replace_slate_if<'a>(
+        &'a self,
+        key: &'a SlateKey,
+        expected: Option<i64>,
+        doc: &'a Document,
+        expires: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<i64>> {
+        Box::pin(self.do_replace_slate_if(key, expected, doc, expires, now))
+    }
+
+    fn delete_slate<'a>(&'a self, key: &'a SlateKey, now: OffsetDateTime) -> StoreFuture<'a, bool> {
+        Box::pin(self.do_delete_slate(key, now))
+    }
+
+    fn delete_user_slates<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, ()> {
+        Box::pin(self.do_delete_user_slates(user))
+    }
+}

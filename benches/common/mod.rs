@@ -1,0 +1,571 @@
+//! Shared by the bench binaries: the four systems under test, each as a real axum router
+//! with the same routes, and a small client that drives them with `oneshot`.
+//!
+//! Systems:
+//! - **slates** on its `MemoryStore`;
+//! - **tower-sessions** 0.15 on its `MemoryStore` (lazy load, whole-record save at the end);
+//! - **locking session**: [`locking`], a reference middleware that holds a per-session
+//!   `tokio::sync::Mutex` for the whole request (PHP file sessions, CherryPy's default);
+//! - **bare axum**: no session layer, the floor.
+//!
+//! Every system stores the same user data: the username and a small profile (display name,
+//! time zone, permissions, panels). slates keeps the profile in the user slate; the session
+//! systems keep `user` and `profile` in the session record.
+#![allow(dead_code)]
+
+pub mod chart;
+pub mod locking;
+pub mod report;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Path;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use http::header::{COOKIE, SET_COOKIE};
+use http::{HeaderValue, Request, StatusCode};
+use serde::{Deserialize, Serialize};
+use tower::ServiceExt;
+
+/// Simulated I/O inside a writing handler (a query, a call to another service): the window
+/// in which a load-at-start, save-at-end session loses updates.
+pub const WRITE_WORK: Duration = Duration::from_millis(1);
+/// How long the slow writer of the "logout undone" race works before it writes.
+pub const SLOW_WRITE: Duration = Duration::from_millis(100);
+
+/// Whether `SLATES_BENCH_QUICK` asks for the quick mode (CI: few iterations, small sizes).
+pub fn quick() -> bool {
+    std::env::var("SLATES_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The systems under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// slates, `MemoryStore`.
+    Slates,
+    /// tower-sessions 0.15, `MemoryStore`.
+    TowerSessions,
+    /// The locking reference session.
+    Locking,
+    /// axum without a session layer.
+    Bare,
+}
+
+impl Kind {
+    /// Every system, in table order.
+    pub const ALL: [Kind; 4] = [Kind::Slates, Kind::TowerSessions, Kind::Locking, Kind::Bare];
+    /// The systems that keep per-user state.
+    pub const STATEFUL: [Kind; 3] = [Kind::Slates, Kind::TowerSessions, Kind::Locking];
+
+    /// Name in tables and charts.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Slates => "slates",
+            Kind::TowerSessions => "tower-sessions 0.15",
+            Kind::Locking => "locking session",
+            Kind::Bare => "bare axum",
+        }
+    }
+
+    /// A short id (criterion benchmark ids, file names).
+    pub fn id(self) -> &'static str {
+        match self {
+            Kind::Slates => "slates",
+            Kind::TowerSessions => "tower_sessions",
+            Kind::Locking => "locking",
+            Kind::Bare => "bare",
+        }
+    }
+
+    /// The router of this system, with every bench route.
+    pub async fn app(self) -> Router {
+        match self {
+            Kind::Slates => slates_app::app(slates_app::memory().await),
+            Kind::TowerSessions => ts_app::app(),
+            Kind::Locking => locking_app::app(),
+            Kind::Bare => bare_app::app(),
+        }
+    }
+}
+
+/// The profile every system stores for a user.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Profile {
+    pub name: String,
+    pub timezone: String,
+    pub permissions: Vec<String>,
+    pub panels: Vec<String>,
+}
+
+impl Profile {
+    pub fn of(user: &str) -> Self {
+        Profile {
+            name: format!("User {user}"),
+            timezone: "Europe/Paris".into(),
+            permissions: vec!["read".into(), "write".into(), "upload".into()],
+            panels: vec!["inbox".into(), "reports".into(), "stats".into()],
+        }
+    }
+}
+
+/// A list of items that writers append to (scenario 2).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Cart {
+    pub items: Vec<i64>,
+}
+
+/// A router plus the cookie of one logged-in user: what a browser tab holds.
+#[derive(Clone)]
+pub struct Tab {
+    pub kind: Kind,
+    pub app: Router,
+    /// `name=value`, ready for a `Cookie` header (empty for bare axum).
+    pub cookie: HeaderValue,
+}
+
+impl Tab {
+    /// Logs `user` in on a fresh router of `kind`.
+    pub async fn login(kind: Kind, user: &str) -> Tab {
+        Self::login_on(kind, kind.app().await, user).await
+    }
+
+    /// Logs `user` in on `app` (a router of `kind`).
+    pub async fn login_on(kind: Kind, app: Router, user: &str) -> Tab {
+        let res = app
+            .clone()
+            .oneshot(
+                Request::post(format!("/login/{user}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{kind:?} login");
+        let cookie = match res.headers().get(SET_COOKIE) {
+            Some(v) => {
+                let s = v.to_str().unwrap();
+                HeaderValue::from_str(s.split(';').next().unwrap()).unwrap()
+            }
+            // Bare axum sets no cookie; send one of the same size anyway, so that every
+            // system gets the same request.
+            None => HeaderValue::from_static("bare=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+        };
+        Tab { kind, app, cookie }
+    }
+
+    /// The request `method path` carrying this tab's cookie.
+    pub fn request(&self, method: &str, path: &str) -> Request<Body> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .unwrap();
+        if !self.cookie.is_empty() {
+            req.headers_mut().insert(COOKIE, self.cookie.clone());
+        }
+        req
+    }
+
+    /// Sends `method path` and returns the response (body not read).
+    pub async fn send(&self, method: &str, path: &str) -> Response {
+        self.app
+            .clone()
+            .oneshot(self.request(method, path))
+            .await
+            .unwrap()
+    }
+
+    /// Scenario 1: the authenticated read-only request. Returns its status.
+    pub async fn me(&self) -> StatusCode {
+        self.send("GET", "/me").await.status()
+    }
+
+    /// Sends `method path` and reads the body to a string.
+    pub async fn text(&self, method: &str, path: &str) -> (StatusCode, String) {
+        use http_body_util::BodyExt;
+        let res = self.send(method, path).await;
+        let status = res.status();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
+
+fn error(e: impl std::fmt::Display) -> Response {
+    (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
+}
+
+/// slates: `CurrentUser` for reads, one atomic operator per write.
+pub mod slates_app {
+    use super::*;
+    use slates::{Auth, CurrentUser, MemoryStore, Slates, UserSlates};
+
+    /// slates on a fresh memory store, renewal as configured by default.
+    pub async fn memory() -> Slates {
+        with_store(MemoryStore::new()).await
+    }
+
+    /// slates on `store`, plain-http cookies.
+    pub async fn with_store(store: impl slates::Store) -> Slates {
+        Slates::builder(store).secure(false).build().await.unwrap()
+    }
+
+    /// The bench routes over `slates`.
+    pub fn app(slates: Slates) -> Router {
+        Router::new()
+            .route("/login/{user}", post(login))
+            .route("/me", get(me))
+            .route("/add", post(add))
+            .route("/add-cas", post(add_cas))
+            .route("/items", get(items))
+            .route("/slow-write", post(slow_write))
+            .route("/logout", post(logout))
+            .route("/long", get(long))
+            .layer(slates.layer())
+    }
+
+    async fn login(auth: Auth, slates: Slates, Path(user): Path<String>) -> Response {
+        let put = async {
+            slates
+                .user_slates(&user)?
+                .user_slate()
+                .put(&Profile::of(&user))
+                .await?;
+            auth.login(&user).await
+        };
+        match put.await {
+            Ok(()) => "ok".into_response(),
+            Err(e) => error(e),
+        }
+    }
+
+    /// Scenario 1: the user's name, no store call beyond what the layer did.
+    pub async fn me(user: CurrentUser) -> String {
+        user.username().to_owned()
+    }
+
+    async fn add(slates: UserSlates) -> Response {
+        tokio::time::sleep(WRITE_WORK).await;
+        match slates.slate("cart").push("items", 1).await {
+            Ok(_) => "ok".into_response(),
+            Err(e) => error(e),
+        }
+    }
+
+    async fn add_cas(slates: UserSlates) -> Response {
+        tokio::time::sleep(WRITE_WORK).await;
+        match slates
+            .slate("cart")
+            .modify(|c: &mut Cart| c.items.push(1))
+            .await
+        {
+            Ok(()) => "ok".into_response(),
+            Err(e) => error(e),
+        }
+    }
+
+    async fn items(slates: UserSlates) -> Response {
+        match slates.slate("cart").get::<Cart>().await {
+            Ok(c) => c
+                .unwrap_or_default()
+                .items
+                .len()
+                .to_string()
+                .into_response(),
+            Err(e) => error(e),
+        }
+    }
+
+    async fn slow_write(slates: UserSlates) -> Response {
+        tokio::time::sleep(SLOW_WRITE).await;
+        match slates.slate("draft").set("text", "written late").await {
+            Ok(_) => "ok".into_response(),
+            Err(e) => error(e),
+        }
+    }
+
+    async fn logout(auth: Auth) -> Response {
+        match auth.logout().await {
+            Ok(()) => "bye".into_response(),
+            Err(e) => error(e),
+        }
+    }
+
+    async fn long(user: CurrentUser) -> String {
+        tokio::time::sleep(super::long_hold()).await;
+        user.username().to_owned()
+    }
+}
+
+/// How long the long request of scenario 3 holds.
+pub fn long_hold() -> Duration {
+    Duration::from_millis(500)
+}
+
+/// tower-sessions 0.15 on its `MemoryStore`.
+pub mod ts_app {
+    use super::*;
+    use tower_sessions::{MemoryStore, Session, SessionManagerLayer};
+
+    pub fn app() -> Router {
+        with_store(MemoryStore::default())
+    }
+
+    pub fn with_store(store: MemoryStore) -> Router {
+        Router::new()
+            .route("/login/{user}", post(login))
+            .route("/me", get(me))
+            .route("/add", post(add))
+            .route("/items", get(items))
+            .route("/slow-write", post(slow_write))
+            .route("/logout", post(logout))
+            .route("/long", get(long))
+            .layer(SessionManagerLayer::new(store).with_secure(false))
+    }
+
+    async fn login(session: Session, Path(user): Path<String>) -> Response {
+        let r = async {
+            session.cycle_id().await?;
+            session.insert("user", &user).await?;
+            session.insert("profile", Profile::of(&user)).await
+        };
+        match r.await {
+            Ok(()) => "ok".into_response(),
+            Err(e) => error(e),
+        }
+    }
+
+    async fn user(session: &Session) -> Result<String, Response> {
+        match session.get::<String>("user").await {
+            Ok(Some(u)) => Ok(u),
+            Ok(None) => Err(StatusCode::UNAUTHORIZED.into_response()),
+            Err(e) => Err(error(e)),
+        }
+    }
+
+    /// Scenario 1: the user's name from the session.
+    pub async fn me(session: Session) -> Response {
+        match user(&session).await {
+            Ok(u) => u.into_response(),
+            Err(r) => r,
+        }
+    }
+
+    async fn add(session: Session) -> Response {
+        let r = async {
+            let mut cart: Cart = session.get("cart").await?.unwrap_or_default();
+            tokio::time::sleep(WRITE_WORK).await;
+            cart.items.push(1);
+            session.insert("cart", cart).await
+        };
+        match r.await {
+            Ok(()) => "ok".into_response(),
+            Err(e) => error(e),
+        }
+    }
+
+    async fn items(session: Session) -> Response {
+        match session.get::<Cart>("cart").await {
+            Ok(c) => c
+                .unwrap_or_default()
+                .items
+                .len()
+                .to_string()
+                .into_response(),
+            Err(e) => error(e),
+        }
+    }
+
+    async fn slow_write(session: Session) -> Response {
+        if let Err(r) = user(&session).await {
+            return r;
+        }
+        tokio::time::sleep(SLOW_WRITE).await;
+        match session.insert("draft", "written late").await {
+            Ok(()) => "ok".into_response(),
+            Err(e) => error(e),
+        }
+    }
+
+    async fn logout(session: Session) -> Response {
+        match session.flush().await {
+            Ok(()) => "bye".into_response(),
+            Err(e) => error(e),
+        }
+    }
+
+    async fn long(session: Session) -> Response {
+        let u = match user(&session).await {
+            Ok(u) => u,
+            Err(r) => return r,
+        };
+        tokio::time::sleep(super::long_hold()).await;
+        u.into_response()
+    }
+}
+
+/// The locking reference session (see [`locking`]).
+pub mod locking_app {
+    use super::locking::{LockedSession, LockingStore};
+    use super::*;
+
+    pub fn app() -> Router {
+        let store = LockingStore::default();
+        Router::new()
+            .route("/login/{user}", post(login))
+            .route("/me", get(me))
+            .route("/add", post(add))
+            .route("/items", get(items))
+            .route("/slow-write", post(slow_write))
+            .route("/logout", post(logout))
+            .route("/long", get(long))
+            .layer(axum::middleware::from_fn_with_state(
+                store,
+                super::locking::middleware,
+            ))
+    }
+
+    async fn login(session: LockedSession, Path(user): Path<String>) -> &'static str {
+        session.create();
+        session.insert("user", &user);
+        session.insert("profile", Profile::of(&user));
+        "ok"
+    }
+
+    /// Scenario 1: the user's name from the session.
+    pub async fn me(session: LockedSession) -> Response {
+        match session.get::<String>("user") {
+            Some(u) => u.into_response(),
+            None => StatusCode::UNAUTHORIZED.into_response(),
+        }
+    }
+
+    async fn add(session: LockedSession) -> &'static str {
+        let mut cart: Cart = session.get("cart").unwrap_or_default();
+        tokio::time::sleep(WRITE_WORK).await;
+        cart.items.push(1);
+        session.insert("cart", cart);
+        "ok"
+    }
+
+    async fn items(session: LockedSession) -> String {
+        session
+            .get::<Cart>("cart")
+            .unwrap_or_default()
+            .items
+            .len()
+            .to_string()
+    }
+
+    async fn slow_write(session: LockedSession) -> Response {
+        if session.get::<String>("user").is_none() {
+            return StatusCode::UNAUTHORIZED.into_response();
+        }
+        tokio::time::sleep(SLOW_WRITE).await;
+        session.insert("draft", "written late");
+        "ok".into_response()
+    }
+
+    async fn logout(session: LockedSession) -> &'static str {
+        session.destroy();
+        "bye"
+    }
+
+    async fn long(session: LockedSession) -> Response {
+        let Some(u) = session.get::<String>("user") else {
+            return StatusCode::UNAUTHORIZED.into_response();
+        };
+        tokio::time::sleep(super::long_hold()).await;
+        u.into_response()
+    }
+}
+
+/// axum with no session layer: the floor.
+pub mod bare_app {
+    use super::*;
+
+    pub fn app() -> Router {
+        Router::new()
+            .route("/login/{user}", post(|| async { "ok" }))
+            .route("/me", get(me))
+            .route(
+                "/long",
+                get(|| async {
+                    tokio::time::sleep(super::long_hold()).await;
+                    "ada"
+                }),
+            )
+    }
+
+    /// Scenario 1: a handler that returns a name it already has.
+    pub async fn me() -> String {
+        "ada".to_owned()
+    }
+}
+
+/// A nanoseconds figure for tables: `1234 ns`, `12.3 µs`.
+pub fn fmt_ns(ns: f64) -> String {
+    if ns >= 100_000.0 {
+        format!("{:.0} µs", ns / 1_000.0)
+    } else if ns >= 10_000.0 {
+        format!("{:.1} µs", ns / 1_000.0)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
+/// A duration in milliseconds, 3 significant-ish digits.
+pub fn fmt_ms(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1_000.0;
+    if ms >= 100.0 {
+        format!("{ms:.0} ms")
+    } else if ms >= 1.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{ms:.3} ms")
+    }
+}
+
+/// The `q`-quantile (0..=1) of `sorted` (nearest rank).
+pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((sorted.len() as f64) * q).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// The median of `xs` (which it sorts).
+pub fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    let n = xs.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+/// Where criterion keeps its results, for the overhead bench and for RESULTS.md.
+pub fn criterion_dir() -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("criterion")
+}
+
+/// Criterion's mean estimate (ns) for `group/id`, if the overhead bench has run.
+pub fn criterion_mean_ns(group: &str, id: &str) -> Option<f64> {
+    let path = criterion_dir()
+        .join(group)
+        .join(id)
+        .join("new")
+        .join("estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["mean"]["point_estimate"].as_f64()
+}

@@ -673,7 +673,7 @@ async fn review(LoggedIn(user): LoggedIn) -> Result<Response, PageError> {
   <button type="submit" name="choice" value="discard" id="discard">Discard conflicts (save {discard} ids)</button>
   <button type="submit" name="choice" value="keep" id="keep" class="secondary">Keep all (save {keep} ids)</button>
 </form>
-<form method="post" action="/review/cancel"><button type="submit" id="cancel" class="link">Cancel this upload</button></form>
+<form method="post" action="/review/cancel" class="cancel"><button type="submit" id="cancel" class="link">Cancel this upload</button></form>
 <p class="hint">“Discard conflicts” drops ids already saved in another set and keeps each duplicate once;
 “Keep all” saves every id as uploaded. Values that are not numbers are never saved.</p>"#,
         keep = upload.ids.len(),
@@ -1026,6 +1026,7 @@ button{font-size:1rem;padding:.55rem 1.2rem;border:0;border-radius:6px;backgroun
 button.secondary{background:#e4e7eb;color:#1f2933}
 button.link{background:none;color:#2f6fdb;padding:0;margin:0;text-decoration:underline}
 .choices{display:flex;gap:.8rem;flex-wrap:wrap;margin-top:1.5rem}
+.cancel{margin-top:.9rem}
 .hint{font-weight:400;color:#616e7c;font-size:.9rem}
 .note{background:#fff8e6;border-left:4px solid #f0b429;padding:.6rem .9rem;border-radius:4px}
 .ok{background:#e3f9e5;border-left:4px solid #31b237;padding:.6rem .9rem;border-radius:4px}

@@ -1,0 +1,607 @@
+//! Command shapes (issue 3, point 7): with the driver's command monitoring, each store
+//! operation is shown to send exactly the commands it should, one atomic command per
+//! operation. This is how atomicity is proven on a server (FerretDB) whose own updates are
+//! not atomic under concurrency: slates never reads, modifies in Rust and writes back,
+//! except inside the compare-and-swap helper.
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use bson::{doc, Bson, Document};
+use common::harness::Client;
+use common::mongo;
+use http::StatusCode;
+use slates::mongodb::event::command::CommandEvent;
+use slates::mongodb::event::EventHandler;
+use slates::store::{SlateKey, TokenRecord};
+use slates::{Clock, Layout, ManualClock, MongoStore, SlateName, Slates, Token, Username};
+use time::Duration;
+
+/// Commands that are not part of an operation (handshakes, sessions, the test's own set-up).
+const IGNORED: [&str; 7] = [
+    "hello",
+    "isMaster",
+    "ismaster",
+    "ping",
+    "buildInfo",
+    "endSessions",
+    "dropDatabase",
+];
+
+/// The commands sent to the test database, in order.
+#[derive(Clone)]
+struct Recorder {
+    db: String,
+    seen: Arc<Mutex<Vec<(String, Document)>>>,
+}
+
+impl Recorder {
+    /// Everything recorded since the last call.
+    fn take(&self) -> Vec<(String, Document)> {
+        std::mem::take(&mut *self.seen.lock().unwrap())
+    }
+
+    /// The names of everything recorded since the last call.
+    fn names(&self) -> Vec<String> {
+        self.take().into_iter().map(|(n, _)| n).collect()
+    }
+
+    /// Asserts that exactly one command, named `name`, was sent since the last call.
+    fn one(&self, name: &str, what: &str) -> Document {
+        let mut seen = self.take();
+        let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, [name], "{what}: expected exactly one `{name}`");
+        seen.remove(0).1
+    }
+}
+
+struct Setup {
+    slates: Slates,
+    rec: Recorder,
+    clock: ManualClock,
+    ferretdb: bool,
+}
+
+async fn setup(test: &str, layout: Layout) -> Option<Setup> {
+    let mut options = mongo::client_options().await?;
+    let rec = Recorder {
+        db: mongo::database_name(test),
+        seen: Arc::default(),
+    };
+    let r = rec.clone();
+    options.command_event_handler = Some(EventHandler::callback(move |event| {
+        if let CommandEvent::Started(e) = event {
+            if e.db == r.db && !IGNORED.contains(&e.command_name.as_str()) {
+                r.seen.lock().unwrap().push((e.command_name, e.command));
+            }
+        }
+    }));
+    let db = mongo::database(test, options).await;
+    let clock = ManualClock::new();
+    let slates = Slates::builder(MongoStore::from_database(db))
+        .layout(layout)
+        .clock(clock.clone())
+        .secure(false)
+        .build()
+        .await
+        .expect("build");
+    rec.take(); // prepare's probes and indexes
+    Some(Setup {
+        slates,
+        rec,
+        clock,
+        ferretdb: mongo::is_ferretdb().await,
+    })
+}
+
+fn date(t: time::OffsetDateTime) -> bson::DateTime {
+    bson::DateTime::from_millis((t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+/// The one statement of an `update` or `delete` command.
+fn statement<'d>(cmd: &'d Document, array: &str) -> &'d Document {
+    let list = cmd.get_array(array).expect(array);
+    assert_eq!(list.len(), 1, "one statement: {cmd}");
+    list[0].as_document().unwrap()
+}
+
+fn flag(d: &Document, key: &str) -> bool {
+    d.get_bool(key).unwrap_or(false)
+}
+
+/// Where a slate lives in `layout`: (collection, `_id`).
+fn slate_address(layout: Layout, user: &str, slate: &str) -> (String, Bson) {
+    match layout {
+        Layout::CollectionPerUser => (user.to_owned(), Bson::from(slate)),
+        _ => ("slates".to_owned(), doc! {"u": user, "s": slate}.into()),
+    }
+}
+
+fn live_filter(id: Bson, now: time::OffsetDateTime) -> Document {
+    doc! {"_id": id, "$or": [{"_expires": Bson::Null}, {"_expires": {"$gt": date(now)}}]}
+}
+
+// ------------------------------------------------------------------ tokens
+
+async fn token_commands(test: &str, layout: Layout) {
+    let Some(Setup {
+        slates, rec, clock, ..
+    }) = setup(test, layout).await
+    else {
+        return;
+    };
+    let store = slates.store();
+    let now = clock.now();
+    let token = Token::generate().unwrap();
+    let hex = token.hash().to_hex();
+    let record = TokenRecord {
+        hash: token.hash(),
+        user: Username::new("ada").unwrap(),
+        created: now,
+        expires: now + Duration::hours(1),
+        renewed: None,
+    };
+
+    store.insert_token(&record).await.unwrap();
+    let cmd = rec.one("insert", "login");
+    assert_eq!(cmd.get_str("insert").unwrap(), "_auth");
+    let inserted = cmd.get_array("documents").unwrap()[0]
+        .as_document()
+        .unwrap();
+    assert_eq!(
+        inserted,
+        &doc! {"_id": &hex, "user": "ada", "created": date(now), "expires": date(record.expires)},
+        "only the hash of the token is stored"
+    );
+
+    store.find_token(&token.hash(), now).await.unwrap().unwrap();
+    let cmd = rec.one("find", "token lookup");
+    assert_eq!(cmd.get_str("find").unwrap(), "_auth");
+    assert_eq!(
+        cmd.get_document("filter").unwrap(),
+        &doc! {"_id": &hex, "expires": {"$gt": date(now)}},
+        "lookup by _id with the expiry filter"
+    );
+
+    let later = now + Duration::hours(2);
+    assert!(store
+        .renew_token(&token.hash(), record.expires, later, now)
+        .await
+        .unwrap());
+    let cmd = rec.one("update", "renewal");
+    let s = statement(&cmd, "updates");
+    assert_eq!(
+        s.get_document("q").unwrap(),
+        &doc! {"_id": &hex, "expires": {"$eq": date(record.expires), "$gt": date(now)}}
+    );
+    assert_eq!(
+        s.get_document("u").unwrap(),
+        &doc! {"$set": {"expires": date(later), "renewed": date(now)}}
+    );
+    assert!(!flag(s, "upsert"), "renewal is never an upsert");
+    assert!(!flag(s, "multi"));
+
+    store
+        .expire_token_at(&token.hash(), now + Duration::seconds(10))
+        .await
+        .unwrap();
+    let cmd = rec.one("update", "rotation grace");
+    let s = statement(&cmd, "updates");
+    assert_eq!(s.get_document("q").unwrap(), &doc! {"_id": &hex});
+    assert_eq!(
+        s.get_document("u").unwrap(),
+        &doc! {"$min": {"expires": date(now + Duration::seconds(10))}}
+    );
+    assert!(!flag(s, "upsert"));
+
+    assert!(store.delete_token(&token.hash()).await.unwrap());
+    let cmd = rec.one("delete", "logout");
+    let s = statement(&cmd, "deletes");
+    assert_eq!(s.get_document("q").unwrap(), &doc! {"_id": &hex});
+    assert_eq!(s.get_i32("limit").unwrap(), 1);
+
+    store.delete_user_tokens(&record.user).await.unwrap();
+    let cmd = rec.one("delete", "log out everywhere");
+    assert_eq!(cmd.get_str("delete").unwrap(), "_auth");
+    let s = statement(&cmd, "deletes");
+    assert_eq!(s.get_document("q").unwrap(), &doc! {"user": "ada"});
+    assert_eq!(s.get_i32("limit").unwrap(), 0, "deletes many");
+}
+
+#[tokio::test]
+async fn token_commands_single_collection() {
+    token_commands("mongo_commands::token_single", Layout::SingleCollection).await;
+}
+
+#[tokio::test]
+async fn token_commands_collection_per_user() {
+    token_commands("mongo_commands::token_per_user", Layout::CollectionPerUser).await;
+}
+
+// ------------------------------------------------------------------ slates
+
+async fn slate_commands(test: &str, layout: Layout) {
+    let Some(Setup {
+        slates,
+        rec,
+        clock,
+        ferretdb,
+    }) = setup(test, layout).await
+    else {
+        return;
+    };
+    let now = clock.now();
+    let ada = slates.user_slates("ada").unwrap();
+    let (coll, id) = slate_address(layout, "ada", "counter");
+    let counter = ada.slate("counter");
+
+    // inc: exactly one findAndModify holding $inc of the field and of _v; no find first.
+    assert_eq!(counter.inc("hits", 2).await.unwrap(), 2);
+    let cmd = rec.one("findAndModify", "inc");
+    assert_eq!(cmd.get_str("findAndModify").unwrap(), coll);
+    assert_eq!(
+        cmd.get_document("query").unwrap(),
+        &live_filter(id.clone(), now)
+    );
+    assert_eq!(
+        cmd.get_document("update").unwrap(),
+        &doc! {"$inc": {"hits": 2_i64, "_v": 1_i64}}
+    );
+    assert!(flag(&cmd, "upsert") && flag(&cmd, "new"));
+    if ferretdb {
+        mongo::ferretdb_note(
+            test,
+            "findAndModify has no projection (not implemented): inc's reply carries the whole document",
+        );
+    } else {
+        assert_eq!(
+            cmd.get_document("fields").unwrap(),
+            &doc! {"_id": 0, "_v": 1, "hits": 1},
+            "inc returns only the new value and the version"
+        );
+    }
+
+    // Several operators: still one findAndModify.
+    counter
+        .update(
+            slates::SlateUpdate::new()
+                .set("step", "review")
+                .push("ids", 1)
+                .push("ids", 2)
+                .add_to_set("tags", "a")
+                .unset("old"),
+        )
+        .await
+        .unwrap();
+    let cmd = rec.one("findAndModify", "update with several operators");
+    assert_eq!(
+        cmd.get_document("update").unwrap(),
+        &doc! {
+            "$set": {"step": "review"},
+            "$unset": {"old": ""},
+            "$inc": {"_v": 1_i64},
+            "$push": {"ids": {"$each": [1, 2]}},
+            "$addToSet": {"tags": {"$each": ["a"]}},
+        }
+    );
+
+    // A read is one find with the expiry filter.
+    let doc = counter.get_doc().await.unwrap().unwrap();
+    assert_eq!(doc.version, 2);
+    let cmd = rec.one("find", "get");
+    assert_eq!(
+        cmd.get_document("filter").unwrap(),
+        &live_filter(id.clone(), now)
+    );
+
+    // put: one findAndModify whose update is a pipeline replacing the document and bumping _v.
+    let v = counter.put(&doc! {"fresh": true}).await.unwrap();
+    assert_eq!(v, 3);
+    if ferretdb {
+        assert_eq!(rec.names(), ["find", "update"]);
+        mongo::ferretdb_note(
+            test,
+            "no pipeline updates (NotImplemented): put is a read of the version and a \
+             compare-and-swap replacement (2 commands, retried on conflict) instead of one \
+             findAndModify",
+        );
+    } else {
+        let cmd = rec.one("findAndModify", "put");
+        assert_eq!(
+            cmd.get_document("query").unwrap(),
+            &doc! {"_id": id.clone()}
+        );
+        let pipeline = cmd.get_array("update").expect("a pipeline update");
+        assert_eq!(pipeline.len(), 1);
+        assert!(pipeline[0]
+            .as_document()
+            .unwrap()
+            .contains_key("$replaceWith"));
+        assert!(flag(&cmd, "upsert"));
+    }
+
+    // Compare-and-swap: one update (replacement) filtered on {_id, _v}.
+    let key = SlateKey::new(
+        Username::new("ada").unwrap(),
+        SlateName::new("counter").unwrap(),
+    );
+    let store = slates.store();
+    assert_eq!(
+        store
+            .replace_slate_if(&key, Some(3), &doc! {"n": 1}, None, now)
+            .await
+            .unwrap(),
+        Some(4)
+    );
+    let cmd = rec.one("update", "compare-and-swap");
+    let s = statement(&cmd, "updates");
+    let mut q = live_filter(id.clone(), now);
+    q.insert("_v", 3_i64);
+    assert_eq!(s.get_document("q").unwrap(), &q);
+    assert_eq!(
+        s.get_document("u").unwrap(),
+        &doc! {"n": 1, "_v": 4_i64},
+        "a replacement"
+    );
+    assert!(!flag(s, "upsert"));
+    // A stale version writes nothing: still one command.
+    assert_eq!(
+        store
+            .replace_slate_if(&key, Some(3), &doc! {"n": 2}, None, now)
+            .await
+            .unwrap(),
+        None
+    );
+    rec.one("update", "stale compare-and-swap");
+
+    // Slate::modify is the compare-and-swap helper: one read, one conditional write.
+    counter
+        .modify(|d: &mut Document| {
+            d.insert("m", 1);
+        })
+        .await
+        .unwrap();
+    assert_eq!(rec.names(), ["find", "update"], "modify");
+
+    // Delete: one delete on _id with the expiry filter.
+    assert!(counter.delete().await.unwrap());
+    let cmd = rec.one("delete", "delete");
+    let s = statement(&cmd, "deletes");
+    assert_eq!(s.get_document("q").unwrap(), &live_filter(id.clone(), now));
+    assert_eq!(s.get_i32("limit").unwrap(), 1);
+
+    // An expired slate still in the collection: the upsert collides with it, the expired
+    // document is deleted (only if still expired) and the update retried once.
+    let upload = ada.slate("upload").expires_in(Duration::minutes(5));
+    upload.set("step", "one").await.unwrap();
+    rec.take();
+    clock.advance(Duration::minutes(6));
+    assert_eq!(upload.inc("n", 1).await.unwrap(), 1);
+    let seen = rec.take();
+    let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["findAndModify", "delete", "findAndModify"]);
+    let (_, upload_id) = slate_address(layout, "ada", "upload");
+    let s = statement(&seen[1].1, "deletes");
+    assert_eq!(
+        s.get_document("q").unwrap(),
+        &doc! {"_id": upload_id, "_expires": {"$lte": date(clock.now())}},
+        "only an expired document is deleted"
+    );
+
+    // Dropping a user's slates: one command.
+    ada.delete_all().await.unwrap();
+    match layout {
+        Layout::CollectionPerUser => {
+            let cmd = rec.one("drop", "delete_all");
+            assert_eq!(cmd.get_str("drop").unwrap(), "ada");
+        }
+        _ => {
+            let cmd = rec.one("delete", "delete_all");
+            let s = statement(&cmd, "deletes");
+            assert_eq!(s.get_i32("limit").unwrap(), 0);
+            assert_eq!(
+                s.get_document("q").unwrap().get_str("_id.u").unwrap(),
+                "ada"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn slate_commands_single_collection() {
+    slate_commands("mongo_commands::slate_single", Layout::SingleCollection).await;
+}
+
+#[tokio::test]
+async fn slate_commands_collection_per_user() {
+    slate_commands("mongo_commands::slate_per_user", Layout::CollectionPerUser).await;
+}
+
+// ------------------------------------------------------------------ through the layer
+
+async fn layer_commands(test: &str, layout: Layout) {
+    let Some(Setup {
+        slates, rec, clock, ..
+    }) = setup(test, layout).await
+    else {
+        return;
+    };
+    let (user_coll, user_id) = slate_address(layout, "ada", "user");
+    let app = common::suite::test_app(&slates);
+
+    // Anonymous and malformed: no command at all.
+    let mut anon = Client::new(app.clone());
+    assert_eq!(anon.get("/maybe").await.body, "anonymous");
+    anon.cookie = Some("not-a-token".into());
+    assert_eq!(anon.get("/maybe").await.body, "anonymous");
+    assert!(rec.names().is_empty(), "anonymous traffic costs nothing");
+
+    let mut c = Client::new(app.clone());
+    let r = c.post_form("/login", "username=ada").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    rec.one("insert", "login");
+
+    // An authenticated request: exactly two commands, the token and the user slate.
+    let r = c.get("/me").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let seen = rec.take();
+    let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["find", "find"], "an authenticated request");
+    assert_eq!(seen[0].1.get_str("find").unwrap(), "_auth");
+    assert_eq!(seen[1].1.get_str("find").unwrap(), user_coll);
+    assert_eq!(
+        seen[1].1.get_document("filter").unwrap(),
+        &live_filter(user_id, clock.now())
+    );
+
+    // Past half the lifetime: the same two reads and one renewal update, never an upsert.
+    clock.advance(Duration::days(8));
+    assert_eq!(c.get("/me").await.status, StatusCode::OK);
+    let seen = rec.take();
+    let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["find", "find", "update"], "a request that renews");
+    assert!(!flag(statement(&seen[2].1, "updates"), "upsert"));
+
+    // Log out everywhere: the two reads, then one delete on `user`.
+    let mut other = Client::new(app.clone());
+    other.post_form("/login", "username=ada").await;
+    rec.take();
+    assert_eq!(
+        c.post("/logout-everywhere").await.status,
+        StatusCode::NO_CONTENT
+    );
+    let seen = rec.take();
+    let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["find", "find", "delete"]);
+    let s = statement(&seen[2].1, "deletes");
+    assert_eq!(s.get_document("q").unwrap(), &doc! {"user": "ada"});
+
+    // Log out: the two reads, then one delete on _id.
+    let mut c = Client::new(app);
+    c.post_form("/login", "username=ada").await;
+    rec.take();
+    assert_eq!(c.post("/logout").await.status, StatusCode::NO_CONTENT);
+    let seen = rec.take();
+    let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["find", "find", "delete"]);
+    assert_eq!(
+        statement(&seen[2].1, "deletes").get_i32("limit").unwrap(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn layer_commands_single_collection() {
+    layer_commands("mongo_commands::layer_single", Layout::SingleCollection).await;
+}
+
+#[tokio::test]
+async fn layer_commands_collection_per_user() {
+    layer_commands("mongo_commands::layer_per_user", Layout::CollectionPerUser).await;
+}
+
+// ------------------------------------------------------------------ indexes
+
+async fn indexes(test: &str, layout: Layout) {
+    let Some(Setup {
+        slates, ferretdb, ..
+    }) = setup(test, layout).await
+    else {
+        return;
+    };
+    let _ = slates;
+    // A second client: the store's is busy being monitored; any handle will do.
+    let options = mongo::client_options().await.unwrap();
+    let client = slates::mongodb::Client::with_options(options).unwrap();
+    let db = client.database(&mongo::database_name(test));
+    let auth = db.collection::<Document>("_auth");
+    let specs = list_indexes(&auth).await;
+    assert!(
+        specs
+            .iter()
+            .any(|s| s.get_document("key").unwrap() == &doc! {"user": 1}),
+        "{specs:?}"
+    );
+    let ttl = specs
+        .iter()
+        .find(|s| s.get_document("key").unwrap() == &doc! {"expires": 1});
+    if ferretdb {
+        assert!(ttl.is_none());
+        mongo::ferretdb_note(
+            test,
+            "TTL indexes are not implemented: no `expires` index, expired tokens are refused by \
+             the lookup filter but never garbage-collected",
+        );
+    } else {
+        let ttl = ttl.expect("TTL index on expires");
+        let seconds = ttl.get("expireAfterSeconds").expect("a TTL index");
+        assert_eq!(
+            seconds.as_i32().map(i64::from).or(seconds.as_i64()),
+            Some(0)
+        );
+    }
+    // Building again on the same database is fine (idempotent).
+    Slates::builder(MongoStore::from_database(db))
+        .layout(layout)
+        .build()
+        .await
+        .expect("prepare is idempotent");
+}
+
+async fn list_indexes(coll: &slates::mongodb::Collection<Document>) -> Vec<Document> {
+    use futures_util::TryStreamExt;
+    coll.list_indexes()
+        .await
+        .unwrap()
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| {
+            let mut d = doc! {"key": m.keys};
+            if let Some(ttl) = m.options.and_then(|o| o.expire_after) {
+                d.insert("expireAfterSeconds", ttl.as_secs() as i64);
+            }
+            d
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn indexes_single_collection() {
+    indexes("mongo_commands::indexes_single", Layout::SingleCollection).await;
+}
+
+#[tokio::test]
+async fn indexes_collection_per_user() {
+    indexes(
+        "mongo_commands::indexes_per_user",
+        Layout::CollectionPerUser,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn second_prepare_with_other_options_is_a_config_error() {
+    let Some(options) = mongo::client_options().await else {
+        return;
+    };
+    let db = mongo::database("mongo_commands::second_prepare", options).await;
+    let store = MongoStore::from_database(db);
+    Slates::builder(store.clone())
+        .layout(Layout::SingleCollection)
+        .build()
+        .await
+        .unwrap();
+    Slates::builder(store.clone())
+        .layout(Layout::SingleCollection)
+        .build()
+        .await
+        .expect("same options again: fine");
+    let err = Slates::builder(store)
+        .layout(Layout::CollectionPerUser)
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, slates::Error::Config(_)), "{err}");
+}

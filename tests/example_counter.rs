@@ -12,8 +12,11 @@ use std::future::IntoFuture;
 
 use axum::body::Body;
 use common::harness::Client;
+use common::Backend;
 use counter::app;
 use http::{Request, StatusCode};
+#[cfg(feature = "mongodb")]
+use slates::Layout;
 use slates::{ManualClock, MemoryStore, Slates};
 
 async fn new_slates() -> Slates {
@@ -27,8 +30,25 @@ async fn new_slates() -> Slates {
 
 #[tokio::test]
 async fn contract_login_me_hits_logout() {
-    let slates = new_slates().await;
-    let mut client = Client::new(app(slates.clone()));
+    contract(Backend::Memory, "counter_contract_memory").await;
+}
+
+/// The same contract on the production store (a MongoDB-wire server).
+#[cfg(feature = "mongodb")]
+#[tokio::test]
+async fn contract_on_mongo() {
+    contract(
+        Backend::Mongo(Layout::SingleCollection),
+        "example_counter_contract",
+    )
+    .await;
+}
+
+async fn contract(backend: Backend, test: &str) {
+    let Some(slates) = backend.slates(test, &ManualClock::new()).await else {
+        return;
+    };
+    let mut client = Client::new(app(slates));
 
     // Anonymous: 401 everywhere a user is needed.
     for (method, path) in [

@@ -11,12 +11,23 @@ use std::future::IntoFuture;
 
 use axum::body::Body;
 use common::harness::{Client, Reply};
+use common::Backend;
 use http::{Request, StatusCode};
+#[cfg(feature = "mongodb")]
+use slates::Layout;
 use slates::{ManualClock, MemoryStore, Slates};
 use time::Duration;
 use upload_workflow::{app, check_set_name, parse_csv, parse_id, split_list, SavedSets};
 
 const BOUNDARY: &str = "----slates-test-boundary-7MA4YWxkTrZu0gW";
+
+/// The app on `backend` with a manual clock; `None` when the backend is not available here
+/// (the MongoDB tests then say so, or fail under `SLATES_REQUIRE_MONGO=1`).
+async fn app_on(backend: Backend, test: &str, clock: &ManualClock) -> Option<(Slates, Client)> {
+    let slates = backend.slates(test, clock).await?;
+    let client = Client::new(app(slates.clone()));
+    Some((slates, client))
+}
 
 async fn new_app(clock: &ManualClock) -> (Slates, Client) {
     let slates = Slates::builder(MemoryStore::new())
@@ -121,8 +132,25 @@ async fn save_set(client: &mut Client, name: &str, ids: &str, choice: &str) {
 
 #[tokio::test]
 async fn full_workflow_with_detour_discarding_conflicts() {
+    full_workflow(Backend::Memory, "full_workflow_memory").await;
+}
+
+/// The same workflow on the production store (a MongoDB-wire server).
+#[cfg(feature = "mongodb")]
+#[tokio::test]
+async fn full_workflow_on_mongo() {
+    full_workflow(
+        Backend::Mongo(Layout::SingleCollection),
+        "example_upload_full_workflow",
+    )
+    .await;
+}
+
+async fn full_workflow(backend: Backend, test: &str) {
     let clock = ManualClock::new();
-    let (slates, mut client) = new_app(&clock).await;
+    let Some((slates, mut client)) = app_on(backend, test, &clock).await else {
+        return;
+    };
 
     // Anonymous: the login page, and the workflow pages send you there.
     let r = client.get("/").await;
@@ -327,8 +355,24 @@ async fn csv_without_header_and_with_quotes() {
 
 #[tokio::test]
 async fn abandoned_upload_expires_on_its_own() {
+    upload_expiry(Backend::Memory, "upload_expiry_memory").await;
+}
+
+#[cfg(feature = "mongodb")]
+#[tokio::test]
+async fn abandoned_upload_expires_on_mongo() {
+    upload_expiry(
+        Backend::Mongo(Layout::CollectionPerUser),
+        "example_upload_expiry",
+    )
+    .await;
+}
+
+async fn upload_expiry(backend: Backend, test: &str) {
     let clock = ManualClock::new();
-    let (slates, mut client) = new_app(&clock).await;
+    let Some((slates, mut client)) = app_on(backend, test, &clock).await else {
+        return;
+    };
     login(&mut client, "ada").await;
     let r = upload(&mut client, &[("name", "later"), ("ids", "1 2")], None).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);

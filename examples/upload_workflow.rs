@@ -42,6 +42,8 @@ const UPLOAD_TTL: Duration = Duration::minutes(30);
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 /// Most values one upload may hold (textarea and file together).
 pub const MAX_VALUES: usize = 10_000;
+/// Most text boxes and files one upload may hold (a form has one of each).
+const MAX_PARTS: usize = 8;
 /// Longest set name, in characters.
 const MAX_SET_NAME: usize = 40;
 /// Longest value shown back on the review page.
@@ -546,6 +548,13 @@ async fn read_upload(
                 values.extend(list);
             }
             _ => {} // unknown fields are ignored (and bounded by the body limit)
+        }
+        if sources.len() > MAX_PARTS {
+            return Err(PageError::new(
+                StatusCode::BAD_REQUEST,
+                "Too many parts",
+                format!("An upload has one text box and at most {MAX_PARTS} files."),
+            ));
         }
         if values.len() > MAX_VALUES {
             return Err(PageError::new(

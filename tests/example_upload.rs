@@ -471,6 +471,14 @@ async fn invalid_input_gets_clear_pages_not_panics() {
         assert!(r.body.contains(text), "{fields:?}: {}", r.body);
     }
 
+    // A crafted form with many text boxes.
+    let many: Vec<(&str, &str)> = std::iter::once(("name", "ok"))
+        .chain(std::iter::repeat_n(("ids", "1"), 9))
+        .collect();
+    let r = upload(&mut client, &many, None).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(r.body.contains("at most 8 files"), "{}", r.body);
+
     // Oversize: past the 2 MiB body limit, a 413 page.
     let big = vec![b'1'; 3 * 1024 * 1024];
     let r = upload(&mut client, &[("name", "big")], Some(("big.csv", &big))).await;

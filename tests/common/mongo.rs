@@ -194,16 +194,13 @@ fn find_or_start() -> Option<TestServer> {
 
 static SHARED_PROCESS: OnceLock<Mutex<ServerProcess>> = OnceLock::new();
 
-/// `mongod` or `ferretdb`, from `target/tools/bin` first (the pinned FerretDB), then `PATH`.
+/// `mongod` if there is one (on `PATH` or in `target/tools/bin`), else `ferretdb` (same
+/// places): the real server is preferred to the stand-in.
 pub fn server_binary() -> Option<PathBuf> {
     let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/bin");
-    for name in ["mongod", "ferretdb"] {
-        let local = tools.join(name);
-        if local.is_file() {
-            return Some(local);
-        }
-    }
-    which("mongod").or_else(|| which("ferretdb"))
+    ["mongod", "ferretdb"]
+        .into_iter()
+        .find_map(|name| which(name).or_else(|| Some(tools.join(name)).filter(|p| p.is_file())))
 }
 
 fn which(name: &str) -> Option<PathBuf> {

@@ -132,3 +132,76 @@ pub(super) fn too_large(size: usize) -> Error {
 pub(super) fn malformed(what: &'static str) -> Error {
     Error::Store(what.into())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bson::doc;
+    use mongodb::error::{CommandError, WriteError};
+
+    use super::*;
+
+    fn command(code: i32, message: &str) -> mongodb::error::Error {
+        let e: CommandError =
+            bson::from_document(doc! {"code": code, "codeName": "X", "errmsg": message}).unwrap();
+        ErrorKind::Command(e).into()
+    }
+
+    fn write(code: i32, message: &str) -> mongodb::error::Error {
+        let e: WriteError = bson::from_document(doc! {"code": code, "errmsg": message}).unwrap();
+        ErrorKind::Write(WriteFailure::WriteError(e)).into()
+    }
+
+    #[test]
+    fn server_codes() {
+        for e in [command(11000, "dup"), write(11000, "dup")] {
+            assert!(is_duplicate_key(&e));
+            assert!(matches!(map(e), Error::DuplicateKey));
+        }
+        for c in TOO_LARGE {
+            assert!(matches!(
+                map(command(c, "too big")),
+                Error::DocumentTooLarge { .. }
+            ));
+        }
+        assert!(matches!(
+            map(command(73, "bad ns")),
+            Error::InvalidName {
+                kind: NameKind::Collection,
+                ..
+            }
+        ));
+        for c in UNAVAILABLE {
+            assert!(map(command(c, "later")).is_unavailable(), "{c}");
+        }
+        assert!(matches!(map(command(8000, "other")), Error::Store(_)));
+        // A type error outside an update is a plain store error.
+        assert!(matches!(map(write(14, "x")), Error::Store(_)));
+    }
+
+    #[test]
+    fn network_errors_are_unavailable() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        let e: mongodb::error::Error = ErrorKind::Io(Arc::new(io)).into();
+        assert!(map(e).is_unavailable());
+    }
+
+    #[test]
+    fn update_type_errors_name_the_field() {
+        let e = write(2, "The field 'ids' must be an array but is of type string");
+        match map_update(e, &["step", "ids"]) {
+            Error::TypeMismatch { field, .. } => assert_eq!(field, "ids"),
+            other => panic!("{other:?}"),
+        }
+        let e = write(14, "Cannot apply $inc to a value of non-numeric type");
+        match map_update(e, &["a.hits"]) {
+            Error::TypeMismatch { field, .. } => assert_eq!(field, "a.hits"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            map_update(write(11000, "dup"), &["x"]),
+            Error::DuplicateKey
+        ));
+    }
+}

@@ -33,7 +33,8 @@ fn check_common(name: &str, kind: NameKind) -> Result<()> {
 }
 
 /// A validated username: non-empty, at most 120 bytes, no NUL, no `$`, not starting with `_`
-/// (reserved for slates' own collections such as `_auth`) or `system.`.
+/// (reserved for slates' own collections such as `_auth`), `system.` or `.` (which MongoDB
+/// refuses as a collection name).
 ///
 /// Cloning is cheap (`Arc<str>` inside).
 ///
@@ -63,6 +64,10 @@ impl Username {
         }
         if name.starts_with("system.") {
             return Err(Error::invalid(kind, "must not start with `system.`"));
+        }
+        if name.starts_with('.') {
+            // MongoDB and FerretDB refuse such collection names (per-user layout).
+            return Err(Error::invalid(kind, "must not start with `.`"));
         }
         Ok(())
     }

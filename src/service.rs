@@ -144,11 +144,24 @@ async fn resolve(
                 change = Some(CookieChange::Set(token, config.token_lifetime));
             }
             Ok(false) => {
-                // A concurrent logout (or rotation) changed the token between lookup and
-                // renewal: it wins, and this request is anonymous.
-                bump(&counters.unknown_tokens);
-                bump(&counters.anonymous);
-                return Ok((None, Some(CookieChange::Remove)));
+                // The record changed between lookup and renewal. Read it again: after a
+                // concurrent renewal or a rotation the token is still alive, so serve the
+                // request and leave the cookie alone (treating it as anonymous would drop
+                // the browser's cookie, and a logout losing this race would delete nothing);
+                // after a logout it is gone, and the logout wins.
+                let current = shared
+                    .store
+                    .find_token(&hash, now)
+                    .await
+                    .inspect_err(|e| store_failed(slates, "token lookup", &hash.short(), e))?;
+                match current {
+                    Some(current) => expires = current.expires,
+                    None => {
+                        bump(&counters.unknown_tokens);
+                        bump(&counters.anonymous);
+                        return Ok((None, Some(CookieChange::Remove)));
+                    }
+                }
             }
             Err(e) => {
                 // Renewal is an optimisation: the token is still valid, so serve the request

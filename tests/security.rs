@@ -15,8 +15,14 @@ use base64::Engine as _;
 use bson::doc;
 use http::StatusCode;
 use sha2::{Digest, Sha256};
-use slates::{Clock, Error, Token};
+use std::sync::{Arc, Mutex};
+
+use slates::store::{SlateKey, StoreFuture, StoreOptions, TokenRecord, UpdateOp, Updated};
+use slates::{
+    Clock, Error, ManualClock, MemoryStore, SlateDoc, Slates, Store, Token, TokenHash, Username,
+};
 use time::Duration;
+use time::OffsetDateTime;
 
 use common::harness::Client;
 use common::Backend;
@@ -100,10 +106,7 @@ async fn t1_store_holds_only_token_hashes(backend: Backend, test: &str) {
     assert_eq!(found.unwrap().unwrap().user.as_str(), "ada");
 
     // Raw: everything the store holds.
-    let Some(haystack) = env.haystack() else {
-        eprintln!("NOTE: {test}: no raw access to this store; checked through the trait only");
-        return;
-    };
+    let haystack = env.haystack().await;
     for cookie in [&first, &rotated, &bob_cookie] {
         for (form, needle) in token_forms(cookie) {
             assert!(
@@ -119,10 +122,72 @@ async fn t1_store_holds_only_token_hashes(backend: Backend, test: &str) {
             "the scan must see the hash of each live token"
         );
     }
-    let hashes = env.token_hashes().unwrap();
+    let hashes = env.token_hashes().await;
     assert!(hashes
         .iter()
         .all(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())));
+}
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Threat 1, the other place a token could leak at rest: logs. With every level on, a login,
+/// authenticated, unknown and malformed requests, a store failure and a logout log no
+/// token in any form (a short prefix of the hash is what identifies a request).
+#[tokio::test(flavor = "current_thread")]
+async fn t1_logs_never_carry_a_token() {
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let env = Env::new(Backend::Memory, "", |b| b).await.unwrap();
+    let mut ada = env.logged_in("ada").await;
+    let cookie = ada.cookie.clone().unwrap();
+    assert_eq!(ada.get("/me").await.body, "ada");
+    let unknown = Token::generate().unwrap().encode();
+    let mut stranger = env.client();
+    stranger.cookie = Some(unknown.clone());
+    assert_eq!(stranger.get("/maybe").await.body, "anonymous");
+    let mut junk = env.client();
+    junk.cookie = Some(format!("{}!", &cookie[..42]));
+    assert_eq!(junk.get("/maybe").await.body, "anonymous");
+    env.memory().unwrap().set_available(false);
+    assert_eq!(ada.get("/me").await.status, StatusCode::SERVICE_UNAVAILABLE);
+    env.memory().unwrap().set_available(true);
+    let mut replay = ada.clone();
+    assert_eq!(ada.post("/logout").await.status, StatusCode::NO_CONTENT);
+    assert_eq!(replay.get("/maybe").await.body, "anonymous");
+
+    let logs = logs.0.lock().unwrap().clone();
+    let text = String::from_utf8_lossy(&logs);
+    assert!(
+        text.contains(&sha256_hex(&unknown)[..8]) && text.contains("failed"),
+        "the test must see the layer's logs:\n{text}"
+    );
+    for token in [&cookie, &unknown] {
+        for (form, needle) in token_forms(token) {
+            assert!(
+                !contains(&logs, &needle),
+                "a log line holds a token as {form}"
+            );
+        }
+    }
 }
 
 // ---------------------------------------------------------------- 2. fixation
@@ -152,13 +217,12 @@ async fn t2_planted_unknown_cookie_is_never_adopted(backend: Backend, test: &str
         .await
         .unwrap()
         .is_none());
-    if let Some(hashes) = env.token_hashes() {
-        assert_eq!(
-            hashes,
-            vec![sha256_hex(&issued)],
-            "one token: the issued one"
-        );
-    }
+    let hashes = env.token_hashes().await;
+    assert_eq!(
+        hashes,
+        vec![sha256_hex(&issued)],
+        "one token: the issued one"
+    );
 }
 
 /// Threat 2: the attacker plants their own live cookie on the victim's browser. When the
@@ -199,9 +263,8 @@ async fn t2_rotate_replaces_the_token(backend: Backend, test: &str) {
     replay.cookie = Some(old);
     assert_eq!(replay.get("/maybe").await.body, "anonymous");
     assert_eq!(c.get("/me").await.body, "ada");
-    if let Some(hashes) = env.token_hashes() {
-        assert_eq!(hashes, vec![sha256_hex(&new)]);
-    }
+    let hashes = env.token_hashes().await;
+    assert_eq!(hashes, vec![sha256_hex(&new)]);
     // Rotation needs a login.
     assert_eq!(
         env.client().post("/rotate").await.status,
@@ -256,9 +319,8 @@ async fn t3_replay_after_logout(backend: Backend, test: &str) {
         .await
         .unwrap()
         .is_none());
-    if let Some(hashes) = env.token_hashes() {
-        assert!(hashes.is_empty(), "logout deletes the record: {hashes:?}");
-    }
+    let hashes = env.token_hashes().await;
+    assert!(hashes.is_empty(), "logout deletes the record: {hashes:?}");
 }
 
 /// Threat 3: "log out everywhere" (from a device, and by an admin) refuses every cookie of
@@ -289,9 +351,8 @@ async fn t3_replay_after_logout_everywhere(backend: Backend, test: &str) {
     assert_eq!(env.slates.logout_user("bob").await.unwrap(), 2);
     assert_eq!(bob.get("/me").await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(bob2.get("/me").await.status, StatusCode::UNAUTHORIZED);
-    if let Some(hashes) = env.token_hashes() {
-        assert!(hashes.is_empty(), "{hashes:?}");
-    }
+    let hashes = env.token_hashes().await;
+    assert!(hashes.is_empty(), "{hashes:?}");
 }
 
 /// Threat 3: an expired token is refused at once although its `_auth` record is still
@@ -319,13 +380,12 @@ async fn t3_replay_after_expiry_with_record_still_stored(backend: Backend, test:
     let mut replay = env.client();
     replay.cookie = Some(cookie.clone());
     assert_eq!(replay.get("/me").await.status, StatusCode::UNAUTHORIZED);
-    if let Some(hashes) = env.token_hashes() {
-        assert_eq!(
-            hashes,
-            vec![sha256_hex(&cookie)],
-            "the expired record must still be stored for this test to mean anything"
-        );
-    }
+    let hashes = env.token_hashes().await;
+    assert_eq!(
+        hashes,
+        vec![sha256_hex(&cookie)],
+        "the expired record must still be stored for this test to mean anything"
+    );
 }
 
 /// Threat 3, with sliding renewal on (the default): an expired token is not renewed back
@@ -344,9 +404,8 @@ async fn t3_replay_after_expiry_with_renewal_on(backend: Backend, test: &str) {
     replay.cookie = Some(cookie.clone());
     assert_eq!(replay.get("/maybe").await.body, "anonymous");
     assert!(replay.cookie.is_none());
-    if let Some(hashes) = env.token_hashes() {
-        assert_eq!(hashes, vec![sha256_hex(&cookie)], "record still stored");
-    }
+    let hashes = env.token_hashes().await;
+    assert_eq!(hashes, vec![sha256_hex(&cookie)], "record still stored");
 }
 
 /// Threat 3: renewal racing a logout never brings the token back. Each round logs in, moves
@@ -404,9 +463,215 @@ async fn t3_renewal_racing_logout_never_resurrects(backend: Backend, test: &str)
             .is_none());
     }
     assert!(renewed > 0, "no request renewed: the race was not run");
-    if let Some(hashes) = env.token_hashes() {
-        assert!(hashes.is_empty(), "{} tokens left", hashes.len());
+    let hashes = env.token_hashes().await;
+    assert!(hashes.is_empty(), "{} tokens left", hashes.len());
+}
+
+/// What happens "at the same time" between the layer's token lookup and its renewal.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Race {
+    /// Another request of the same browser renews the token first.
+    Renewal,
+    /// A logout deletes the token first.
+    Logout,
+    /// A rotation cuts the token's life down to its grace period first.
+    Rotation,
+}
+
+/// A memory store that makes a race deterministic: it runs the armed [`Race`] just before
+/// the next renewal, the worst moment for it.
+#[derive(Clone, Default)]
+struct Interleaving {
+    inner: MemoryStore,
+    race: Arc<Mutex<Option<Race>>>,
+}
+
+impl Interleaving {
+    fn arm(&self, race: Race) {
+        *self.race.lock().unwrap() = Some(race);
     }
+}
+
+impl Store for Interleaving {
+    fn prepare<'a>(&'a self, options: &'a StoreOptions) -> StoreFuture<'a, ()> {
+        self.inner.prepare(options)
+    }
+    fn insert_token<'a>(&'a self, record: &'a TokenRecord) -> StoreFuture<'a, ()> {
+        self.inner.insert_token(record)
+    }
+    fn find_token<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<TokenRecord>> {
+        self.inner.find_token(hash, now)
+    }
+    fn renew_token<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+        previous: OffsetDateTime,
+        expires: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let race = self.race.lock().unwrap().take();
+            match race {
+                Some(Race::Renewal) => {
+                    let later = expires + Duration::milliseconds(5);
+                    assert!(self.inner.renew_token(hash, previous, later, now).await?);
+                }
+                Some(Race::Logout) => assert!(self.inner.delete_token(hash).await?),
+                Some(Race::Rotation) => {
+                    let grace_end = now + Duration::seconds(10);
+                    assert!(self.inner.expire_token_at(hash, grace_end).await?);
+                }
+                None => {}
+            }
+            self.inner.renew_token(hash, previous, expires, now).await
+        })
+    }
+    fn expire_token_at<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+        at: OffsetDateTime,
+    ) -> StoreFuture<'a, bool> {
+        self.inner.expire_token_at(hash, at)
+    }
+    fn delete_token<'a>(&'a self, hash: &'a TokenHash) -> StoreFuture<'a, bool> {
+        self.inner.delete_token(hash)
+    }
+    fn delete_user_tokens<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, u64> {
+        self.inner.delete_user_tokens(user)
+    }
+    fn get_slate<'a>(
+        &'a self,
+        key: &'a SlateKey,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<SlateDoc>> {
+        self.inner.get_slate(key, now)
+    }
+    fn put_slate<'a>(
+        &'a self,
+        key: &'a SlateKey,
+        doc: &'a bson::Document,
+        expires: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, i64> {
+        self.inner.put_slate(key, doc, expires, now)
+    }
+    fn update_slate<'a>(
+        &'a self,
+        key: &'a SlateKey,
+        ops: &'a [UpdateOp],
+        expires: Option<OffsetDateTime>,
+        returning: Option<&'a str>,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Updated> {
+        self.inner.update_slate(key, ops, expires, returning, now)
+    }
+    fn replace_slate_if<'a>(
+        &'a self,
+        key: &'a SlateKey,
+        expected: Option<i64>,
+        doc: &'a bson::Document,
+        expires: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<i64>> {
+        self.inner
+            .replace_slate_if(key, expected, doc, expires, now)
+    }
+    fn delete_slate<'a>(&'a self, key: &'a SlateKey, now: OffsetDateTime) -> StoreFuture<'a, bool> {
+        self.inner.delete_slate(key, now)
+    }
+    fn delete_user_slates<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, ()> {
+        self.inner.delete_user_slates(user)
+    }
+}
+
+/// Threat 3, the races made deterministic: something lands between a request's token
+/// lookup and its renewal.
+/// - Another request renewed first: this one is still served as its user and keeps its
+///   cookie (a lost renewal race is no logout), and a logout that loses that race still
+///   deletes the token.
+/// - A logout deleted the token: this request is anonymous and the renewal does not bring
+///   the token back.
+/// - A rotation cut the token to its grace: this request is served (it is what the grace is
+///   for) without renewing it, and the token dies when the grace ends.
+#[tokio::test]
+async fn t3_renewal_interleavings() {
+    let store = Interleaving::default();
+    let clock = ManualClock::new();
+    let slates = Slates::builder(store.clone())
+        .clock(clock.clone())
+        .secure(false)
+        .token_lifetime(Duration::hours(1))
+        .build()
+        .await
+        .unwrap();
+    let app = security_support::app(&slates, None);
+    let login = || async {
+        let mut c = Client::new(app.clone());
+        let r = c.post_form("/login", "username=ada").await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+        c
+    };
+    let alive = |cookie: String| {
+        let app = app.clone();
+        async move {
+            let mut c = Client::new(app);
+            c.cookie = Some(cookie);
+            c.get("/maybe").await.body == "ada"
+        }
+    };
+
+    // Another request renewed first.
+    let mut c = login().await;
+    let cookie = c.cookie.clone().unwrap();
+    clock.advance(Duration::minutes(31)); // past half-life: renewal due
+    store.arm(Race::Renewal);
+    let r = c.get("/maybe").await;
+    assert_eq!(r.body, "ada", "a lost renewal race is no logout");
+    assert_eq!(c.cookie.as_deref(), Some(cookie.as_str()), "cookie kept");
+    assert!(alive(cookie.clone()).await);
+
+    // A logout that loses the renewal race still logs out.
+    let mut c = login().await;
+    let cookie = c.cookie.clone().unwrap();
+    clock.advance(Duration::minutes(31));
+    store.arm(Race::Renewal);
+    assert_eq!(c.post("/logout").await.status, StatusCode::NO_CONTENT);
+    assert!(c.cookie.is_none());
+    assert!(
+        !alive(cookie.clone()).await,
+        "the logout must delete the token"
+    );
+
+    // A logout deleted the token first.
+    let mut c = login().await;
+    let cookie = c.cookie.clone().unwrap();
+    clock.advance(Duration::minutes(31));
+    store.arm(Race::Logout);
+    assert_eq!(c.get("/maybe").await.body, "anonymous");
+    assert!(c.cookie.is_none(), "the dead cookie is removed");
+    assert!(
+        !alive(cookie.clone()).await,
+        "the renewal brought the token back"
+    );
+    let hash = Token::parse(&cookie).unwrap().hash();
+    assert!(store.inner.dump_tokens().iter().all(|t| t.hash != hash));
+
+    // A rotation cut the token to its grace first.
+    let mut c = login().await;
+    let cookie = c.cookie.clone().unwrap();
+    clock.advance(Duration::minutes(31));
+    store.arm(Race::Rotation);
+    let r = c.get("/maybe").await;
+    assert_eq!(r.body, "ada", "in flight during the grace: served");
+    assert!(r.set_cookies().is_empty(), "neither renewed nor removed");
+    clock.advance(Duration::seconds(9));
+    assert!(alive(cookie.clone()).await);
+    clock.advance(Duration::seconds(2));
+    assert!(!alive(cookie).await, "the grace ended");
 }
 
 // ---------------------------------------------------------------- 6. oversize
@@ -434,17 +699,19 @@ async fn t6_oversize_write_keeps_previous_document(backend: Backend, test: &str)
     };
     too_large(s.put(&doc! {"blob": &big}).await, "put");
     too_large(s.set("blob", &big).await, "set of one huge field");
-    too_large(s.set("more", &nine).await, "set growing past the limit");
-    too_large(s.push("ids", &nine).await, "push growing past the limit");
-    too_large(
-        s.update(
-            slates::SlateUpdate::new()
-                .set("a", 1)
-                .push("ids", nine.as_str()),
-        )
-        .await,
-        "update",
-    );
+    if limit_enforced_on_updates(backend, test).await {
+        too_large(s.set("more", &nine).await, "set growing past the limit");
+        too_large(s.push("ids", &nine).await, "push growing past the limit");
+        too_large(
+            s.update(
+                slates::SlateUpdate::new()
+                    .set("a", 1)
+                    .push("ids", nine.as_str()),
+            )
+            .await,
+            "update",
+        );
+    }
     let r = s
         .modify(|d: &mut bson::Document| d.insert("more", nine.as_str()))
         .await;
@@ -463,6 +730,28 @@ async fn t6_oversize_write_keeps_previous_document(backend: Backend, test: &str)
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
     let after = s.get_doc().await.unwrap().unwrap();
     assert_eq!((after.version, &after.doc), (before.version, &before.doc));
+}
+
+/// Whether the backend refuses an update whose result would pass 16 MiB (the size of a
+/// result is the server's to check). FerretDB 1.x does not: the growth steps are skipped
+/// there, loudly, as in the behavioural suite; whole documents and oversized values are
+/// refused before sending on every backend.
+async fn limit_enforced_on_updates(backend: Backend, test: &str) -> bool {
+    match backend {
+        Backend::Memory => true,
+        #[cfg(feature = "mongodb")]
+        Backend::Mongo(_) => {
+            let enforced = !common::mongo::is_ferretdb().await;
+            if !enforced {
+                common::mongo::ferretdb_note(
+                    test,
+                    "growing a slate past 16 MiB by updates is not refused (known FerretDB \
+                     1.x gap); those steps are skipped",
+                );
+            }
+            enforced
+        }
+    }
 }
 
 // ---------------------------------------------------------------- 7. store outage
@@ -522,7 +811,7 @@ async fn t7_login_during_outage_leaves_no_token() {
     assert_generic_503(&r, "login");
     assert!(c.cookie.is_none());
     store.set_available(true);
-    assert_eq!(env.record_count(), Some(0), "nothing half-written");
+    assert_eq!(env.record_count().await, 0, "nothing half-written");
     // A login on top of a live session, failing: the old session stays, no new token.
     let mut c = env.logged_in("ada").await;
     let before = c.cookie.clone();
@@ -533,7 +822,7 @@ async fn t7_login_during_outage_leaves_no_token() {
     assert_generic_503(&r, "login on top of a session");
     assert_eq!(c.cookie, before);
     assert_eq!(c.get("/me").await.body, "ada");
-    assert_eq!(env.token_hashes().unwrap().len(), 1);
+    assert_eq!(env.token_hashes().await.len(), 1);
 }
 
 /// Threat 7: a write that fails leaves the slate as it was, for every kind of write, and a
@@ -603,10 +892,10 @@ async fn t7_logout_during_outage_is_all_or_nothing() {
         assert_generic_503(&r, path);
         assert_eq!(c.cookie, before, "{path}");
         assert_eq!(c.get("/me").await.body, "ada", "{path}: still logged in");
-        assert_eq!(env.token_hashes().unwrap().len(), 1, "{path}");
+        assert_eq!(env.token_hashes().await.len(), 1, "{path}");
     }
     assert_eq!(c.post("/logout").await.status, StatusCode::NO_CONTENT);
-    assert_eq!(env.token_hashes().unwrap().len(), 0);
+    assert_eq!(env.token_hashes().await.len(), 0);
 }
 
 /// Threat 7: with a flaky store, each request is either answered 503 or served as its own

@@ -304,7 +304,7 @@ async fn t4_cookie_abuse_is_anonymous_and_costs_no_store_call(backend: Backend, 
 async fn t4_malformed_cookie_on_protected_route_is_401_and_writes_nothing() {
     let env = Env::new(Backend::Memory, "", |b| b).await.unwrap();
     env.logged_in("ada").await;
-    let before = env.haystack().unwrap();
+    let before = env.haystack().await;
     let ops = env.operations().unwrap();
     let app = env.app();
     for value in ["", "x", "!!!", "\"\""] {
@@ -312,7 +312,7 @@ async fn t4_malformed_cookie_on_protected_route_is_401_and_writes_nothing() {
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{value:?}");
     }
     assert_eq!(env.operations(), Some(ops));
-    assert_eq!(env.haystack().unwrap(), before);
+    assert_eq!(env.haystack().await, before);
 }
 
 // ---------------------------------------------------------------- 8. cookie attributes

@@ -24,7 +24,9 @@ per_backend!(
     t5_prop_slate_names_validation_agrees_with_storage,
 );
 
-/// The username rules of DESIGN.md §3, written out independently of `names.rs`.
+/// The username rules of DESIGN.md §3, written out independently of `names.rs`, plus "not
+/// starting with `.`", which MongoDB and FerretDB require of collection names (found by the
+/// property test on the per-user layout).
 fn username_by_spec(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 120
@@ -32,11 +34,35 @@ fn username_by_spec(n: &str) -> bool {
         && !n.contains('$')
         && !n.starts_with('_')
         && !n.starts_with("system.")
+        && !n.starts_with('.')
 }
 
 /// The slate name rules of DESIGN.md §3.
 fn slate_name_by_spec(n: &str) -> bool {
     !n.is_empty() && n.len() <= 120 && !n.contains(['\0', '$', '.'])
+}
+
+/// Whether `backend` is known not to store `name` as a username although the rules accept
+/// it: FerretDB 1.x's SQLite backend quotes table names with Go's `%q`, so a collection name
+/// holding `"` breaks its SQL (a FerretDB bug; MongoDB stores it). With the per-user layout
+/// such a user cannot be stored there; slates answers 500 with a generic body.
+async fn ferretdb_cannot_store_user(backend: Backend, name: &str, test: &str) -> bool {
+    match backend {
+        Backend::Memory => false,
+        #[cfg(feature = "mongodb")]
+        Backend::Mongo(layout) => {
+            let gap = layout == slates::Layout::CollectionPerUser
+                && name.contains('"')
+                && common::mongo::is_ferretdb().await;
+            if gap {
+                common::mongo::ferretdb_note(
+                    test,
+                    &format!("username {name:?} skipped: FerretDB cannot create a collection named with `\"`"),
+                );
+            }
+            gap
+        }
+    }
 }
 
 const BAD_USERNAMES: &[&str] = &[
@@ -46,6 +72,8 @@ const BAD_USERNAMES: &[&str] = &[
     "_x",
     "system.users",
     "system.",
+    ".",
+    ".hidden",
     "$",
     "a$b",
     "$where",
@@ -100,7 +128,7 @@ async fn t5_invalid_names_touch_nothing(backend: Backend, test: &str) {
         return;
     };
     let mut ada = env.logged_in("ada").await;
-    let before = env.haystack();
+    let before = env.haystack().await;
     let long = long_bad();
     let bad_users = BAD_USERNAMES
         .iter()
@@ -156,7 +184,7 @@ async fn t5_invalid_names_touch_nothing(backend: Backend, test: &str) {
             );
         }
     }
-    assert_eq!(env.haystack(), before, "the store is as it was");
+    assert_eq!(env.haystack().await, before, "the store is as it was");
     assert_eq!(env.slates.stats().store_errors, 0);
 }
 
@@ -244,6 +272,9 @@ async fn t5_unusual_valid_names_round_trip(backend: Backend, test: &str) {
         .chain(longest.iter().map(String::as_str));
     for name in users {
         assert!(username_by_spec(name) && Username::validate(name).is_ok());
+        if ferretdb_cannot_store_user(backend, name, test).await {
+            continue;
+        }
         let mut c = env.logged_in(name).await;
         assert_eq!(c.get("/me").await.body, name);
         let path = format!("/slate/{}", form_encode("w"));
@@ -391,7 +422,10 @@ async fn t5_prop_usernames_validation_agrees_with_storage(backend: Backend, test
             "validator vs rules: {:?}",
             name
         );
-        let before = env.haystack();
+        if accepted && ferretdb_cannot_store_user(backend, &name, test).await {
+            return Ok(());
+        }
+        let before = env.haystack().await;
         let ops = env.operations();
         let mut c = env.client();
         let r = c
@@ -423,7 +457,7 @@ async fn t5_prop_usernames_validation_agrees_with_storage(backend: Backend, test
                 NameKind::Username
             ));
             prop_assert_eq!(env.operations(), ops, "store called for {:?}", name);
-            prop_assert_eq!(env.haystack(), before, "store changed for {:?}", name);
+            prop_assert_eq!(env.haystack().await, before, "store changed for {:?}", name);
         }
         Ok(())
     })
@@ -461,7 +495,7 @@ async fn t5_prop_slate_names_validation_agrees_with_storage(backend: Backend, te
             prop_assert_eq!(&c.get(&path).await.body, &name);
             prop_assert!(s.delete().await.unwrap());
         } else {
-            let before = env.haystack();
+            let before = env.haystack().await;
             let ops = env.operations();
             prop_assert_eq!(all_slate_ops_refused(&us, &name).await, None, "{:?}", name);
             prop_assert_eq!(env.operations(), ops, "store called for {:?}", name);
@@ -469,7 +503,7 @@ async fn t5_prop_slate_names_validation_agrees_with_storage(backend: Backend, te
                 let r = c.send(request("POST", &path, "v", None)).await;
                 prop_assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}: {}", name, r.body);
             }
-            prop_assert_eq!(env.haystack(), before, "store changed for {:?}", name);
+            prop_assert_eq!(env.haystack().await, before, "store changed for {:?}", name);
         }
         Ok(())
     })

@@ -69,9 +69,9 @@ pub struct Env {
 /// Direct access to what a store holds, bypassing the `Store` trait.
 pub enum Raw {
     Memory(MemoryStore),
-    /// MongoDB: the trait only, for now (see `haystack`).
+    /// The test's own database, read with the driver.
     #[cfg(feature = "mongodb")]
-    Mongo,
+    Mongo(slates::mongodb::Database),
 }
 
 impl Env {
@@ -82,8 +82,6 @@ impl Env {
         test: &str,
         configure: impl FnOnce(SlatesBuilder) -> SlatesBuilder,
     ) -> Option<Env> {
-        #[cfg(not(feature = "mongodb"))]
-        let _ = test; // names the Mongo database
         let clock = ManualClock::new();
         let (builder, raw) = match backend {
             Backend::Memory => {
@@ -94,8 +92,19 @@ impl Env {
                 (builder, Raw::Memory(store))
             }
             #[cfg(feature = "mongodb")]
-            Backend::Mongo(_) => (backend.builder(test, &clock).await?, Raw::Mongo),
+            Backend::Mongo(layout) => {
+                // As `Backend::builder`, keeping the database handle for raw reads.
+                let options = crate::common::mongo::client_options().await?;
+                let db = crate::common::mongo::database(test, options).await;
+                let builder = Slates::builder(slates::MongoStore::from_database(db.clone()))
+                    .layout(layout)
+                    .clock(clock.clone())
+                    .secure(false);
+                (builder, Raw::Mongo(db))
+            }
         };
+        #[cfg(not(feature = "mongodb"))]
+        let _ = test; // names the Mongo database
         let slates = configure(builder).build().await.expect("build slates");
         Some(Env {
             backend,
@@ -110,7 +119,7 @@ impl Env {
         match &self.raw {
             Raw::Memory(m) => Some(m),
             #[cfg(feature = "mongodb")]
-            Raw::Mongo => None,
+            Raw::Mongo(_) => None,
         }
     }
 
@@ -148,50 +157,103 @@ impl Env {
     }
 
     /// Everything the store holds, as bytes to search: a text rendering of every token
-    /// record and every slate, the token hashes in binary as kept, and every slate's BSON.
-    /// `None` when this backend gives no raw access.
-    pub fn haystack(&self) -> Option<Vec<u8>> {
-        let store = self.memory()?;
+    /// record and every slate, the token hashes in binary as kept, and every slate's BSON
+    /// (memory); every document of every collection, as BSON and as text (MongoDB).
+    pub async fn haystack(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        for t in store.dump_tokens() {
-            out.extend_from_slice(
-                format!(
-                    "token {} {} {} {} {:?}\n",
-                    t.hash.to_hex(),
-                    t.user,
-                    t.created,
-                    t.expires,
-                    t.renewed
-                )
-                .as_bytes(),
-            );
-            out.extend_from_slice(t.hash.as_bytes());
-            out.push(b'\n');
+        match &self.raw {
+            Raw::Memory(store) => {
+                let mut tokens = store.dump_tokens();
+                tokens.sort_by_key(|t| t.hash.to_hex());
+                for t in tokens {
+                    out.extend_from_slice(
+                        format!(
+                            "token {} {} {} {} {:?}\n",
+                            t.hash.to_hex(),
+                            t.user,
+                            t.created,
+                            t.expires,
+                            t.renewed
+                        )
+                        .as_bytes(),
+                    );
+                    out.extend_from_slice(t.hash.as_bytes());
+                    out.push(b'\n');
+                }
+                let mut slates = store.dump_slates();
+                slates.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+                for (user, slate, doc) in slates {
+                    out.extend_from_slice(format!("slate {user} {slate} {doc}\n").as_bytes());
+                    out.extend_from_slice(&bson::to_vec(&*doc).expect("slate to BSON"));
+                    out.push(b'\n');
+                }
+            }
+            #[cfg(feature = "mongodb")]
+            Raw::Mongo(db) => {
+                for (coll, doc) in mongo_documents(db).await {
+                    out.extend_from_slice(format!("{coll} {doc}\n").as_bytes());
+                    out.extend_from_slice(&bson::to_vec(&doc).expect("document to BSON"));
+                    out.push(b'\n');
+                }
+            }
         }
-        for (user, slate, doc) in store.dump_slates() {
-            out.extend_from_slice(format!("slate {user} {slate} {doc}\n").as_bytes());
-            out.extend_from_slice(&bson::to_vec(&*doc).expect("slate to BSON"));
-            out.push(b'\n');
-        }
-        Some(out)
+        out
     }
 
-    /// Hex `_id` of every token record the store holds, expired ones included.
-    pub fn token_hashes(&self) -> Option<Vec<String>> {
-        Some(
-            self.memory()?
+    /// Hex `_id` of every token record the store holds, expired ones included, sorted.
+    pub async fn token_hashes(&self) -> Vec<String> {
+        let mut hashes: Vec<String> = match &self.raw {
+            Raw::Memory(store) => store
                 .dump_tokens()
                 .iter()
                 .map(|t| t.hash.to_hex())
                 .collect(),
-        )
+            #[cfg(feature = "mongodb")]
+            Raw::Mongo(db) => {
+                let auth = &self.slates.config().store.auth_collection;
+                mongo_documents(db)
+                    .await
+                    .into_iter()
+                    .filter(|(coll, _)| coll == auth)
+                    .map(|(_, doc)| doc.get_str("_id").expect("a string _id").to_owned())
+                    .collect()
+            }
+        };
+        hashes.sort();
+        hashes
     }
 
     /// How many records (tokens and slates, expired ones included) the store holds.
-    pub fn record_count(&self) -> Option<usize> {
-        let store = self.memory()?;
-        Some(store.dump_tokens().len() + store.dump_slates().len())
+    pub async fn record_count(&self) -> usize {
+        match &self.raw {
+            Raw::Memory(store) => store.dump_tokens().len() + store.dump_slates().len(),
+            #[cfg(feature = "mongodb")]
+            Raw::Mongo(db) => mongo_documents(db).await.len(),
+        }
     }
+}
+
+/// Every document of every collection of `db` but the server's own (`system.*`), sorted.
+#[cfg(feature = "mongodb")]
+async fn mongo_documents(db: &slates::mongodb::Database) -> Vec<(String, bson::Document)> {
+    let mut out = Vec::new();
+    let mut names = db.list_collection_names().await.expect("list collections");
+    names.sort();
+    for name in names.into_iter().filter(|n| !n.starts_with("system.")) {
+        let mut cursor = db
+            .collection::<bson::Document>(&name)
+            .find(bson::doc! {})
+            .await
+            .expect("find");
+        let mut docs = Vec::new();
+        while cursor.advance().await.expect("read documents") {
+            let doc = cursor.deserialize_current().expect("a document");
+            docs.push((name.clone(), doc));
+        }
+        docs.sort_by_key(|(_, d)| d.to_string());
+        out.extend(docs);
+    }
+    out
 }
 
 /// Percent-encodes every byte but ASCII alphanumerics, for forms and paths.

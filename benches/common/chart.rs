@@ -38,17 +38,36 @@ pub fn color(label: &str) -> RGBColor {
 const PANEL_HEIGHT: u32 = 380;
 const WIDTH: u32 = 1000;
 
-/// Draws `panels` stacked vertically under `caption` and `subtitle` into an SVG at `path`.
+/// Draws `panels` stacked vertically under `caption`, `subtitle` and one legend (the
+/// colours of every series of every panel) into an SVG at `path`.
 pub fn draw(
     path: &std::path::Path,
     caption: &str,
     subtitle: &str,
     panels: &[Panel],
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let height = 70 + PANEL_HEIGHT * panels.len() as u32;
+    const HEAD: u32 = 100;
+    let height = HEAD + PANEL_HEIGHT * panels.len() as u32;
     let root = SVGBackend::new(path, (WIDTH, height)).into_drawing_area();
     root.fill(&WHITE)?;
-    let (head, body) = root.split_vertically(70);
+    let (head, body) = root.split_vertically(HEAD);
+    let mut legend: Vec<(&str, RGBColor)> = Vec::new();
+    for s in panels.iter().flat_map(|p| &p.series) {
+        // One entry per colour: "slates" stands for every slates variant of that colour.
+        if !legend.iter().any(|(_, c)| *c == s.color) {
+            legend.push((&s.label, s.color));
+        }
+    }
+    let mut x = 20;
+    for (label, color) in legend {
+        head.draw(&Rectangle::new([(x, 74), (x + 14, 88)], color.filled()))?;
+        head.draw(&Text::new(
+            label.to_owned(),
+            (x + 20, 74),
+            ("sans-serif", 14).into_font(),
+        ))?;
+        x += 40 + 8 * label.len() as i32;
+    }
     head.draw(&Text::new(
         caption.to_owned(),
         (20, 12),
@@ -118,6 +137,7 @@ fn draw_panel(
         .x_label_formatter(&|_| String::new())
         .y_desc(panel.y_desc.as_str())
         .y_label_formatter(&y_fmt)
+        .light_line_style(WHITE)
         .label_style(("sans-serif", 12));
     if log {
         mesh.y_labels(((y_max - y_min).ceil() as usize) + 1);
@@ -143,10 +163,7 @@ fn draw_panel(
                 )
             })
             .collect::<Vec<_>>();
-        chart
-            .draw_series(bars)?
-            .label(series.label.as_str())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+        chart.draw_series(bars)?;
         let labels = series
             .values
             .iter()
@@ -168,13 +185,5 @@ fn draw_panel(
             group_style.clone(),
         )
     }))?;
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .margin(22)
-        .background_style(WHITE.mix(0.85))
-        .border_style(RGBColor(180, 180, 180))
-        .label_font(("sans-serif", 12))
-        .draw()?;
     Ok(())
 }

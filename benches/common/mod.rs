@@ -15,6 +15,8 @@
 
 pub mod chart;
 pub mod locking;
+#[cfg(feature = "mongodb")]
+pub mod mongo;
 pub mod report;
 
 use std::time::Duration;

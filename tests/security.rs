@@ -99,12 +99,6 @@ async fn t1_store_holds_only_token_hashes(backend: Backend, test: &str) {
     let bob = env.logged_in("bob").await;
     let bob_cookie = bob.cookie.clone().unwrap();
 
-    // Through the trait: the record is found by hash.
-    let hash = Token::parse(&rotated).unwrap().hash();
-    assert_eq!(hash.to_hex(), sha256_hex(&rotated));
-    let found = env.slates.store().find_token(&hash, env.clock.now()).await;
-    assert_eq!(found.unwrap().unwrap().user.as_str(), "ada");
-
     // Raw: everything the store holds.
     let haystack = env.haystack().await;
     for cookie in [&first, &rotated, &bob_cookie] {
@@ -122,6 +116,12 @@ async fn t1_store_holds_only_token_hashes(backend: Backend, test: &str) {
             "the scan must see the hash of each live token"
         );
     }
+    // Through the trait: the record is found by hash.
+    let hash = Token::parse(&rotated).unwrap().hash();
+    assert_eq!(hash.to_hex(), sha256_hex(&rotated));
+    let found = env.slates.store().find_token(&hash, env.clock.now()).await;
+    assert_eq!(found.unwrap().unwrap().user.as_str(), "ada");
+
     let hashes = env.token_hashes().await;
     assert!(hashes
         .iter()
@@ -177,7 +177,7 @@ async fn t1_logs_never_carry_a_token() {
     let logs = logs.0.lock().unwrap().clone();
     let text = String::from_utf8_lossy(&logs);
     assert!(
-        text.contains(&sha256_hex(&unknown)[..8]) && text.contains("failed"),
+        text.contains("unknown or expired token") && text.contains("failed"),
         "the test must see the layer's logs:\n{text}"
     );
     for token in [&cookie, &unknown] {

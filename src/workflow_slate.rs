@@ -14,7 +14,7 @@ use crate::rejection::{LoginRequired, NotLoggedIn};
 use crate::request::RequestState;
 use crate::slates::Slates;
 use crate::stats::bump;
-use crate::store::{SlateDoc, SlateKey, UpdateOp, Updated};
+use crate::store::{check_ops, SlateDoc, SlateKey, UpdateOp, Updated};
 
 /// Extractor: handle to the logged-in user's slates. 401 ([`LoginRequired`]) when anonymous.
 ///
@@ -342,6 +342,7 @@ impl Slate {
         for op in ops {
             validate_field(op.field())?;
         }
+        check_ops(ops)?;
         let shared = &self.slates.shared;
         bump(&shared.counters.slate_writes);
         let now = shared.config.clock.now();

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bson::{Bson, Document};
 use time::OffsetDateTime;
 
+use super::update::add_numbers;
 use super::{
     SlateDoc, SlateKey, Store, StoreFuture, StoreOptions, TokenRecord, UpdateOp, Updated,
     MAX_DOCUMENT_BYTES,
@@ -562,36 +563,6 @@ fn apply(doc: &mut Document, op: &UpdateOp) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// MongoDB's `$inc` arithmetic: int32 + int32 stays int32 unless it overflows (then int64),
-/// anything with a double is a double, int64 overflow is an error.
-fn add_numbers(a: &Bson, b: &Bson) -> Option<Bson> {
-    Some(match (a, b) {
-        (Bson::Int32(x), Bson::Int32(y)) => match x.checked_add(*y) {
-            Some(v) => Bson::Int32(v),
-            None => Bson::Int64(*x as i64 + *y as i64),
-        },
-        (Bson::Double(x), other) | (other, Bson::Double(x)) => Bson::Double(x + as_f64(other)?),
-        (x, y) => Bson::Int64(as_i64(x)?.checked_add(as_i64(y)?)?),
-    })
-}
-
-fn as_i64(v: &Bson) -> Option<i64> {
-    match v {
-        Bson::Int32(x) => Some(*x as i64),
-        Bson::Int64(x) => Some(*x),
-        _ => None,
-    }
-}
-
-fn as_f64(v: &Bson) -> Option<f64> {
-    match v {
-        Bson::Int32(x) => Some(*x as f64),
-        Bson::Int64(x) => Some(*x as f64),
-        Bson::Double(x) => Some(*x),
-        _ => None,
-    }
 }
 
 impl Store for MemoryStore {

@@ -22,10 +22,12 @@ use crate::token::TokenHash;
 mod memory;
 #[cfg(feature = "mongodb")]
 mod mongo;
+mod update;
 
 pub use memory::MemoryStore;
 #[cfg(feature = "mongodb")]
 pub use mongo::{MongoStore, DEFAULT_DATABASE, DEFAULT_OPERATION_TIMEOUT, DEFAULT_SERVER_TIMEOUT};
+pub use update::check_ops;
 
 /// MongoDB's document size limit, which both stores enforce: 16 MiB.
 pub const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;

@@ -267,6 +267,7 @@ pub async fn slate_operators(_: Backend, slates: Slates, _clock: ManualClock) {
     assert_eq!(v, 9);
     let doc = s.get_doc().await.unwrap().unwrap();
     assert_eq!(doc.doc.get_str("step").unwrap(), "review");
+    assert_eq!(doc.doc.get("hits").and_then(as_i64), Some(4));
     // Type mismatches are typed errors and change nothing.
     assert!(matches!(
         s.inc("step", 1).await,
@@ -277,6 +278,24 @@ pub async fn slate_operators(_: Backend, slates: Slates, _clock: ManualClock) {
         Err(Error::TypeMismatch { .. })
     ));
     assert_eq!(s.get_doc().await.unwrap().unwrap().version, 9);
+    // Conflicting operators in one update are refused the same way by every store.
+    for update in [
+        SlateUpdate::new().set("x", 1).inc("x", 1),
+        SlateUpdate::new().set("p", 1).set("p.q", 2),
+    ] {
+        assert!(matches!(
+            s.update(update).await,
+            Err(Error::InvalidName { .. })
+        ));
+    }
+    assert_eq!(
+        s.update(SlateUpdate::new().inc("hits", 1).inc("hits", 2))
+            .await
+            .unwrap(),
+        10,
+        "repeats of one operator are fine"
+    );
+    assert_eq!(s.inc("hits", 0).await.unwrap(), 7);
     // Reserved fields are refused before the store.
     assert!(matches!(
         s.set("_v", &1).await,

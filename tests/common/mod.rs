@@ -25,6 +25,8 @@ impl Backend {
     /// plain-http cookies. `test` names the test (each Mongo test gets its own database).
     /// `None`: backend not available here, skip the test.
     pub async fn builder(self, test: &str, clock: &ManualClock) -> Option<SlatesBuilder> {
+        #[cfg(not(feature = "mongodb"))]
+        let _ = test;
         let builder = match self {
             Backend::Memory => Slates::builder(MemoryStore::new()),
             #[cfg(feature = "mongodb")]

@@ -3,7 +3,7 @@
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};
 use std::future::ready;
-use std::hash::{BuildHasher, Hash};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -49,7 +49,7 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct Inner {
-    tokens: Shards<TokenHash, TokenRecord>,
+    tokens: Shards<TokenHash, TokenRecord, BuildHasherDefault<TokenHasher>>,
     user_tokens: Shards<Username, HashSet<TokenHash>>,
     slates: Shards<Username, HashMap<SlateName, Entry>>,
     operations: AtomicU64,
@@ -80,24 +80,66 @@ impl Entry {
     }
 }
 
-struct Shards<K, V> {
+/// `SHARDS` maps, each behind its own mutex; `S` hashes keys inside a map.
+struct Shards<K, V, S = RandomState> {
+    /// Picks the shard of keys that need a keyed hash (see [`ShardKey`]).
     hasher: RandomState,
-    shards: Box<[Mutex<HashMap<K, V>>]>,
+    shards: Box<[Mutex<HashMap<K, V, S>>]>,
 }
 
-impl<K, V> Default for Shards<K, V> {
+impl<K, V, S: Default> Default for Shards<K, V, S> {
     fn default() -> Self {
         Shards {
             hasher: RandomState::new(),
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::default()))
+                .collect(),
         }
     }
 }
 
-impl<K: Hash + Eq, V> Shards<K, V> {
-    fn lock(&self, key: &K) -> MutexGuard<'_, HashMap<K, V>> {
-        let i = (self.hasher.hash_one(key) as usize) % SHARDS;
-        lock(&self.shards[i])
+/// How a key picks its shard.
+trait ShardKey: Hash + Eq {
+    fn shard(&self, hasher: &RandomState) -> usize;
+}
+
+impl ShardKey for Username {
+    fn shard(&self, hasher: &RandomState) -> usize {
+        (hasher.hash_one(self) as usize) % SHARDS
+    }
+}
+
+impl ShardKey for TokenHash {
+    /// A SHA-256 is uniform already: its last byte picks the shard (`SHARDS` divides 256).
+    fn shard(&self, _: &RandomState) -> usize {
+        self.as_bytes()[31] as usize % SHARDS
+    }
+}
+
+impl<K: ShardKey, V, S: BuildHasher> Shards<K, V, S> {
+    fn lock(&self, key: &K) -> MutexGuard<'_, HashMap<K, V, S>> {
+        lock(&self.shards[key.shard(&self.hasher)])
+    }
+}
+
+/// Hashes a [`TokenHash`] inside the token maps by folding its bytes, instead of running
+/// SipHash over them on every request. A SHA-256 is uniform already, and only tokens the
+/// server generated are ever inserted, so no one can choose keys that pile into one bucket:
+/// a keyed hash would buy nothing here.
+#[derive(Default)]
+struct TokenHasher(u64);
+
+impl Hasher for TokenHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(23) ^ u64::from_le_bytes(word);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 

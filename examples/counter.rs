@@ -24,16 +24,15 @@
 //! uses `fetch` and updates the count in place.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 
-use axum::extract::{Form, Request};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::Form;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use slates::{Auth, CurrentUser, MemoryStore, SlateUpdate, Slates, Store, UserSlates};
+use slates::{Auth, CurrentUser, SlateUpdate, Slates, UserSlates};
 
 /// The workflow slate holding the count, and its field.
 const COUNTER: &str = "counter";
@@ -51,7 +50,7 @@ pub fn app(slates: Slates) -> Router {
         .route("/stats", get(slates::stats_handler))
         .layer(slates.layer())
         // Outermost: refuse cross-site form posts before anything else runs.
-        .layer(middleware::from_fn(same_origin_posts))
+        .layer(middleware::from_fn(slates::same_origin_only))
 }
 
 #[tokio::main]
@@ -62,7 +61,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or_else(|_| "info,slates=debug".into()),
         )
         .init();
-    let store = store_from_env().await?;
+    let uri = std::env::var("SLATES_MONGODB_URI").ok();
+    // MongoDB when SLATES_MONGODB_URI is set, else the in-memory store. (The URI may
+    // carry a password: log only which store is used.)
+    tracing::info!(mongodb = uri.is_some(), "opening the store");
+    let store = slates::store::open(uri.as_deref()).await?;
     let slates = Slates::builder_shared(store)
         // The demo is plain http on localhost; a real deployment keeps the Secure default.
         .secure(false)
@@ -77,26 +80,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!("counter listening on http://{addr}/");
     axum::serve(listener, app(slates)).await?;
     Ok(())
-}
-
-/// The memory store, or MongoDB when `SLATES_MONGODB_URI` is set.
-async fn store_from_env() -> Result<Arc<dyn Store>, Box<dyn std::error::Error>> {
-    match std::env::var("SLATES_MONGODB_URI") {
-        #[cfg(feature = "mongodb")]
-        Ok(uri) if !uri.is_empty() => {
-            // The URI may carry a password: log only that Mongo is used.
-            tracing::info!("using MongoDB (SLATES_MONGODB_URI)");
-            Ok(Arc::new(slates::MongoStore::connect(&uri).await?))
-        }
-        #[cfg(not(feature = "mongodb"))]
-        Ok(uri) if !uri.is_empty() => Err(
-            "SLATES_MONGODB_URI is set but slates was built without the `mongodb` feature".into(),
-        ),
-        _ => {
-            tracing::info!("using the in-memory store (set SLATES_MONGODB_URI for MongoDB)");
-            Ok(Arc::new(MemoryStore::new()))
-        }
-    }
 }
 
 #[derive(Deserialize)]
@@ -184,31 +167,6 @@ async fn logout(auth: Auth, headers: HeaderMap) -> Result<Response, slates::Erro
 async fn logout_everywhere(auth: Auth, headers: HeaderMap) -> Result<Response, slates::Error> {
     auth.logout_everywhere().await?;
     Ok(done(&headers, StatusCode::NO_CONTENT.into_response()))
-}
-
-/// A minimal CSRF check for state-changing requests: a browser's cross-site POST carries
-/// `Sec-Fetch-Site: cross-site` or an `Origin` that is not this host. SameSite=Lax cookies
-/// are defence in depth, not a CSRF defence.
-async fn same_origin_posts(req: Request, next: Next) -> Response {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        let headers = req.headers();
-        let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
-        let cross_site = matches!(site, Some("cross-site" | "same-site"));
-        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-        let foreign_origin = match (headers.get(header::ORIGIN), host) {
-            (Some(origin), Some(host)) => origin
-                .to_str()
-                .ok()
-                .and_then(|o| o.split_once("://"))
-                .is_none_or(|(_, o)| o != host),
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        if cross_site || foreign_origin {
-            return (StatusCode::FORBIDDEN, "Cross-site request refused.").into_response();
-        }
-    }
-    next.run(req).await
 }
 
 fn esc(s: &str) -> String {

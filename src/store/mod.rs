@@ -29,6 +29,31 @@ pub use memory::MemoryStore;
 pub use mongo::{MongoStore, DEFAULT_DATABASE, DEFAULT_OPERATION_TIMEOUT, DEFAULT_SERVER_TIMEOUT};
 pub use update::check_ops;
 
+/// The store named by a connection string: `MongoStore` for a `mongodb://` or
+/// `mongodb+srv://` URI, [`MemoryStore`] when `uri` is `None` or empty. Handy for apps
+/// and examples that run on MongoDB in production and in memory on a laptop:
+///
+/// ```no_run
+/// # async fn f() -> slates::Result<()> {
+/// let uri = std::env::var("SLATES_MONGODB_URI").ok();
+/// let store = slates::store::open(uri.as_deref()).await?;
+/// let slates = slates::Slates::builder_shared(store).build().await?;
+/// # Ok(()) }
+/// ```
+///
+/// A URI given to a build without the `mongodb` feature is [`Error::Config`](crate::Error::Config).
+pub async fn open(uri: Option<&str>) -> Result<Arc<dyn Store>> {
+    match uri.filter(|u| !u.is_empty()) {
+        None => Ok(Arc::new(MemoryStore::new())),
+        #[cfg(feature = "mongodb")]
+        Some(uri) => Ok(Arc::new(MongoStore::connect(uri).await?)),
+        #[cfg(not(feature = "mongodb"))]
+        Some(_) => Err(crate::Error::Config(
+            "a MongoDB URI was given but slates was built without the `mongodb` feature".into(),
+        )),
+    }
+}
+
 /// MongoDB's document size limit, which both stores enforce: 16 MiB.
 pub const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
 

@@ -361,21 +361,6 @@ fn scenario3(run: &mut Run, quick: bool) {
 
 // ------------------------------------------------------------------------------ scenario 4
 
-fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse::<u64>()
-                .ok()
-        })
-        .unwrap_or(0)
-        * 1024
-}
-
 /// A small deterministic generator for sampling users.
 struct XorShift(u64);
 
@@ -419,21 +404,44 @@ fn user_name(i: usize) -> String {
 
 struct ScaleRow {
     users: usize,
+    /// Cookies drawn from the whole population.
     ns: f64,
-    token_bytes: f64,
-    slate_bytes: f64,
-    rss_bytes: f64,
+    /// Cookies drawn from 1,000 users of the population (a hot set that fits in cache).
+    ns_active: f64,
+    /// Heap bytes per live token (slates) and per user slate; tower-sessions keeps both in
+    /// one session record, reported as `session_bytes`.
+    token_bytes: Option<f64>,
+    slate_bytes: Option<f64>,
+    session_bytes: f64,
     populate: Duration,
 }
 
-async fn scale_memory(users: usize, samples: usize, rounds: usize) -> ScaleRow {
+/// Times the population with cookies from everyone and from a hot set of 1,000 users.
+async fn time_both(app: &Router, all: &[HeaderValue], samples: usize, rounds: usize) -> (f64, f64) {
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+    let hot: Vec<&HeaderValue> = (0..1_000.min(all.len()))
+        .map(|_| &all[rng.below(all.len())])
+        .collect();
+    let from_all: Vec<HeaderValue> = (0..samples)
+        .map(|_| all[rng.below(all.len())].clone())
+        .collect();
+    let from_hot: Vec<HeaderValue> = (0..samples)
+        .map(|_| hot[rng.below(hot.len())].clone())
+        .collect();
+    (
+        time_population(app, &from_all, rounds).await,
+        time_population(app, &from_hot, rounds).await,
+    )
+}
+
+async fn scale_slates(users: usize, samples: usize, rounds: usize) -> ScaleRow {
     let now = time::OffsetDateTime::now_utc();
     let expires = now + time::Duration::days(14);
     let tokens: Vec<Token> = (0..users).map(|_| Token::generate().unwrap()).collect();
     let store = MemoryStore::new();
     let slates = slates_app::with_store(store.clone()).await;
     let started = Instant::now();
-    let (a0, r0) = (ALLOC.allocated(), rss_bytes());
+    let a0 = ALLOC.allocated();
     for (i, token) in tokens.iter().enumerate() {
         let record = TokenRecord {
             hash: token.hash(),
@@ -451,21 +459,66 @@ async fn scale_memory(users: usize, samples: usize, rounds: usize) -> ScaleRow {
         let doc = slates::bson::to_document(&Profile::of(&name)).unwrap();
         store.put_slate(&key, &doc, None, now).await.unwrap();
     }
-    let (a2, r2) = (ALLOC.allocated(), rss_bytes());
+    let a2 = ALLOC.allocated();
     let populate = started.elapsed();
-    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
-    let cookies: Vec<HeaderValue> = (0..samples)
-        .map(|_| cookie_of(&tokens[rng.below(users)]))
-        .collect();
+    let cookies: Vec<HeaderValue> = tokens.iter().map(cookie_of).collect();
+    drop(tokens);
     let app = slates_app::app(slates);
-    let ns = time_population(&app, &cookies, rounds).await;
+    let (ns, ns_active) = time_both(&app, &cookies, samples, rounds).await;
     let per = |bytes: usize| bytes as f64 / users as f64;
     ScaleRow {
         users,
         ns,
-        token_bytes: per(a1 - a0),
-        slate_bytes: per(a2 - a1),
-        rss_bytes: (r2.saturating_sub(r0)) as f64 / users as f64,
+        ns_active,
+        token_bytes: Some(per(a1 - a0)),
+        slate_bytes: Some(per(a2 - a1)),
+        session_bytes: per(a2 - a0),
+        populate,
+    }
+}
+
+async fn scale_tower_sessions(users: usize, samples: usize, rounds: usize) -> ScaleRow {
+    use tower_sessions::session::{Id, Record};
+    use tower_sessions::session_store::SessionStore;
+    let expiry_date = time::OffsetDateTime::now_utc() + time::Duration::days(14);
+    let store = tower_sessions::MemoryStore::default();
+    let mut ids: Vec<Id> = Vec::with_capacity(users);
+    let started = Instant::now();
+    let a0 = ALLOC.allocated();
+    for i in 0..users {
+        let name = user_name(i);
+        let mut record = Record {
+            id: Id::default(),
+            data: [
+                ("user".to_owned(), serde_json::json!(name)),
+                (
+                    "profile".to_owned(),
+                    serde_json::to_value(Profile::of(&name)).unwrap(),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+            expiry_date,
+        };
+        store.create(&mut record).await.unwrap();
+        ids.push(record.id);
+    }
+    let a1 = ALLOC.allocated();
+    let populate = started.elapsed();
+    let cookies: Vec<HeaderValue> = ids
+        .iter()
+        .map(|id| HeaderValue::from_str(&format!("id={id}")).unwrap())
+        .collect();
+    let app = common::ts_app::with_store(store);
+    let (ns, ns_active) = time_both(&app, &cookies, samples, rounds).await;
+    ScaleRow {
+        users,
+        ns,
+        ns_active,
+        token_bytes: None,
+        slate_bytes: None,
+        // `ids` (16 bytes a user) was allocated before the baseline.
+        session_bytes: (a1 - a0) as f64 / users as f64,
         populate,
     }
 }
@@ -484,42 +537,53 @@ fn scenario4_memory(run: &mut Run, quick: bool) {
     } else {
         &[1_000, 100_000, 1_000_000]
     };
-    let (samples, rounds) = if quick { (2_000, 3) } else { (20_000, 7) };
+    let (samples, rounds) = if quick { (2_000, 3) } else { (20_000, 5) };
     let rt = current_thread();
     let mut table = Table::new(
-        "Scenario 4: scale, memory store (live tokens and users)",
+        "Scenario 4: scale, memory stores (live tokens and users)",
         &[
+            "system",
             "users (= live tokens)",
-            "ns/request",
-            "x smallest",
+            "ns/request, any user",
+            "x 1k",
+            "ns/request, 1k active users",
             "heap per token",
             "heap per user slate",
-            "RSS growth per user",
+            "heap per user, total",
             "populated in",
         ],
     );
-    let mut first = None;
-    for &users in sizes {
-        let row = rt.block_on(scale_memory(users, samples, rounds));
-        let base = *first.get_or_insert(row.ns);
-        table.row(vec![
-            fmt_users(row.users),
-            fmt_ns(row.ns),
-            format!("{:.2}", row.ns / base),
-            format!("{:.0} B", row.token_bytes),
-            format!("{:.0} B", row.slate_bytes),
-            format!("{:.0} B", row.rss_bytes),
-            format!("{:.1} s", row.populate.as_secs_f64()),
-        ]);
+    let b = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0} B"));
+    for kind in [Kind::Slates, Kind::TowerSessions] {
+        let mut first = None;
+        for &users in sizes {
+            let row = match kind {
+                Kind::Slates => rt.block_on(scale_slates(users, samples, rounds)),
+                _ => rt.block_on(scale_tower_sessions(users, samples, rounds)),
+            };
+            let base = *first.get_or_insert(row.ns);
+            table.row(vec![
+                kind.label().into(),
+                fmt_users(row.users),
+                fmt_ns(row.ns),
+                format!("{:.2}", row.ns / base),
+                fmt_ns(row.ns_active),
+                b(row.token_bytes),
+                b(row.slate_bytes),
+                format!("{:.0} B", row.session_bytes),
+                format!("{:.1} s", row.populate.as_secs_f64()),
+            ]);
+        }
     }
     table.note(format!(
         "Each user has one live token and a user slate (a profile: name, time zone, 3 \
-         permissions, 3 panels). `GET /me` with the cookie of a user drawn at random from the \
-         whole population ({samples} draws, median of {rounds} passes, one thread), so larger \
-         populations pay their cache misses. Heap bytes are counted by a global allocator \
-         (live bytes after populating, minus before, per user; hash table slack included); \
-         RSS growth is the process's resident set growth per user over the same steps \
-         (allocator overhead included)."
+         permissions, 3 panels); for tower-sessions, one session record holding `user` and the \
+         same profile. `GET /me` with the cookie of a user drawn at random from the whole \
+         population (\"any user\"), or from a fixed set of 1,000 of them (\"1k active \
+         users\": the same lookups on the same structures, with a working set that fits in \
+         cache); {samples} draws, median of {rounds} passes, one thread. Heap bytes are live \
+         bytes counted by a global allocator (after populating, minus before, per user; hash \
+         table slack included; malloc's own few bytes per allocation are not)."
     ));
     run.tables.push(table);
 }

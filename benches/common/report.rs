@@ -40,13 +40,20 @@ impl Table {
     pub fn markdown(&self) -> String {
         let mut out = format!("### {}\n\n", self.title);
         let _ = writeln!(out, "| {} |", self.header.join(" | "));
+        // Columns of figures are right-aligned, columns of words left-aligned.
+        let numeric = |i: usize| {
+            !self.rows.is_empty()
+                && self.rows.iter().all(|r| {
+                    r.get(i)
+                        .and_then(|c| c.chars().next())
+                        .is_some_and(|c| c.is_ascii_digit() || c == '-')
+                })
+        };
         let _ = writeln!(
             out,
             "|{}",
-            self.header
-                .iter()
-                .enumerate()
-                .map(|(i, _)| if i == 0 { "---|" } else { "---:|" })
+            (0..self.header.len())
+                .map(|i| if numeric(i) { "---:|" } else { "---|" })
                 .collect::<String>()
         );
         for row in &self.rows {

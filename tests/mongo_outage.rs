@@ -26,7 +26,7 @@ fn dedicated_binary(test: &str) -> Option<std::path::PathBuf> {
         if std::env::var("SLATES_REQUIRE_MONGO").as_deref() == Ok("1") {
             panic!("{msg}");
         }
-        eprintln!("!!!!! SKIPPED {msg} !!!!!");
+        crate::say!("!!!!! SKIPPED {msg} !!!!!");
     }
     binary
 }
@@ -133,7 +133,7 @@ async fn outage_answers_503_and_recovery_needs_no_rebuild() {
         (r.status, r.body.as_str()),
         (StatusCode::OK, "ada Europe/Paris")
     );
-    eprintln!(
+    crate::say!(
         "outage: {ok} of {attempts} increments acknowledged around the kill; served again {:?} after restart",
         back.elapsed()
     );

@@ -50,7 +50,7 @@ pub fn server() -> Option<&'static TestServer> {
             );
         }
         SKIP_NOTICE.call_once(|| {
-            eprintln!(
+            crate::say!(
                 "\n!!!!! MongoDB tests SKIPPED: no SLATES_TEST_MONGODB_URI, no mongod/ferretdb \
                  binary and no Go to build FerretDB (run `docker compose up -d` and set \
                  SLATES_TEST_MONGODB_URI=mongodb://localhost:27017, or bash .ci/install-ferretdb) \
@@ -159,7 +159,7 @@ pub async fn server_updates_are_atomic() -> bool {
 
 /// Prints a note that a test is weaker, or skipped in part, on FerretDB.
 pub fn ferretdb_note(test: &str, what: &str) {
-    eprintln!("NOTE: {test}: on FerretDB: {what}");
+    crate::say!("NOTE: {test}: on FerretDB: {what}");
 }
 
 // ------------------------------------------------------------------ finding and starting
@@ -181,7 +181,7 @@ fn find_or_start() -> Option<TestServer> {
     let dir = temp_dir("shared");
     let process = ServerProcess::start(&binary, free_port(), &dir);
     let uri = process.uri();
-    eprintln!(
+    crate::say!(
         "slates tests: started {} at {uri} (data in {}, stopped when the tests end)",
         binary.display(),
         dir.display()
@@ -211,7 +211,7 @@ fn which(name: &str) -> Option<PathBuf> {
 
 fn install_ferretdb() {
     let root = env!("CARGO_MANIFEST_DIR");
-    eprintln!("slates tests: no MongoDB-wire server found; building FerretDB with .ci/install-ferretdb (once, a minute or two)");
+    crate::say!("slates tests: no MongoDB-wire server found; building FerretDB with .ci/install-ferretdb (once, a minute or two)");
     let status = Command::new("bash")
         .arg(Path::new(root).join(".ci/install-ferretdb"))
         .current_dir(root)
@@ -220,7 +220,7 @@ fn install_ferretdb() {
         .status();
     match status {
         Ok(s) if s.success() => {}
-        other => eprintln!("slates tests: .ci/install-ferretdb failed: {other:?}"),
+        other => crate::say!("slates tests: .ci/install-ferretdb failed: {other:?}"),
     }
 }
 

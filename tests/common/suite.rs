@@ -81,7 +81,7 @@ async fn atomic_under_concurrency(backend: Backend, what: &str) -> bool {
         Backend::Mongo(_) => {
             let atomic = super::mongo::server_updates_are_atomic().await;
             if !atomic {
-                eprintln!(
+                crate::say!(
                     "NOTE: {what}: skipped on FerretDB, whose updates are not atomic under \
                      concurrency (a known FerretDB 1.x gap; runs in full on the memory store \
                      and on MongoDB; the command-shape test proves slates sends one atomic command)"
@@ -450,7 +450,7 @@ async fn limit_enforced_on_updates(backend: Backend, what: &str) -> bool {
         Backend::Mongo(_) => {
             let enforced = !super::mongo::is_ferretdb().await;
             if !enforced {
-                eprintln!(
+                crate::say!(
                     "NOTE: {what}: growing a document past 16 MiB with small pushes is not \
                      checked on FerretDB, which does not enforce the limit on update results \
                      (a known FerretDB 1.x gap; whole documents and oversized values are still \

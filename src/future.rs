@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 
 use axum::response::Response;
 
-/// The response future of [`SlatesService`]. Boxed: a database round trip dwarfs the box.
+/// The response future of [`SlatesService`](crate::SlatesService). Boxed: a database round trip dwarfs the box.
 pub struct ResponseFuture<E> {
     pub(crate) inner: Pin<Box<dyn Future<Output = Result<Response, E>> + Send>>,
 }

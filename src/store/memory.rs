@@ -35,12 +35,16 @@ const SWEEP_EVERY: u64 = 256;
 /// [`fail_next`](Self::fail_next)).
 ///
 /// ```
-/// # tokio_test_shim::block_on(async {
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> slates::Result<()> {
 /// use slates::{MemoryStore, Slates};
-/// let slates = Slates::builder(MemoryStore::new()).build().await.unwrap();
-/// # });
-/// # mod tokio_test_shim { pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
-/// #   tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f) } }
+/// let store = MemoryStore::new();
+/// let slates = Slates::builder(store.clone()).build().await?;
+/// let n = slates.user_slates("ada")?.slate("counter").inc("hits", 1).await?;
+/// assert_eq!(n, 1);
+/// store.set_available(false); // simulate an outage
+/// assert!(slates.user_slates("ada")?.slate("counter").inc("hits", 1).await.is_err());
+/// # Ok(()) }
 /// ```
 #[derive(Clone, Default)]
 pub struct MemoryStore {

@@ -108,9 +108,12 @@ impl SlateName {
         Ok(())
     }
 
-    /// The user slate's name.
+    /// The user slate's name. Allocated once per process: the layer asks for it on every
+    /// authenticated request, and a clone is an atomic increment.
     pub fn user() -> Self {
-        SlateName(Arc::from(Self::USER))
+        static NAME: std::sync::OnceLock<SlateName> = std::sync::OnceLock::new();
+        NAME.get_or_init(|| SlateName(Arc::from(Self::USER)))
+            .clone()
     }
 
     /// The name as a string slice.

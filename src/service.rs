@@ -1,6 +1,6 @@
 //! [`SlatesService`]: the request flow of the layer.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -121,7 +121,7 @@ async fn resolve(
         tracing::debug!(token = %hash.short(), "unknown or expired token: treated as anonymous");
         return Ok((None, Some(CookieChange::Remove)));
     };
-    let key = SlateKey::new(record.user.clone(), user_slate_name());
+    let key = SlateKey::new(record.user.clone(), SlateName::user());
     let user_slate = shared
         .store
         .get_slate(&key, now)
@@ -201,13 +201,6 @@ fn renewal_due(
         return false;
     }
     now - since > config.token_lifetime * config.renew_after
-}
-
-/// The user slate's name, allocated once rather than on every request (a clone is an
-/// atomic increment).
-fn user_slate_name() -> SlateName {
-    static NAME: OnceLock<SlateName> = OnceLock::new();
-    NAME.get_or_init(SlateName::user).clone()
 }
 
 fn store_failed(slates: &Slates, what: &str, token: &str, err: &Error) {

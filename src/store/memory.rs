@@ -84,6 +84,9 @@ impl Entry {
     }
 }
 
+/// One shard of the token records.
+type TokenMap = HashMap<TokenHash, TokenRecord, BuildHasherDefault<TokenHasher>>;
+
 /// `SHARDS` maps, each behind its own mutex; `S` hashes keys inside a map.
 struct Shards<K, V, S = RandomState> {
     /// Picks the shard of keys that need a keyed hash (see [`ShardKey`]).
@@ -121,8 +124,12 @@ impl ShardKey for TokenHash {
 }
 
 impl<K: ShardKey, V, S: BuildHasher> Shards<K, V, S> {
+    fn shard(&self, key: &K) -> &Mutex<HashMap<K, V, S>> {
+        &self.shards[key.shard(&self.hasher)]
+    }
+
     fn lock(&self, key: &K) -> MutexGuard<'_, HashMap<K, V, S>> {
-        lock(&self.shards[key.shard(&self.hasher)])
+        lock(self.shard(key))
     }
 }
 
@@ -186,19 +193,7 @@ impl MemoryStore {
     pub fn purge_expired(&self, now: OffsetDateTime) -> usize {
         let mut removed = 0;
         for shard in self.inner.tokens.shards.iter() {
-            let expired: Vec<TokenRecord> = {
-                let mut map = lock(shard);
-                let gone: Vec<TokenHash> = map
-                    .iter()
-                    .filter(|(_, r)| r.expires <= now)
-                    .map(|(h, _)| *h)
-                    .collect();
-                gone.iter().filter_map(|h| map.remove(h)).collect()
-            };
-            removed += expired.len();
-            for record in expired {
-                self.unindex_token(&record.user, &record.hash);
-            }
+            removed += self.sweep_token_shard(shard, now);
         }
         for shard in self.inner.slates.shards.iter() {
             let mut map = lock(shard);
@@ -261,9 +256,11 @@ impl MemoryStore {
         }
     }
 
-    fn sweep_tokens_near(&self, hash: &TokenHash, now: OffsetDateTime) {
+    /// Removes the expired tokens of one shard and their user-index entries; returns how
+    /// many.
+    fn sweep_token_shard(&self, shard: &Mutex<TokenMap>, now: OffsetDateTime) -> usize {
         let expired: Vec<TokenRecord> = {
-            let mut map = self.inner.tokens.lock(hash);
+            let mut map = lock(shard);
             let gone: Vec<TokenHash> = map
                 .iter()
                 .filter(|(_, r)| r.expires <= now)
@@ -271,9 +268,10 @@ impl MemoryStore {
                 .collect();
             gone.iter().filter_map(|h| map.remove(h)).collect()
         };
-        for record in expired {
+        for record in &expired {
             self.unindex_token(&record.user, &record.hash);
         }
+        expired.len()
     }
 
     /// Runs `f` on the live entry of `key` (or `None`) under the user's shard lock.
@@ -307,7 +305,7 @@ impl MemoryStore {
             .or_default()
             .insert(record.hash);
         if self.inner.inserts.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
-            self.sweep_tokens_near(&record.hash, record.created);
+            self.sweep_token_shard(self.inner.tokens.shard(&record.hash), record.created);
         }
         Ok(())
     }
@@ -737,6 +735,55 @@ mod tests {
         assert!(matches!(err, Error::TypeMismatch { .. }));
         d.insert("big", Bson::Int64(i64::MAX));
         assert!(apply(&mut d, &UpdateOp::Inc("big".into(), Bson::Int32(1))).is_err());
+    }
+
+    #[test]
+    fn purge_and_sweep_remove_only_expired_records() {
+        use crate::names::{SlateName, Username};
+        use crate::token::Token;
+        use time::Duration;
+
+        let store = MemoryStore::new();
+        let now = OffsetDateTime::UNIX_EPOCH + Duration::days(20_000);
+        let ada = Username::new("ada").unwrap();
+        let record = |expires| TokenRecord {
+            hash: Token::generate().unwrap().hash(),
+            user: ada.clone(),
+            created: now,
+            expires,
+            renewed: None,
+        };
+        let live = record(now + Duration::hours(1));
+        let dead = record(now + Duration::minutes(1));
+        store.do_insert_token(&live).unwrap();
+        store.do_insert_token(&dead).unwrap();
+        let key = |s: &str| SlateKey::new(ada.clone(), SlateName::new(s).unwrap());
+        store
+            .do_put_slate(&key("keep"), &doc! {"a": 1}, None, now)
+            .unwrap();
+        store
+            .do_put_slate(
+                &key("gone"),
+                &doc! {"a": 1},
+                Some(now + Duration::minutes(1)),
+                now,
+            )
+            .unwrap();
+
+        let later = now + Duration::minutes(2);
+        assert_eq!(store.purge_expired(later), 2);
+        assert_eq!(store.token_count(), 1);
+        assert!(store.do_find_token(&live.hash, later).unwrap().is_some());
+        assert_eq!(store.dump_slates().len(), 1);
+        // The user index lost the purged token: logging out everywhere counts one.
+        assert_eq!(store.do_delete_user_tokens(&ada).unwrap(), 1);
+
+        // The amortised sweep on insert uses the same shard sweep.
+        let stale = record(now + Duration::minutes(1));
+        store.do_insert_token(&stale).unwrap();
+        let shard = store.inner.tokens.shard(&stale.hash);
+        assert_eq!(store.sweep_token_shard(shard, later), 1);
+        assert_eq!(store.token_count(), 0);
     }
 
     #[test]

@@ -29,7 +29,7 @@ use common::report::{load_average, Machine, Table};
 use common::{fmt_ms, fmt_ns, median, quantile, slates_app, Kind, Profile, Tab};
 use http::header::COOKIE;
 use http::{HeaderValue, Request};
-use slates::store::{SlateKey, TokenRecord};
+use slates::store::{Expiry, SlateKey, TokenRecord};
 use slates::{MemoryStore, SlateName, Store, Token, Username};
 use tower::ServiceExt;
 
@@ -449,6 +449,7 @@ async fn scale_slates(users: usize, samples: usize, rounds: usize) -> ScaleRow {
             created: now,
             expires,
             renewed: None,
+            rotated: None,
         };
         store.insert_token(&record).await.unwrap();
     }
@@ -457,7 +458,10 @@ async fn scale_slates(users: usize, samples: usize, rounds: usize) -> ScaleRow {
         let name = user_name(i);
         let key = SlateKey::new(Username::new(&name).unwrap(), SlateName::user());
         let doc = slates::bson::to_document(&Profile::of(&name)).unwrap();
-        store.put_slate(&key, &doc, None, now).await.unwrap();
+        store
+            .put_slate(&key, &doc, Expiry::Keep, now)
+            .await
+            .unwrap();
     }
     let a2 = ALLOC.allocated();
     let populate = started.elapsed();
@@ -626,12 +630,16 @@ mod mongo_scenarios {
                 created: now,
                 expires: now + time::Duration::days(14),
                 renewed: None,
+                rotated: None,
             })
             .await
             .unwrap();
         let key = SlateKey::new(Username::new(&first).unwrap(), SlateName::user());
         let profile = slates::bson::to_document(&Profile::of(&first)).unwrap();
-        store.put_slate(&key, &profile, None, now).await.unwrap();
+        store
+            .put_slate(&key, &profile, Expiry::Keep, now)
+            .await
+            .unwrap();
 
         let auth = db.collection::<Document>(&slates.config().store.auth_collection);
         let auth_template = auth.find_one(doc! {}).await.unwrap().unwrap();

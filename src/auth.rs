@@ -36,82 +36,101 @@ pub struct Auth {
 }
 
 impl Auth {
-    /// The logged-in user of this request, if any.
+    /// The user this request arrived logged in as, if any (a `login` in this handler does
+    /// not change it).
     pub fn username(&self) -> Option<&str> {
         self.state.identity.as_ref().map(|i| i.user.as_str())
     }
 
     /// Logs `username` in: a fresh random token (a token the client sent is never adopted),
-    /// a new `_auth` record, and `Set-Cookie` on the response. The token this request came
-    /// with, if any, is deleted (rotation on login).
+    /// a new `_auth` record, and `Set-Cookie` on the response.
+    ///
+    /// The token this request carried (or issued earlier in this handler) is deleted
+    /// **first**, so a planted or shared token never stays valid next to the new one. If that
+    /// delete fails, nothing changed and the error is returned. If the insert of the new
+    /// token then fails, the error is returned and the response removes the cookie (the old
+    /// token is gone, no new one exists).
     pub async fn login(&self, username: &str) -> Result<()> {
         let user = Username::new(username)?;
-        self.issue(user).await?;
-        if let Some(old) = &self.state.identity {
-            // Logging in on top of a live token: the old one goes, so a planted or shared
-            // token never stays valid next to the new one.
-            if let Err(e) = self.shared().store.delete_token(&old.hash).await {
-                self.store_error("delete previous token", &e);
-            }
+        let _one_at_a_time = self.state.auth_ops.lock().await;
+        if let Some((old, _)) = self.state.current() {
+            self.store()
+                .delete_token(&old)
+                .await
+                .inspect_err(|e| self.store_error("login (delete previous token)", e))?;
+            self.state.record(None, CookieChange::Remove);
         }
+        self.issue(user).await?;
+        bump(&self.shared().counters.logins);
         Ok(())
     }
 
-    /// Logs this browser out: deletes its token record at once and expires the cookie.
-    /// On an anonymous request it only expires the cookie.
+    /// Logs this browser out: deletes its token record and expires the cookie. On an
+    /// anonymous request it only expires the cookie. If the delete fails, the error is
+    /// returned and the cookie is left as it was (the token still works, so the user can
+    /// retry).
     pub async fn logout(&self) -> Result<()> {
-        if let Some(identity) = &self.state.identity {
-            self.shared()
-                .store
-                .delete_token(&identity.hash)
+        let _one_at_a_time = self.state.auth_ops.lock().await;
+        if let Some((hash, _)) = self.state.current() {
+            self.store()
+                .delete_token(&hash)
                 .await
                 .inspect_err(|e| self.store_error("logout", e))?;
             bump(&self.shared().counters.logouts);
         }
-        self.forget_issued(CookieChange::Remove).await;
+        self.state.record(None, CookieChange::Remove);
         Ok(())
     }
 
     /// Logs the current user out on every device: deletes every token of the user (for
-    /// example after a password change) and expires this browser's cookie. Returns how many
-    /// tokens were deleted. [`Error::NotLoggedIn`] on an anonymous request.
+    /// example after a password change), in one store operation, and expires this browser's
+    /// cookie. Returns how many tokens were deleted. [`Error::NotLoggedIn`] on an anonymous
+    /// request. If the delete fails, the error is returned and the cookie is left as it was.
     pub async fn logout_everywhere(&self) -> Result<u64> {
-        let identity = self.state.identity.as_ref().ok_or(Error::NotLoggedIn)?;
+        let _one_at_a_time = self.state.auth_ops.lock().await;
+        let (_, user) = self.state.current().ok_or(Error::NotLoggedIn)?;
         let n = self
-            .shared()
-            .store
-            .delete_user_tokens(&identity.user)
+            .store()
+            .delete_user_tokens(&user)
             .await
             .inspect_err(|e| self.store_error("logout everywhere", e))?;
         bump(&self.shared().counters.logouts);
-        self.forget_issued(CookieChange::Remove).await;
+        self.state.record(None, CookieChange::Remove);
         Ok(n)
     }
 
-    /// Replaces the current token with a new one (call it when privileges change). The old
-    /// token keeps working for the configured rotation grace (default 10 s) so that requests
-    /// already in flight are not logged out; with a zero grace it is deleted at once.
+    /// Replaces the current token with a new one (call it when privileges change).
     /// [`Error::NotLoggedIn`] on an anonymous request.
+    ///
+    /// The old token is retired **first**: marked as rotated out (never renewed again) with
+    /// its expiry lowered to the configured rotation grace (default 10 s, so requests already
+    /// in flight are not logged out), or deleted at once with a zero grace. If that fails,
+    /// nothing changed and the error is returned. Then the new token is inserted; if that
+    /// fails, the error is returned, no new cookie is sent, and the old token lives out its
+    /// grace (with a zero grace, the response removes the cookie): the user logs in again.
     pub async fn rotate(&self) -> Result<()> {
-        let identity = self.state.identity.as_ref().ok_or(Error::NotLoggedIn)?;
-        self.issue(identity.user.clone()).await?;
-        let shared = self.shared();
-        let grace = shared.config.rotation_grace;
-        let result = if grace.is_zero() {
-            shared.store.delete_token(&identity.hash).await
+        let _one_at_a_time = self.state.auth_ops.lock().await;
+        let (old, user) = self.state.current().ok_or(Error::NotLoggedIn)?;
+        let config = &self.shared().config;
+        let grace = config.rotation_grace;
+        if grace.is_zero() {
+            self.store().delete_token(&old).await
         } else {
-            let at = shared.config.clock.now() + grace;
-            shared.store.expire_token_at(&identity.hash, at).await
-        };
-        result
-            .map(drop)
-            .inspect_err(|e| self.store_error("rotate", e))
+            let now = config.clock.now();
+            self.store().retire_token(&old, now + grace, now).await
+        }
+        .inspect_err(|e| self.store_error("rotate (retire the old token)", e))?;
+        if grace.is_zero() {
+            self.state.record(None, CookieChange::Remove);
+        }
+        self.issue(user).await
     }
 
+    /// Inserts a fresh token for `user` and records it as the request's cookie change.
     async fn issue(&self, user: Username) -> Result<()> {
-        let shared = self.shared();
-        let now = shared.config.clock.now();
-        let lifetime = shared.config.token_lifetime;
+        let config = &self.shared().config;
+        let now = config.clock.now();
+        let idle = config.idle_timeout;
         // A collision of two 256-bit random tokens will not happen; the second try is there
         // so that even then the user gets a token rather than an error.
         let mut attempt = 0;
@@ -121,35 +140,31 @@ impl Auth {
                 hash: token.hash(),
                 user: user.clone(),
                 created: now,
-                expires: now + lifetime,
+                // `build` checked that the idle timeout is within the absolute lifetime.
+                expires: now + idle,
                 renewed: None,
+                rotated: None,
             };
-            match shared.store.insert_token(&record).await {
+            match self.store().insert_token(&record).await {
                 Ok(()) => break token,
                 Err(Error::DuplicateKey) if attempt == 0 => attempt += 1,
                 Err(e) => {
-                    self.store_error("login", &e);
+                    self.store_error("insert token", &e);
                     return Err(e);
                 }
             }
         };
-        bump(&shared.counters.logins);
-        self.forget_issued(CookieChange::Set(token, lifetime)).await;
+        self.state
+            .record(Some((token.hash(), user)), CookieChange::Set(token, idle));
         Ok(())
-    }
-
-    /// Records the cookie change; if it replaces a token this same request issued earlier
-    /// (login twice in one handler), that token is deleted so it does not linger unused.
-    async fn forget_issued(&self, change: CookieChange) {
-        if let Some(CookieChange::Set(previous, _)) = self.state.set_cookie_change(change) {
-            if let Err(e) = self.shared().store.delete_token(&previous.hash()).await {
-                self.store_error("delete superseded token", &e);
-            }
-        }
     }
 
     fn shared(&self) -> &crate::slates::Shared {
         &self.state.slates.shared
+    }
+
+    fn store(&self) -> &dyn crate::store::Store {
+        &*self.shared().store
     }
 
     fn store_error(&self, what: &str, e: &Error) {

@@ -15,7 +15,8 @@ use crate::store::{Layout, Store, StoreOptions};
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct Config {
-    /// Cookie name (default `slates`).
+    /// Cookie name: `__Host-slates` by default when the cookie is `Secure`, host-only and on
+    /// `Path=/` (so that a sibling subdomain cannot plant one), else `slates`.
     pub cookie_name: String,
     /// Cookie `Domain`, if any (not allowed with the `__Host-` prefix).
     pub cookie_domain: Option<String>,
@@ -25,10 +26,14 @@ pub struct Config {
     pub secure: bool,
     /// Cookie `SameSite` (default `Lax`).
     pub same_site: SameSite,
-    /// Absolute token lifetime (default 14 days).
-    pub token_lifetime: Duration,
-    /// Share of the lifetime after which a token is renewed (default 0.5). `1.0` disables
-    /// sliding renewal.
+    /// Idle timeout (default 7 days): a token not used for this long stops working. Each
+    /// renewal moves the deadline to `now + idle_timeout`.
+    pub idle_timeout: Duration,
+    /// Absolute lifetime (default 30 days), counted from login: no renewal extends a token
+    /// past `created + absolute_lifetime`.
+    pub absolute_lifetime: Duration,
+    /// Share of the idle timeout that must have passed before a request renews the token
+    /// (default 0.5). `1.0` disables sliding renewal.
     pub renew_after: f64,
     /// How long the old token keeps working after [`Auth::rotate`](crate::Auth::rotate)
     /// (default 10 seconds).
@@ -46,25 +51,42 @@ pub struct Config {
 ///
 /// Defaults follow OWASP's session management advice
 /// (<https://cheatsheetseries.owasp.org/cheatsheets/Session_Management_Cheat_Sheet.html>):
-/// cookie `HttpOnly`, `Secure`, `SameSite=Lax`, `Path=/`; 256-bit tokens; 14-day absolute
-/// lifetime with sliding renewal after half of it.
+/// cookie `__Host-slates`, `HttpOnly`, `Secure`, `SameSite=Lax`, `Path=/`; 256-bit tokens;
+/// an idle timeout of 7 days (renewed by activity once half of it has passed) and an
+/// absolute lifetime of 30 days from login.
+///
+/// Why these timeouts: OWASP's figures (minutes of idle time, hours of absolute lifetime)
+/// are for high-value applications such as banking, where a user logs in for one task. The
+/// defaults here suit the common "stay logged in on my own device" web app: a user seen
+/// at least once a week stays in for up to a month, then logs in again; a token stolen from
+/// a device that is no longer used dies within a week. Apps with more at stake set
+/// [`idle_timeout`](Self::idle_timeout) and [`absolute_lifetime`](Self::absolute_lifetime)
+/// to OWASP's values.
 #[must_use = "call .build().await to get a Slates"]
 pub struct SlatesBuilder {
     store: Arc<dyn Store>,
     config: Config,
+    /// The cookie name, if set; the default depends on the other cookie settings.
+    cookie_name: Option<String>,
 }
+
+/// Longest accepted duration setting: 400 days, the longest `Max-Age` browsers honour
+/// (RFC 6265bis), and far from any arithmetic overflow.
+pub const MAX_DURATION: Duration = Duration::days(400);
 
 impl SlatesBuilder {
     pub(crate) fn new(store: Arc<dyn Store>) -> Self {
         SlatesBuilder {
             store,
+            cookie_name: None,
             config: Config {
-                cookie_name: "slates".into(),
+                cookie_name: String::new(),
                 cookie_domain: None,
                 cookie_path: "/".into(),
                 secure: true,
                 same_site: SameSite::Lax,
-                token_lifetime: Duration::days(14),
+                idle_timeout: Duration::days(7),
+                absolute_lifetime: Duration::days(30),
                 renew_after: 0.5,
                 rotation_grace: Duration::seconds(10),
                 cas_attempts: 64,
@@ -74,11 +96,19 @@ impl SlatesBuilder {
         }
     }
 
-    /// The cookie name (default `slates`). A name starting with `__Host-` makes the browser
-    /// refuse the cookie unless it is `Secure`, has `Path=/` and no `Domain`, which stops a
-    /// sibling subdomain from planting one; `build` checks that the configuration agrees.
+    /// The cookie name. Default: `__Host-slates` when the cookie is `Secure`, has no
+    /// `Domain` and `Path=/` (the defaults), else `slates`.
+    ///
+    /// A name starting with `__Host-` makes the browser refuse the cookie unless it is
+    /// `Secure`, has `Path=/` and no `Domain`, which stops a sibling subdomain (or a man in
+    /// the middle on plain http) from planting one next to the real one: a second cookie of
+    /// the same name makes the request ambiguous, and slates then treats it as anonymous.
+    /// The trade-off: such a cookie cannot be shared with subdomains, and needs https
+    /// (browsers treat `http://localhost` as secure, other plain-http hosts need
+    /// [`secure(false)`](Self::secure), which falls back to `slates`). `build` checks that
+    /// the configuration agrees with the prefix.
     pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
-        self.config.cookie_name = name.into();
+        self.cookie_name = Some(name.into());
         self
     }
 
@@ -107,14 +137,23 @@ impl SlatesBuilder {
         self
     }
 
-    /// Absolute token lifetime (default 14 days).
-    pub fn token_lifetime(mut self, lifetime: Duration) -> Self {
-        self.config.token_lifetime = lifetime;
+    /// Idle timeout (default 7 days): a token unused for this long stops working; a request
+    /// renews it (see [`renew_after`](Self::renew_after)) up to the absolute lifetime. At
+    /// most [`MAX_DURATION`] and at most the absolute lifetime.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.idle_timeout = timeout;
         self
     }
 
-    /// Share of the lifetime after which a request renews the token (default `0.5`): one
-    /// atomic update of `expires` and a fresh cookie. `1.0` switches renewal off.
+    /// Absolute lifetime (default 30 days): a token stops working this long after its
+    /// login, however active; renewal never extends it. At most [`MAX_DURATION`].
+    pub fn absolute_lifetime(mut self, lifetime: Duration) -> Self {
+        self.config.absolute_lifetime = lifetime;
+        self
+    }
+
+    /// Share of the idle timeout after which a request renews the token (default `0.5`):
+    /// one atomic update of `expires` and a fresh cookie. `1.0` switches renewal off.
     pub fn renew_after(mut self, share: f64) -> Self {
         self.config.renew_after = share;
         self
@@ -122,6 +161,7 @@ impl SlatesBuilder {
 
     /// How long the old token keeps working after [`Auth::rotate`](crate::Auth::rotate)
     /// (default 10 s), so requests already in flight are not logged out. Zero deletes it.
+    /// At most the idle timeout.
     pub fn rotation_grace(mut self, grace: Duration) -> Self {
         self.config.rotation_grace = grace;
         self
@@ -162,7 +202,12 @@ impl SlatesBuilder {
 
     /// Checks the configuration, prepares the store (creates indexes) and returns the
     /// [`Slates`] handle.
-    pub async fn build(self) -> Result<Slates> {
+    pub async fn build(mut self) -> Result<Slates> {
+        let c = &mut self.config;
+        c.cookie_name = self.cookie_name.unwrap_or_else(|| {
+            let host_only = c.secure && c.cookie_domain.is_none() && c.cookie_path == "/";
+            if host_only { "__Host-slates" } else { "slates" }.to_owned()
+        });
         validate(&self.config)?;
         self.store.prepare(&self.config.store).await?;
         Ok(Slates::from_parts(
@@ -197,17 +242,31 @@ fn validate(c: &Config) -> Result<()> {
     if name.starts_with("__Secure-") && !c.secure {
         return bad("a `__Secure-` cookie must be Secure");
     }
-    if !c.cookie_path.starts_with('/') || c.cookie_path.contains(';') {
-        return bad("cookie path must start with `/` and hold no `;`");
+    if !c.cookie_path.starts_with('/')
+        || !c
+            .cookie_path
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b';')
+    {
+        return bad("cookie path must start with `/` and hold only printable ASCII without `;`");
     }
-    if c.token_lifetime <= Duration::ZERO {
-        return bad("token lifetime must be positive");
+    if let Some(domain) = &c.cookie_domain {
+        if !valid_domain(domain) {
+            return bad("cookie domain must be a host name: letters, digits, `-` and `.` labels");
+        }
+    }
+    let in_range = |d: Duration| d > Duration::ZERO && d <= MAX_DURATION;
+    if !in_range(c.idle_timeout) || !in_range(c.absolute_lifetime) {
+        return bad("idle timeout and absolute lifetime must be positive and at most 400 days");
+    }
+    if c.idle_timeout > c.absolute_lifetime {
+        return bad("the idle timeout must not exceed the absolute lifetime");
     }
     if !(c.renew_after > 0.0 && c.renew_after <= 1.0) {
         return bad("renew_after must be in (0, 1]");
     }
-    if c.rotation_grace < Duration::ZERO {
-        return bad("rotation grace must not be negative");
+    if c.rotation_grace < Duration::ZERO || c.rotation_grace > c.idle_timeout {
+        return bad("rotation grace must be between zero and the idle timeout");
     }
     if c.cas_attempts == 0 {
         return bad("cas_attempts must be at least 1");
@@ -226,5 +285,27 @@ fn validate(c: &Config) -> Result<()> {
     if c.store.auth_collection == c.store.slates_collection {
         return bad("the auth and slates collections must differ");
     }
+    // Last, the cookie the layer will send must be a valid header: whatever slipped through
+    // the checks above fails here, at start-up, not as an empty `Set-Cookie` later.
+    if crate::cookie::check_headers(c).is_err() {
+        return bad("the cookie settings do not make a valid Set-Cookie header");
+    }
     Ok(())
+}
+
+/// A cookie `Domain`: an optional leading dot, then dot-separated labels of 1-63 letters,
+/// digits and hyphens (not at either end of a label), 253 bytes at most.
+fn valid_domain(domain: &str) -> bool {
+    let host = domain.strip_prefix('.').unwrap_or(domain);
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }

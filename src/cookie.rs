@@ -114,9 +114,23 @@ pub(crate) fn removal_cookie(config: &Config) -> HeaderValue {
 }
 
 fn header_value(c: &Cookie<'_>) -> HeaderValue {
-    // The name was checked at build time and the value is base64url or empty; the
-    // attributes come from validated configuration, so this cannot fail in practice.
-    HeaderValue::try_from(c.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+    // `build` checked with `check_headers` that these settings make valid headers, and the
+    // value is base64url or empty, so the fallback is never taken.
+    try_header_value(c).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn try_header_value(c: &Cookie<'_>) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+    HeaderValue::try_from(c.to_string())
+}
+
+/// Whether the configured cookie makes valid `Set-Cookie` headers, both the one that hands
+/// out a token and the one that removes it. Called by `build`.
+pub(crate) fn check_headers(config: &Config) -> Result<(), http::header::InvalidHeaderValue> {
+    let token = base(config, "A".repeat(crate::token::TOKEN_LEN));
+    try_header_value(&token)?;
+    let mut removal = base(config, String::new());
+    removal.set_expires(Expiration::DateTime(OffsetDateTime::UNIX_EPOCH));
+    try_header_value(&removal).map(drop)
 }
 
 #[cfg(test)]

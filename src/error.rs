@@ -61,6 +61,25 @@ pub enum Error {
         /// What was wrong.
         reason: &'static str,
     },
+    /// One update applies different operators to one field, or operators to a field and to
+    /// its parent or child (MongoDB's `ConflictingUpdateOperators`). Nothing was sent to the
+    /// store.
+    #[error("conflicting update operators on field `{field}`: one update must not apply different operators to a field, or to a field and its parent")]
+    ConflictingOperators {
+        /// One of the fields involved.
+        field: String,
+    },
+    /// A stored document does not have the shape slates writes (for example a slate whose
+    /// `_v` or `_expires` was edited by hand to another type). Reported to the handler that
+    /// reads it; other requests of the same user are not affected. Writing the slate again
+    /// (`put`, or any update operator) repairs it.
+    #[error("malformed stored document ({what}): {reason}")]
+    MalformedDocument {
+        /// Which document: `_auth` or the slate name.
+        what: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// A compare-and-swap helper gave up after this many attempts because other writers kept
     /// changing the slate.
     #[error("slate `{slate}` kept changing: gave up after {attempts} attempts")]
@@ -114,27 +133,25 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl axum::response::IntoResponse for Error {
     /// A short status and text for handlers that return `Result<_, slates::Error>`:
-    /// invalid names and type mismatches 400, oversize 413, conflicts 409, not logged in
-    /// 401, store failures 503 or 500. Store error text is logged, never sent.
+    /// invalid names, conflicting operators and type mismatches 400, oversize 413, conflicts
+    /// 409, not logged in 401, an unavailable store 503 with `Retry-After`, other store
+    /// failures 500. Store error text is logged, never sent.
     fn into_response(self) -> axum::response::Response {
         use http::StatusCode;
+        if let Error::Unavailable(_) = &self {
+            tracing::error!(error = %self, "slates store unavailable");
+            return service_unavailable();
+        }
         let (status, body) = match &self {
-            Error::InvalidName { .. } | Error::TypeMismatch { .. } => {
-                (StatusCode::BAD_REQUEST, self.to_string())
-            }
+            Error::InvalidName { .. }
+            | Error::TypeMismatch { .. }
+            | Error::ConflictingOperators { .. } => (StatusCode::BAD_REQUEST, self.to_string()),
             Error::DocumentTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, self.to_string()),
             Error::Conflict { .. } => (
                 StatusCode::CONFLICT,
                 "The data changed while saving; please retry.".to_owned(),
             ),
             Error::NotLoggedIn => (StatusCode::UNAUTHORIZED, "Not logged in.".to_owned()),
-            Error::Unavailable(_) => {
-                tracing::error!(error = %self, "slates store unavailable");
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Service temporarily unavailable. Please try again shortly.".to_owned(),
-                )
-            }
             _ => {
                 tracing::error!(error = %self, "slates internal error");
                 (
@@ -146,3 +163,18 @@ impl axum::response::IntoResponse for Error {
         (status, body).into_response()
     }
 }
+
+/// The answer to an unavailable store, from the layer or from a handler: 503, a short
+/// generic text and `Retry-After`, so clients and proxies know to come back.
+pub(crate) fn service_unavailable() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        [(http::header::RETRY_AFTER, RETRY_AFTER_SECONDS)],
+        "Service temporarily unavailable. Please try again shortly.\n",
+    )
+        .into_response()
+}
+
+/// The `Retry-After` of every 503 slates sends, in seconds.
+pub const RETRY_AFTER_SECONDS: &str = "5";

@@ -1,6 +1,6 @@
 //! What the layer leaves in request extensions for the extractors.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use http::request::Parts;
 use time::OffsetDateTime;
@@ -16,7 +16,10 @@ pub(crate) struct Identity {
     pub user: Username,
     pub hash: TokenHash,
     pub expires: OffsetDateTime,
-    pub user_slate: Option<SlateDoc>,
+    /// The user slate as loaded, or why the stored document could not be read (a malformed
+    /// document must not turn every request of the user into an error: only a handler that
+    /// asks for the user slate sees it).
+    pub user_slate: Result<Option<SlateDoc>, &'static str>,
 }
 
 /// A cookie change a handler asked for, applied by the service on the way out.
@@ -27,20 +30,37 @@ pub(crate) enum CookieChange {
     Remove,
 }
 
+/// Where the request's login stands after the `Auth` operations run so far.
+struct AuthState {
+    /// The live token the browser holds once this response is applied, and its user.
+    current: Option<(TokenHash, Username)>,
+    /// The cookie change that gets it there (`None`: leave the cookie as the layer decided).
+    change: Option<CookieChange>,
+}
+
 /// Per-request state shared by the service and the extractors (one `Arc` in extensions).
 pub(crate) struct RequestState {
     pub slates: Slates,
     pub identity: Option<Identity>,
-    /// Short critical sections only (swap a value); never held across an `.await`.
-    cookie_change: Mutex<Option<CookieChange>>,
+    /// Short critical sections only (read or swap a value); never held across an `.await`.
+    auth: Mutex<AuthState>,
+    /// Serializes the `Auth` operations of this one request (a handler that runs two at once
+    /// with `join!`), so that each sees the token the previous one left. Held across the
+    /// store calls of one operation, by this request only: no other request waits on it.
+    pub auth_ops: tokio::sync::Mutex<()>,
 }
 
 impl RequestState {
     pub fn new(slates: Slates, identity: Option<Identity>) -> Self {
+        let current = identity.as_ref().map(|i| (i.hash, i.user.clone()));
         RequestState {
             slates,
             identity,
-            cookie_change: Mutex::new(None),
+            auth: Mutex::new(AuthState {
+                current,
+                change: None,
+            }),
+            auth_ops: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -51,19 +71,25 @@ impl RequestState {
             .ok_or(MissingLayer)
     }
 
-    /// Records a cookie change and returns the one it replaced.
-    pub fn set_cookie_change(&self, change: CookieChange) -> Option<CookieChange> {
-        let mut slot = self
-            .cookie_change
+    fn auth(&self) -> MutexGuard<'_, AuthState> {
+        self.auth
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        slot.replace(change)
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The live token the response will leave the browser with, and its user.
+    pub fn current(&self) -> Option<(TokenHash, Username)> {
+        self.auth().current.clone()
+    }
+
+    /// Records that the browser's live token is now `current`, reached by `change`.
+    pub fn record(&self, current: Option<(TokenHash, Username)>, change: CookieChange) {
+        let mut auth = self.auth();
+        auth.current = current;
+        auth.change = Some(change);
     }
 
     pub fn take_cookie_change(&self) -> Option<CookieChange> {
-        self.cookie_change
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take()
+        self.auth().change.take()
     }
 }

@@ -4,20 +4,22 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::response::{IntoResponse, Response};
-use http::header::{CACHE_CONTROL, RETRY_AFTER, SET_COOKIE};
-use http::{HeaderValue, Request, StatusCode};
+use axum::response::Response;
+use http::header::{CACHE_CONTROL, SET_COOKIE};
+use http::{HeaderValue, Request};
 use time::OffsetDateTime;
 use tower_service::Service;
 
+use crate::config::Config;
 use crate::cookie::{removal_cookie, set_cookie, token_from_headers, CookieToken};
-use crate::error::Error;
+use crate::error::{service_unavailable, Error};
 use crate::future::ResponseFuture;
 use crate::names::SlateName;
 use crate::request::{CookieChange, Identity, RequestState};
 use crate::slates::Slates;
 use crate::stats::bump;
-use crate::store::SlateKey;
+use crate::store::{SlateKey, TokenRecord};
+use crate::token::TokenHash;
 
 /// The service built by [`SlatesLayer`](crate::SlatesLayer).
 #[derive(Clone, Debug)]
@@ -58,7 +60,10 @@ where
                 let cookie = token_from_headers(req.headers(), &slates.shared.config.cookie_name);
                 let (identity, layer_change) = match resolve(&slates, cookie).await {
                     Ok(resolved) => resolved,
-                    Err(_) => return Ok(unavailable()),
+                    // Any store failure is answered this way, never by treating the user as
+                    // anonymous (which would drop the cookie on a mere hiccup) or as someone
+                    // else.
+                    Err(_) => return Ok(service_unavailable()),
                 };
                 let state = Arc::new(RequestState::new(slates, identity));
                 req.extensions_mut().insert(Arc::clone(&state));
@@ -109,30 +114,30 @@ async fn resolve(
     let hash = token.hash();
     let now = config.clock.now();
     let started = Instant::now();
-    let record = shared
-        .store
-        .find_token(&hash, now)
-        .await
-        .inspect_err(|e| store_failed(slates, "token lookup", &hash.short(), e))?;
+    let record = find_token(slates, &hash, now).await?;
     counters.record_lookup(started.elapsed());
-    let Some(record) = record else {
-        bump(&counters.unknown_tokens);
-        bump(&counters.anonymous);
-        tracing::debug!(token = %hash.short(), "unknown or expired token: treated as anonymous");
-        return Ok((None, Some(CookieChange::Remove)));
+    // The absolute lifetime counts from login with the configuration in force now, so a
+    // redeploy that shortens it applies to existing tokens too.
+    let Some(record) = record.filter(|r| now < r.created + config.absolute_lifetime) else {
+        return Ok(refused(slates, &hash));
     };
     let key = SlateKey::new(record.user.clone(), SlateName::user());
-    let user_slate = shared
-        .store
-        .get_slate(&key, now)
-        .await
-        .inspect_err(|e| store_failed(slates, "user slate load", &hash.short(), e))?;
+    let user_slate = match shared.store.get_slate(&key, now).await {
+        Ok(slate) => Ok(slate),
+        Err(Error::MalformedDocument { reason, .. }) => {
+            tracing::warn!(user = %record.user, reason, "malformed user slate: the request proceeds without it");
+            Err(reason)
+        }
+        Err(e) => {
+            store_failed(slates, "user slate load", &hash.short(), &e);
+            return Err(e);
+        }
+    };
     bump(&counters.user_slate_loads);
 
     let mut expires = record.expires;
     let mut change = None;
-    if renewal_due(slates, record.created, record.renewed, record.expires, now) {
-        let new_expires = now + config.token_lifetime;
+    if let Some(new_expires) = renewal(config, &record, now) {
         match shared
             .store
             .renew_token(&hash, record.expires, new_expires, now)
@@ -141,7 +146,7 @@ async fn resolve(
             Ok(true) => {
                 bump(&counters.renewals);
                 expires = new_expires;
-                change = Some(CookieChange::Set(token, config.token_lifetime));
+                change = Some(CookieChange::Set(token, new_expires - now));
             }
             Ok(false) => {
                 // The record changed between lookup and renewal. Read it again: after a
@@ -149,18 +154,9 @@ async fn resolve(
                 // request and leave the cookie alone (treating it as anonymous would drop
                 // the browser's cookie, and a logout losing this race would delete nothing);
                 // after a logout it is gone, and the logout wins.
-                let current = shared
-                    .store
-                    .find_token(&hash, now)
-                    .await
-                    .inspect_err(|e| store_failed(slates, "token lookup", &hash.short(), e))?;
-                match current {
+                match find_token(slates, &hash, now).await? {
                     Some(current) => expires = current.expires,
-                    None => {
-                        bump(&counters.unknown_tokens);
-                        bump(&counters.anonymous);
-                        return Ok((None, Some(CookieChange::Remove)));
-                    }
+                    None => return Ok(refused(slates, &hash)),
                 }
             }
             Err(e) => {
@@ -182,43 +178,53 @@ async fn resolve(
     ))
 }
 
-/// Whether the token has used more than the configured share of its lifetime. A token whose
-/// expiry was shortened by a rotation (its lifetime is less than the configured one) is
-/// never renewed: it is meant to die at the end of its grace period.
-fn renewal_due(
+/// One token lookup. A store failure is an error (the layer answers 503); a malformed
+/// `_auth` record (edited by hand) is refused like an unknown token, so that it cannot turn
+/// every request into an error: the user logs in again and gets a fresh record.
+async fn find_token(
     slates: &Slates,
-    created: OffsetDateTime,
-    renewed: Option<OffsetDateTime>,
-    expires: OffsetDateTime,
+    hash: &TokenHash,
     now: OffsetDateTime,
-) -> bool {
-    let config = &slates.shared.config;
-    if config.renew_after >= 1.0 {
-        return false;
+) -> Result<Option<TokenRecord>, Error> {
+    match slates.shared.store.find_token(hash, now).await {
+        Ok(record) => Ok(record),
+        Err(Error::MalformedDocument { reason, .. }) => {
+            tracing::warn!(token = %hash.short(), reason, "malformed _auth record: token refused");
+            Ok(None)
+        }
+        Err(e) => {
+            store_failed(slates, "token lookup", &hash.short(), &e);
+            Err(e)
+        }
     }
-    let since = renewed.unwrap_or(created);
-    if expires - since < config.token_lifetime {
-        return false;
+}
+
+/// The answer to an unknown, expired or malformed token: anonymous, and the cookie removed.
+fn refused(slates: &Slates, hash: &TokenHash) -> (Option<Identity>, Option<CookieChange>) {
+    let counters = &slates.shared.counters;
+    bump(&counters.unknown_tokens);
+    bump(&counters.anonymous);
+    tracing::debug!(token = %hash.short(), "unknown or expired token: treated as anonymous");
+    (None, Some(CookieChange::Remove))
+}
+
+/// The new expiry if this request should renew the token, from the record's explicit state
+/// and the configuration in force now: a rotated-out token never; otherwise once more than
+/// the configured share of the idle timeout has passed (less than the rest remains), to
+/// `now + idle_timeout` capped at the absolute lifetime, and only if that moves it later.
+fn renewal(config: &Config, record: &TokenRecord, now: OffsetDateTime) -> Option<OffsetDateTime> {
+    if record.rotated.is_some() || config.renew_after >= 1.0 {
+        return None;
     }
-    now - since > config.token_lifetime * config.renew_after
+    let idle = config.idle_timeout;
+    if record.expires - now >= idle * (1.0 - config.renew_after) {
+        return None;
+    }
+    let new_expires = (now + idle).min(record.created + config.absolute_lifetime);
+    (new_expires > record.expires).then_some(new_expires)
 }
 
 fn store_failed(slates: &Slates, what: &str, token: &str, err: &Error) {
     bump(&slates.shared.counters.store_errors);
     tracing::error!(error = %err, token, "slates {what} failed");
-}
-
-/// The 503 answer to a store failure during the lookup: short, generic, retryable. Any store
-/// failure is answered this way, never by treating the user as anonymous (which would drop
-/// the cookie on a mere hiccup) or as someone else.
-fn unavailable() -> Response {
-    let mut response = (
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Service temporarily unavailable. Please try again shortly.\n",
-    )
-        .into_response();
-    response
-        .headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from_static("5"));
-    response
 }

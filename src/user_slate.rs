@@ -8,10 +8,11 @@ use http::request::Parts;
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 
-use crate::error::Result;
-use crate::names::Username;
+use crate::error::{Error, Result};
+use crate::names::{SlateName, Username};
 use crate::rejection::{LoginRequired, MissingLayer, NotLoggedIn};
 use crate::request::{Identity, RequestState};
+use crate::store::SlateDoc;
 use crate::workflow_slate::UserSlates;
 
 /// Extractor for the logged-in user: the username and the user slate (document
@@ -60,21 +61,38 @@ impl CurrentUser {
     }
 
     /// The user slate as loaded at the start of the request, raw (`None` if the user has
-    /// none yet). No copy is made.
+    /// none yet, or if the stored document is malformed: see
+    /// [`user_slate`](Self::user_slate)). No copy is made.
     pub fn raw_user_slate(&self) -> Option<&Document> {
-        self.identity().user_slate.as_ref().map(|s| &*s.doc)
+        self.loaded().ok().flatten().map(|s| &*s.doc)
     }
 
     /// The user slate's version as loaded, for a compare-and-swap of your own.
     pub fn user_slate_version(&self) -> Option<i64> {
-        self.identity().user_slate.as_ref().map(|s| s.version)
+        self.loaded().ok().flatten().map(|s| s.version)
     }
 
     /// The user slate deserialized into `T` (`None` if the user has none yet).
+    ///
+    /// A stored document that slates cannot read (its `_v` or `_expires` edited by hand to
+    /// another type) is [`Error::MalformedDocument`](crate::Error::MalformedDocument), and
+    /// fields that do not fit `T` are [`Error::Deserialize`](crate::Error::Deserialize):
+    /// only this call fails, the request itself and handlers that do not read the user
+    /// slate proceed. Writing the user slate again repairs a malformed document.
     pub fn user_slate<T: DeserializeOwned>(&self) -> Result<Option<T>> {
-        match &self.identity().user_slate {
+        match self.loaded()? {
             None => Ok(None),
             Some(s) => Ok(Some(bson::from_document((*s.doc).clone())?)),
+        }
+    }
+
+    fn loaded(&self) -> Result<Option<&SlateDoc>> {
+        match &self.identity().user_slate {
+            Ok(slate) => Ok(slate.as_ref()),
+            Err(reason) => Err(Error::MalformedDocument {
+                what: SlateName::USER.to_owned(),
+                reason,
+            }),
         }
     }
 

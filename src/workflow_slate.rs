@@ -14,7 +14,7 @@ use crate::rejection::{LoginRequired, NotLoggedIn};
 use crate::request::RequestState;
 use crate::slates::Slates;
 use crate::stats::bump;
-use crate::store::{check_ops, SlateDoc, SlateKey, UpdateOp, Updated};
+use crate::store::{check_ops, Expiry, SlateDoc, SlateKey, UpdateOp, Updated};
 
 /// Extractor: handle to the logged-in user's slates. 401 ([`LoginRequired`]) when anonymous.
 ///
@@ -174,12 +174,20 @@ impl Slate {
     /// From now on, every write through this handle sets the slate to expire `ttl` after
     /// the write (sliding expiry): an abandoned workflow disappears on its own. An expired
     /// slate reads as absent.
+    ///
+    /// **The expiry rule**, for every write (`set`, `unset`, `inc`, `push`, `add_to_set`,
+    /// `update`, `put`, `modify`): through a handle with `expires_in`, the slate expires
+    /// `ttl` after the write; through a handle without it, the write keeps the slate's
+    /// current expiry (a slate that did not exist, or had expired, is created without
+    /// one). No write makes an expiring slate permanent by omission.
     pub fn expires_in(mut self, ttl: Duration) -> Self {
         self.expires_in = Some(ttl);
         self
     }
 
-    /// The slate name (as given, even if invalid).
+    /// The slate name, or `None` if the name given to
+    /// [`UserSlates::slate`] was invalid (every operation then fails with
+    /// [`Error::InvalidName`]).
     pub fn name(&self) -> Option<&str> {
         self.key.as_ref().ok().map(|k| k.slate.as_str())
     }
@@ -204,18 +212,20 @@ impl Slate {
     }
 
     /// Replaces the whole slate with `value` (upsert). Top-level fields `_id`, `_v` and
-    /// `_expires` are reserved. Without [`expires_in`](Self::expires_in) the slate no longer
-    /// expires. Returns the new version.
+    /// `_expires` are reserved. The expiry follows the rule of
+    /// [`expires_in`](Self::expires_in). Returns the new version.
     pub async fn put<T: Serialize + ?Sized>(&self, value: &T) -> Result<i64> {
         let key = self.key()?;
         let doc = to_document(value)?;
         let shared = &self.slates.shared;
         bump(&shared.counters.slate_writes);
         let now = shared.config.clock.now();
-        let expires = self.expires_at(now);
         track(
             &self.slates,
-            shared.store.put_slate(key, &doc, expires, now).await,
+            shared
+                .store
+                .put_slate(key, &doc, self.expiry(now), now)
+                .await,
         )
     }
 
@@ -237,7 +247,9 @@ impl Slate {
     }
 
     /// Adds `by` to the integer `field` (absent counts as 0) and returns the new value, in
-    /// one atomic operation: concurrent increments are never lost.
+    /// one atomic operation: concurrent increments are never lost. A field that holds
+    /// anything but an integer (a double, a string, …) is [`Error::TypeMismatch`] and
+    /// nothing is written.
     pub async fn inc(&self, field: &str, by: i64) -> Result<i64> {
         let updated = self
             .apply(
@@ -245,14 +257,10 @@ impl Slate {
                 Some(field),
             )
             .await?;
-        match updated.value {
-            Some(Bson::Int64(v)) => Ok(v),
-            Some(Bson::Int32(v)) => Ok(v.into()),
-            _ => Err(Error::TypeMismatch {
-                field: field.to_owned(),
-                reason: "inc returned no integer",
-            }),
-        }
+        updated.counter.ok_or_else(|| Error::TypeMismatch {
+            field: field.to_owned(),
+            reason: "inc returned no integer",
+        })
     }
 
     /// Appends `value` to the array `field`. Returns the new version.
@@ -281,9 +289,11 @@ impl Slate {
 
     /// Read-modify-write with compare-and-swap on the version: reads the slate into `T`
     /// (`T::default()` if absent), runs `f`, and writes the result only if nobody wrote in
-    /// between; otherwise reads again and retries (up to the configured attempts, then
+    /// between (not even by deleting and re-creating the slate: versions are never reused);
+    /// otherwise reads again and retries (up to the configured attempts, then
     /// [`Error::Conflict`]). `f` may run several times, so keep it free of side effects.
-    /// Returns what `f` returned on the attempt that was written.
+    /// The expiry follows the rule of [`expires_in`](Self::expires_in). Returns what `f`
+    /// returned on the attempt that was written.
     pub async fn modify<T, R, F>(&self, mut f: F) -> Result<R>
     where
         T: Serialize + DeserializeOwned + Default,
@@ -298,18 +308,20 @@ impl Slate {
                 tokio::task::yield_now().await;
             }
             let current = self.get_doc().await?;
-            let (mut value, expected) = match current {
-                None => (T::default(), None),
+            let (mut value, expected, old_expires) = match current {
+                None => (T::default(), None, None),
                 Some(s) => (
                     bson::from_document(std::sync::Arc::unwrap_or_clone(s.doc))?,
                     Some(s.version),
+                    s.expires,
                 ),
             };
             let out = f(&mut value);
             let doc = to_document(&value)?;
             bump(&shared.counters.slate_writes);
             let now = shared.config.clock.now();
-            let expires = self.expires_at(now);
+            // The compare-and-swap makes sure the expiry read is still the stored one.
+            let expires = self.expiry(now).resolve(old_expires);
             let written = track(
                 &self.slates,
                 shared
@@ -337,7 +349,7 @@ impl Slate {
         track(&self.slates, shared.store.delete_slate(key, now).await)
     }
 
-    async fn apply(&self, ops: &[UpdateOp], returning: Option<&str>) -> Result<Updated> {
+    async fn apply(&self, ops: &[UpdateOp], counter: Option<&str>) -> Result<Updated> {
         let key = self.key()?;
         for op in ops {
             validate_field(op.field())?;
@@ -346,12 +358,11 @@ impl Slate {
         let shared = &self.slates.shared;
         bump(&shared.counters.slate_writes);
         let now = shared.config.clock.now();
-        let expires = self.expires_at(now);
         track(
             &self.slates,
             shared
                 .store
-                .update_slate(key, ops, expires, returning, now)
+                .update_slate(key, ops, self.expiry(now), counter, now)
                 .await,
         )
     }
@@ -362,8 +373,10 @@ impl Slate {
             .map_err(|reason| Error::invalid(NameKind::SlateName, reason))
     }
 
-    fn expires_at(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
-        self.expires_in.map(|ttl| now + ttl)
+    /// What a write at `now` does to the expiry (the rule of [`expires_in`](Self::expires_in)).
+    fn expiry(&self, now: OffsetDateTime) -> Expiry {
+        self.expires_in
+            .map_or(Expiry::Keep, |ttl| Expiry::At(now + ttl))
     }
 }
 

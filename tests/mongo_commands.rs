@@ -140,6 +140,7 @@ async fn token_commands(test: &str, layout: Layout) {
         created: now,
         expires: now + Duration::hours(1),
         renewed: None,
+        rotated: None,
     };
 
     store.insert_token(&record).await.unwrap();
@@ -159,8 +160,8 @@ async fn token_commands(test: &str, layout: Layout) {
     assert_eq!(cmd.get_str("find").unwrap(), "_auth");
     assert_eq!(
         cmd.get_document("filter").unwrap(),
-        &doc! {"_id": &hex, "expires": {"$gt": date(now)}},
-        "lookup by _id with the expiry filter"
+        &doc! {"_id": &hex},
+        "lookup by _id alone (a point read on FerretDB too); the expiry is checked in Rust"
     );
 
     let later = now + Duration::hours(2);
@@ -172,7 +173,11 @@ async fn token_commands(test: &str, layout: Layout) {
     let s = statement(&cmd, "updates");
     assert_eq!(
         s.get_document("q").unwrap(),
-        &doc! {"_id": &hex, "expires": {"$eq": date(record.expires), "$gt": date(now)}}
+        &doc! {
+            "_id": &hex,
+            "expires": {"$eq": date(record.expires), "$gt": date(now)},
+            "rotated": {"$exists": false},
+        }
     );
     assert_eq!(
         s.get_document("u").unwrap(),
@@ -182,7 +187,7 @@ async fn token_commands(test: &str, layout: Layout) {
     assert!(!flag(s, "multi"));
 
     store
-        .expire_token_at(&token.hash(), now + Duration::seconds(10))
+        .retire_token(&token.hash(), now + Duration::seconds(10), now)
         .await
         .unwrap();
     let cmd = rec.one("update", "rotation grace");
@@ -190,7 +195,10 @@ async fn token_commands(test: &str, layout: Layout) {
     assert_eq!(s.get_document("q").unwrap(), &doc! {"_id": &hex});
     assert_eq!(
         s.get_document("u").unwrap(),
-        &doc! {"$min": {"expires": date(now + Duration::seconds(10))}}
+        &doc! {
+            "$min": {"expires": date(now + Duration::seconds(10))},
+            "$set": {"rotated": date(now)},
+        }
     );
     assert!(!flag(s, "upsert"));
 
@@ -222,10 +230,7 @@ async fn token_commands_collection_per_user() {
 
 async fn slate_commands(test: &str, layout: Layout) {
     let Some(Setup {
-        slates,
-        rec,
-        clock,
-        ferretdb,
+        slates, rec, clock, ..
     }) = setup(test, layout).await
     else {
         return;
@@ -235,34 +240,29 @@ async fn slate_commands(test: &str, layout: Layout) {
     let (coll, id) = slate_address(layout, "ada", "counter");
     let counter = ada.slate("counter");
 
-    // inc: exactly one findAndModify holding $inc of the field and of _v; no find first.
+    // inc: exactly one findAndModify holding $inc of the field and $set of a fresh _v; its
+    // filter matches only a counter that is absent or an integer; no find first.
     assert_eq!(counter.inc("hits", 2).await.unwrap(), 2);
     let cmd = rec.one("findAndModify", "inc");
     assert_eq!(cmd.get_str("findAndModify").unwrap(), coll);
-    assert_eq!(
-        cmd.get_document("query").unwrap(),
-        &live_filter(id.clone(), now)
+    let mut q = live_filter(id.clone(), now);
+    q.insert(
+        "$and",
+        vec![doc! {"$or": [{"hits": {"$exists": false}}, {"hits": {"$type": ["int", "long"]}}]}],
     );
-    assert_eq!(
-        cmd.get_document("update").unwrap(),
-        &doc! {"$inc": {"hits": 2_i64, "_v": 1_i64}}
-    );
+    assert_eq!(cmd.get_document("query").unwrap(), &q);
+    let update = cmd.get_document("update").unwrap();
+    assert_eq!(update.get_document("$inc").unwrap(), &doc! {"hits": 2_i64});
+    let v_inc = update.get_document("$set").unwrap().get_i64("_v").unwrap();
+    assert_eq!(update.len(), 2, "{update}");
     assert!(flag(&cmd, "upsert") && flag(&cmd, "new"));
-    if ferretdb {
-        mongo::ferretdb_note(
-            test,
-            "findAndModify has no projection (not implemented): inc's reply carries the whole document",
-        );
-    } else {
-        assert_eq!(
-            cmd.get_document("fields").unwrap(),
-            &doc! {"_id": 0, "_v": 1, "hits": 1},
-            "inc returns only the new value and the version"
-        );
-    }
+    assert!(
+        !cmd.contains_key("fields"),
+        "no projection: the same command on every server"
+    );
 
-    // Several operators: still one findAndModify.
-    counter
+    // Several operators without a counter: one `update` (no document comes back).
+    let v_update = counter
         .update(
             slates::SlateUpdate::new()
                 .set("step", "review")
@@ -273,52 +273,68 @@ async fn slate_commands(test: &str, layout: Layout) {
         )
         .await
         .unwrap();
-    let cmd = rec.one("findAndModify", "update with several operators");
+    assert_ne!(v_update, v_inc);
+    let cmd = rec.one("update", "update with several operators");
+    let s = statement(&cmd, "updates");
+    assert_eq!(s.get_document("q").unwrap(), &live_filter(id.clone(), now));
     assert_eq!(
-        cmd.get_document("update").unwrap(),
+        s.get_document("u").unwrap(),
         &doc! {
-            "$set": {"step": "review"},
+            "$set": {"step": "review", "_v": v_update},
             "$unset": {"old": ""},
-            "$inc": {"_v": 1_i64},
             "$push": {"ids": {"$each": [1, 2]}},
             "$addToSet": {"tags": {"$each": ["a"]}},
         }
     );
+    assert!(flag(s, "upsert"));
 
-    // A read is one find with the expiry filter.
+    // A read is one find on `_id` alone (a point read); the expiry is checked in Rust.
     let doc = counter.get_doc().await.unwrap().unwrap();
-    assert_eq!(doc.version, 2);
+    assert_eq!(doc.version, v_update);
     let cmd = rec.one("find", "get");
     assert_eq!(
         cmd.get_document("filter").unwrap(),
-        &live_filter(id.clone(), now)
+        &doc! {"_id": id.clone()}
     );
 
-    // put: one findAndModify whose update is a pipeline replacing the document and bumping _v.
+    // put, keeping the expiry: one findAndModify with a replacement document, on a slate
+    // that has no `_expires`, upsert.
     let v = counter.put(&doc! {"fresh": true}).await.unwrap();
-    assert_eq!(v, 3);
-    if ferretdb {
-        assert_eq!(rec.names(), ["find", "update"]);
-        mongo::ferretdb_note(
-            test,
-            "no pipeline updates (NotImplemented): put is a read of the version and a \
-             compare-and-swap replacement (2 commands, retried on conflict) instead of one \
-             findAndModify",
-        );
-    } else {
-        let cmd = rec.one("findAndModify", "put");
-        assert_eq!(
-            cmd.get_document("query").unwrap(),
-            &doc! {"_id": id.clone()}
-        );
-        let pipeline = cmd.get_array("update").expect("a pipeline update");
-        assert_eq!(pipeline.len(), 1);
-        assert!(pipeline[0]
-            .as_document()
-            .unwrap()
-            .contains_key("$replaceWith"));
-        assert!(flag(&cmd, "upsert"));
-    }
+    let cmd = rec.one("findAndModify", "put");
+    assert_eq!(
+        cmd.get_document("query").unwrap(),
+        &doc! {"_id": id.clone(), "_expires": {"$exists": false}}
+    );
+    assert_eq!(
+        cmd.get_document("update").unwrap(),
+        &doc! {"fresh": true, "_v": v},
+        "a replacement document, not a pipeline"
+    );
+    assert!(flag(&cmd, "upsert"));
+    // put with an expiry: the same command on `_id` alone.
+    let expiring = ada.slate("counter").expires_in(Duration::minutes(5));
+    let v = expiring.put(&doc! {"fresh": 2}).await.unwrap();
+    let cmd = rec.one("findAndModify", "put with an expiry");
+    assert_eq!(
+        cmd.get_document("query").unwrap(),
+        &doc! {"_id": id.clone()}
+    );
+    assert_eq!(
+        cmd.get_document("update").unwrap(),
+        &doc! {"fresh": 2, "_v": v, "_expires": date(now + Duration::minutes(5))},
+    );
+    // put without an expiry on that expiring slate: the first command collides, a read and
+    // a compare-and-swap carrying the expiry follow (the expiry rule).
+    let v3 = counter.put(&doc! {"fresh": 3}).await.unwrap();
+    assert_eq!(rec.names(), ["findAndModify", "find", "update"]);
+    let got = counter.get_doc().await.unwrap().unwrap();
+    rec.take();
+    assert_eq!(got.version, v3);
+    assert_eq!(
+        got.expires,
+        Some(now + Duration::minutes(5)),
+        "put kept the expiry"
+    );
 
     // Compare-and-swap: one update (replacement) filtered on {_id, _v}.
     let key = SlateKey::new(
@@ -326,28 +342,26 @@ async fn slate_commands(test: &str, layout: Layout) {
         SlateName::new("counter").unwrap(),
     );
     let store = slates.store();
-    assert_eq!(
-        store
-            .replace_slate_if(&key, Some(3), &doc! {"n": 1}, None, now)
-            .await
-            .unwrap(),
-        Some(4)
-    );
+    let v4 = store
+        .replace_slate_if(&key, Some(v3), &doc! {"n": 1}, None, now)
+        .await
+        .unwrap()
+        .expect("swapped");
     let cmd = rec.one("update", "compare-and-swap");
     let s = statement(&cmd, "updates");
     let mut q = live_filter(id.clone(), now);
-    q.insert("_v", 3_i64);
+    q.insert("_v", v3);
     assert_eq!(s.get_document("q").unwrap(), &q);
     assert_eq!(
         s.get_document("u").unwrap(),
-        &doc! {"n": 1, "_v": 4_i64},
+        &doc! {"n": 1, "_v": v4},
         "a replacement"
     );
     assert!(!flag(s, "upsert"));
     // A stale version writes nothing: still one command.
     assert_eq!(
         store
-            .replace_slate_if(&key, Some(3), &doc! {"n": 2}, None, now)
+            .replace_slate_if(&key, Some(v3), &doc! {"n": 2}, None, now)
             .await
             .unwrap(),
         None
@@ -370,8 +384,8 @@ async fn slate_commands(test: &str, layout: Layout) {
     assert_eq!(s.get_document("q").unwrap(), &live_filter(id.clone(), now));
     assert_eq!(s.get_i32("limit").unwrap(), 1);
 
-    // An expired slate still in the collection: the upsert collides with it, the expired
-    // document is deleted (only if still expired) and the update retried once.
+    // An expired slate still in the collection: the upsert collides with it, a point read
+    // shows it expired, it is deleted (only if still expired) and the update retried.
     let upload = ada.slate("upload").expires_in(Duration::minutes(5));
     upload.set("step", "one").await.unwrap();
     rec.take();
@@ -379,9 +393,9 @@ async fn slate_commands(test: &str, layout: Layout) {
     assert_eq!(upload.inc("n", 1).await.unwrap(), 1);
     let seen = rec.take();
     let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["findAndModify", "delete", "findAndModify"]);
+    assert_eq!(names, ["findAndModify", "find", "delete", "findAndModify"]);
     let (_, upload_id) = slate_address(layout, "ada", "upload");
-    let s = statement(&seen[1].1, "deletes");
+    let s = statement(&seen[2].1, "deletes");
     assert_eq!(
         s.get_document("q").unwrap(),
         &doc! {"_id": upload_id, "_expires": {"$lte": date(clock.now())}},
@@ -451,11 +465,12 @@ async fn layer_commands(test: &str, layout: Layout) {
     assert_eq!(seen[1].1.get_str("find").unwrap(), user_coll);
     assert_eq!(
         seen[1].1.get_document("filter").unwrap(),
-        &live_filter(user_id, clock.now())
+        &doc! {"_id": user_id},
+        "the user slate is a point read; its expiry is checked in Rust"
     );
 
     // Past half the lifetime: the same two reads and one renewal update, never an upsert.
-    clock.advance(Duration::days(8));
+    clock.advance(Duration::days(4));
     assert_eq!(c.get("/me").await.status, StatusCode::OK);
     let seen = rec.take();
     let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();

@@ -17,7 +17,7 @@ use http::StatusCode;
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, Mutex};
 
-use slates::store::{SlateKey, StoreFuture, StoreOptions, TokenRecord, UpdateOp, Updated};
+use slates::store::{Expiry, SlateKey, StoreFuture, StoreOptions, TokenRecord, UpdateOp, Updated};
 use slates::{
     Clock, Error, ManualClock, MemoryStore, SlateDoc, Slates, Store, Token, TokenHash, Username,
 };
@@ -92,7 +92,7 @@ async fn t1_store_holds_only_token_hashes(backend: Backend, test: &str) {
         .unwrap();
     assert_eq!(ada.post("/rotate").await.status, StatusCode::NO_CONTENT);
     let rotated = ada.cookie.clone().unwrap();
-    env.clock.advance(Duration::days(8)); // past half-life: the next request renews
+    env.clock.advance(Duration::days(4)); // past half the idle timeout: the next request renews
     let r = ada.get("/me").await;
     assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "ada"));
     assert!(!r.set_cookies().is_empty(), "the request renewed the token");
@@ -279,7 +279,7 @@ async fn t2_rotated_token_is_not_renewed_during_grace(backend: Backend, test: &s
         return;
     };
     let mut c = env.logged_in("ada").await;
-    env.clock.advance(Duration::days(8)); // renewal due from now on
+    env.clock.advance(Duration::days(4)); // renewal due from now on
     let old = c.cookie.clone().unwrap();
     assert_eq!(c.post("/rotate").await.status, StatusCode::NO_CONTENT);
     let mut in_flight = env.client();
@@ -361,10 +361,7 @@ async fn t3_replay_after_logout_everywhere(backend: Backend, test: &str) {
 /// exclusive (a token is dead at its expiry instant).
 async fn t3_replay_after_expiry_with_record_still_stored(backend: Backend, test: &str) {
     let lifetime = Duration::hours(2);
-    let Some(env) = Env::new(backend, test, |b| {
-        b.token_lifetime(lifetime).renew_after(1.0)
-    })
-    .await
+    let Some(env) = Env::new(backend, test, |b| b.idle_timeout(lifetime).renew_after(1.0)).await
     else {
         return;
     };
@@ -396,7 +393,7 @@ async fn t3_replay_after_expiry_with_renewal_on(backend: Backend, test: &str) {
     };
     let mut c = env.logged_in("ada").await;
     let cookie = c.cookie.clone().unwrap();
-    env.clock.advance(Duration::days(14));
+    env.clock.advance(Duration::days(7)); // the default idle timeout
     let r = c.get("/maybe").await;
     assert_eq!(r.body, "anonymous");
     env.clock.advance(Duration::hours(1));
@@ -414,7 +411,7 @@ async fn t3_replay_after_expiry_with_renewal_on(backend: Backend, test: &str) {
 async fn t3_renewal_racing_logout_never_resurrects(backend: Backend, test: &str) {
     let lifetime = Duration::hours(1);
     let Some(env) = Env::new(backend, test, |b| {
-        b.token_lifetime(lifetime).renew_after(0.01)
+        b.idle_timeout(lifetime).renew_after(0.01)
     })
     .await
     else {
@@ -523,19 +520,20 @@ impl Store for Interleaving {
                 Some(Race::Logout) => assert!(self.inner.delete_token(hash).await?),
                 Some(Race::Rotation) => {
                     let grace_end = now + Duration::seconds(10);
-                    assert!(self.inner.expire_token_at(hash, grace_end).await?);
+                    assert!(self.inner.retire_token(hash, grace_end, now).await?);
                 }
                 None => {}
             }
             self.inner.renew_token(hash, previous, expires, now).await
         })
     }
-    fn expire_token_at<'a>(
+    fn retire_token<'a>(
         &'a self,
         hash: &'a TokenHash,
         at: OffsetDateTime,
+        now: OffsetDateTime,
     ) -> StoreFuture<'a, bool> {
-        self.inner.expire_token_at(hash, at)
+        self.inner.retire_token(hash, at, now)
     }
     fn delete_token<'a>(&'a self, hash: &'a TokenHash) -> StoreFuture<'a, bool> {
         self.inner.delete_token(hash)
@@ -554,20 +552,20 @@ impl Store for Interleaving {
         &'a self,
         key: &'a SlateKey,
         doc: &'a bson::Document,
-        expires: Option<OffsetDateTime>,
+        expiry: Expiry,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, i64> {
-        self.inner.put_slate(key, doc, expires, now)
+        self.inner.put_slate(key, doc, expiry, now)
     }
     fn update_slate<'a>(
         &'a self,
         key: &'a SlateKey,
         ops: &'a [UpdateOp],
-        expires: Option<OffsetDateTime>,
-        returning: Option<&'a str>,
+        expiry: Expiry,
+        counter: Option<&'a str>,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, Updated> {
-        self.inner.update_slate(key, ops, expires, returning, now)
+        self.inner.update_slate(key, ops, expiry, counter, now)
     }
     fn replace_slate_if<'a>(
         &'a self,
@@ -604,7 +602,7 @@ async fn t3_renewal_interleavings() {
     let slates = Slates::builder(store.clone())
         .clock(clock.clone())
         .secure(false)
-        .token_lifetime(Duration::hours(1))
+        .idle_timeout(Duration::hours(1))
         .build()
         .await
         .unwrap();
@@ -905,7 +903,7 @@ async fn t7_logout_during_outage_is_all_or_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t7_flaky_store_never_serves_the_wrong_user() {
     let env = Env::new(Backend::Memory, "", |b| {
-        b.token_lifetime(Duration::hours(1)).renew_after(0.01)
+        b.idle_timeout(Duration::hours(1)).renew_after(0.01)
     })
     .await
     .unwrap();

@@ -357,7 +357,7 @@ fn check_attributes(c: &cookie::Cookie<'_>, want: &Attributes, what: &str) {
 /// configuration: every cookie carries the configured attributes.
 async fn check_cookie_life_cycle(env: &Env, want: Attributes, config: &str) {
     let name = env.slates.config().cookie_name.clone();
-    let lifetime = env.slates.config().token_lifetime;
+    let lifetime = env.slates.config().idle_timeout;
     let mut c = env.client();
     let r = c.post_form("/login", "username=ada").await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{config}");
@@ -412,7 +412,7 @@ async fn t8_cookie_attributes_as_configured(backend: Backend, test: &str) {
         same_site: SameSite::Lax,
         path: "/",
         domain: None,
-        max_age: Duration::days(14),
+        max_age: Duration::days(7),
     };
     check_cookie_life_cycle(&env, defaults, "defaults").await;
 
@@ -421,7 +421,7 @@ async fn t8_cookie_attributes_as_configured(backend: Backend, test: &str) {
             .cookie_path("/app")
             .cookie_domain("example.test")
             .same_site(SameSite::Strict)
-            .token_lifetime(Duration::hours(2))
+            .idle_timeout(Duration::hours(2))
     })
     .await
     .unwrap();
@@ -446,7 +446,7 @@ async fn t8_cookie_attributes_as_configured(backend: Backend, test: &str) {
         same_site: SameSite::None,
         path: "/",
         domain: None,
-        max_age: Duration::days(14),
+        max_age: Duration::days(7),
     };
     check_cookie_life_cycle(&env, host, "__Host-").await;
 }

@@ -12,8 +12,8 @@ use time::OffsetDateTime;
 
 use super::update::add_numbers;
 use super::{
-    SlateDoc, SlateKey, Store, StoreFuture, StoreOptions, TokenRecord, UpdateOp, Updated,
-    MAX_DOCUMENT_BYTES,
+    fresh_version, Expiry, SlateDoc, SlateKey, Store, StoreFuture, StoreOptions, TokenRecord,
+    UpdateOp, Updated, MAX_DOCUMENT_BYTES,
 };
 use crate::error::{Error, Result};
 use crate::names::{SlateName, Username};
@@ -326,7 +326,7 @@ impl MemoryStore {
         self.check()?;
         let mut map = self.inner.tokens.lock(hash);
         match map.get_mut(hash) {
-            Some(r) if r.expires > now && r.expires == previous => {
+            Some(r) if r.expires > now && r.expires == previous && r.rotated.is_none() => {
                 r.expires = expires;
                 r.renewed = Some(now);
                 Ok(true)
@@ -335,14 +335,18 @@ impl MemoryStore {
         }
     }
 
-    fn do_expire_token_at(&self, hash: &TokenHash, at: OffsetDateTime) -> Result<bool> {
+    fn do_retire_token(
+        &self,
+        hash: &TokenHash,
+        at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool> {
         self.check()?;
         let mut map = self.inner.tokens.lock(hash);
         match map.get_mut(hash) {
             Some(r) => {
-                if r.expires > at {
-                    r.expires = at;
-                }
+                r.expires = r.expires.min(at);
+                r.rotated = Some(now);
                 Ok(true)
             }
             None => Ok(false),
@@ -392,13 +396,15 @@ impl MemoryStore {
         &self,
         key: &SlateKey,
         doc: &Document,
-        expires: Option<OffsetDateTime>,
+        expiry: Expiry,
         now: OffsetDateTime,
     ) -> Result<i64> {
         self.check()?;
         check_size(key, doc)?;
         self.with_slate(key, |slates| {
-            let version = live_version(slates, &key.slate, now).unwrap_or(0) + 1;
+            let current = slates.get(&key.slate).filter(|e| e.live(now));
+            let expires = expiry.resolve(current.and_then(|e| e.expires));
+            let version = fresh_version();
             slates.insert(
                 key.slate.clone(),
                 Entry {
@@ -415,31 +421,35 @@ impl MemoryStore {
         &self,
         key: &SlateKey,
         ops: &[UpdateOp],
-        expires: Option<OffsetDateTime>,
-        returning: Option<&str>,
+        expiry: Expiry,
+        counter: Option<&str>,
         now: OffsetDateTime,
     ) -> Result<Updated> {
         self.check()?;
         self.with_slate(key, |slates| {
-            let (mut doc, version, old_expires) = match slates.get(&key.slate) {
-                Some(e) if e.live(now) => ((*e.doc).clone(), e.version, e.expires),
-                _ => (Document::new(), 0, None),
+            // Applied to a copy: any refusal below leaves the stored slate as it was.
+            let (mut doc, old_expires) = match slates.get(&key.slate) {
+                Some(e) if e.live(now) => ((*e.doc).clone(), e.expires),
+                _ => (Document::new(), None),
             };
             for op in ops {
                 apply(&mut doc, op)?;
             }
             check_size(key, &doc)?;
-            let value = returning.and_then(|f| get_path(&doc, f).cloned());
-            let version = version + 1;
+            let counter = match counter {
+                None => None,
+                Some(field) => Some(integer_at(&doc, field)?),
+            };
+            let version = fresh_version();
             slates.insert(
                 key.slate.clone(),
                 Entry {
                     doc: Arc::new(doc),
                     version,
-                    expires: expires.or(old_expires),
+                    expires: expiry.resolve(old_expires),
                 },
             );
-            Ok(Updated { version, value })
+            Ok(Updated { version, counter })
         })
     }
 
@@ -458,7 +468,7 @@ impl MemoryStore {
             if current != expected {
                 return Ok(None);
             }
-            let version = current.unwrap_or(0) + 1;
+            let version = fresh_version();
             slates.insert(
                 key.slate.clone(),
                 Entry {
@@ -519,6 +529,18 @@ fn check_size(key: &SlateKey, doc: &Document) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// The integer at `field` after an update that promised one (`Slate::inc`).
+fn integer_at(doc: &Document, field: &str) -> Result<i64> {
+    match get_path(doc, field) {
+        Some(Bson::Int32(v)) => Ok(i64::from(*v)),
+        Some(Bson::Int64(v)) => Ok(*v),
+        _ => Err(mismatch(
+            field,
+            "inc needs an integer field (it holds another type)",
+        )),
+    }
 }
 
 fn get_path<'d>(doc: &'d Document, path: &str) -> Option<&'d Bson> {
@@ -636,12 +658,13 @@ impl Store for MemoryStore {
         Box::pin(ready(self.do_renew_token(hash, previous, expires, now)))
     }
 
-    fn expire_token_at<'a>(
+    fn retire_token<'a>(
         &'a self,
         hash: &'a TokenHash,
         at: OffsetDateTime,
+        now: OffsetDateTime,
     ) -> StoreFuture<'a, bool> {
-        Box::pin(ready(self.do_expire_token_at(hash, at)))
+        Box::pin(ready(self.do_retire_token(hash, at, now)))
     }
 
     fn delete_token<'a>(&'a self, hash: &'a TokenHash) -> StoreFuture<'a, bool> {
@@ -664,23 +687,21 @@ impl Store for MemoryStore {
         &'a self,
         key: &'a SlateKey,
         doc: &'a Document,
-        expires: Option<OffsetDateTime>,
+        expiry: Expiry,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, i64> {
-        Box::pin(ready(self.do_put_slate(key, doc, expires, now)))
+        Box::pin(ready(self.do_put_slate(key, doc, expiry, now)))
     }
 
     fn update_slate<'a>(
         &'a self,
         key: &'a SlateKey,
         ops: &'a [UpdateOp],
-        expires: Option<OffsetDateTime>,
-        returning: Option<&'a str>,
+        expiry: Expiry,
+        counter: Option<&'a str>,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, Updated> {
-        Box::pin(ready(
-            self.do_update_slate(key, ops, expires, returning, now),
-        ))
+        Box::pin(ready(self.do_update_slate(key, ops, expiry, counter, now)))
     }
 
     fn replace_slate_if<'a>(
@@ -752,6 +773,7 @@ mod tests {
             created: now,
             expires,
             renewed: None,
+            rotated: None,
         };
         let live = record(now + Duration::hours(1));
         let dead = record(now + Duration::minutes(1));
@@ -759,13 +781,13 @@ mod tests {
         store.do_insert_token(&dead).unwrap();
         let key = |s: &str| SlateKey::new(ada.clone(), SlateName::new(s).unwrap());
         store
-            .do_put_slate(&key("keep"), &doc! {"a": 1}, None, now)
+            .do_put_slate(&key("keep"), &doc! {"a": 1}, Expiry::Keep, now)
             .unwrap();
         store
             .do_put_slate(
                 &key("gone"),
                 &doc! {"a": 1},
-                Some(now + Duration::minutes(1)),
+                Expiry::At(now + Duration::minutes(1)),
                 now,
             )
             .unwrap();

@@ -23,11 +23,13 @@ mod memory;
 #[cfg(feature = "mongodb")]
 mod mongo;
 mod update;
+mod version;
 
 pub use memory::MemoryStore;
 #[cfg(feature = "mongodb")]
 pub use mongo::{MongoStore, DEFAULT_DATABASE, DEFAULT_OPERATION_TIMEOUT, DEFAULT_SERVER_TIMEOUT};
 pub use update::check_ops;
+pub use version::fresh_version;
 
 /// The store named by a connection string: `MongoStore` for a `mongodb://` or
 /// `mongodb+srv://` URI, [`MemoryStore`] when `uri` is `None` or empty. Handy for apps
@@ -96,19 +98,47 @@ impl Default for StoreOptions {
     }
 }
 
-/// One live token: the `_auth` document.
+/// One token: the `_auth` document.
+///
+/// Its state is explicit: whether it may still be renewed is the absence of
+/// [`rotated`](Self::rotated), never inferred from the configured timeouts, so a redeploy
+/// with other timeouts reads every existing record the same way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {
     /// SHA-256 of the token (`_id`).
     pub hash: TokenHash,
     /// The user the token logs in.
     pub user: Username,
-    /// When the token was issued.
+    /// When the token was issued (the login): the absolute lifetime counts from here.
     pub created: OffsetDateTime,
-    /// When the token stops working.
+    /// When the token stops working (the idle deadline, or the end of a rotation grace).
     pub expires: OffsetDateTime,
     /// When the token was last renewed, if ever.
     pub renewed: Option<OffsetDateTime>,
+    /// When the token was replaced by [`Auth::rotate`](crate::Auth::rotate), if it was: a
+    /// rotated-out token lives out its grace period and is never renewed.
+    pub rotated: Option<OffsetDateTime>,
+}
+
+/// What a slate write does to the slate's expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// Keep the stored expiry (a slate that did not exist, or had expired, gets none).
+    /// Every write through a handle that does not mention expiry uses this.
+    Keep,
+    /// The slate expires at this time (a handle with
+    /// [`expires_in`](crate::Slate::expires_in): sliding expiry).
+    At(OffsetDateTime),
+}
+
+impl Expiry {
+    /// The expiry a write leaves, given the live slate's current one.
+    pub fn resolve(self, current: Option<OffsetDateTime>) -> Option<OffsetDateTime> {
+        match self {
+            Expiry::Keep => current,
+            Expiry::At(t) => Some(t),
+        }
+    }
 }
 
 /// Identifies one slate document.
@@ -133,7 +163,9 @@ pub struct SlateDoc {
     /// The user's fields, without `_id`, `_v` and `_expires`. Shared so that handing the user
     /// slate to a handler costs no copy.
     pub doc: Arc<Document>,
-    /// The version: starts at 1 and is bumped by every write.
+    /// The version: a fresh random 64-bit value on every write ([`fresh_version`]), so a
+    /// version seen by a reader never matches a later write, nor a later incarnation of the
+    /// slate after a delete or an expiry. Compare versions for equality only.
     pub version: i64,
     /// When the slate stops existing, if it expires.
     pub expires: Option<OffsetDateTime>,
@@ -175,8 +207,8 @@ impl UpdateOp {
 pub struct Updated {
     /// The version after the update.
     pub version: i64,
-    /// The value of the requested `returning` field after the update, if asked and present.
-    pub value: Option<Bson>,
+    /// The value of the `counter` field after the update, if one was named.
+    pub counter: Option<i64>,
 }
 
 /// Storage for tokens and slates. Implemented by [`MemoryStore`] and `MongoStore`; an app
@@ -207,10 +239,10 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> StoreFuture<'a, Option<TokenRecord>>;
 
-    /// Sets `expires` and `renewed = now` on the record for `hash`, only if it still exists
-    /// and its `expires` still equals `previous` (the value the caller read, which is later
-    /// than `now`): never an upsert, so a renewal racing a logout cannot bring the token
-    /// back, and a renewal racing a rotation cannot undo the rotation's shortened expiry.
+    /// Sets `expires` and `renewed = now` on the record for `hash`, only if it still exists,
+    /// has not been rotated out, and its `expires` still equals `previous` (the value the
+    /// caller read, which is later than `now`): never an upsert, so a renewal racing a logout
+    /// cannot bring the token back, and a renewal racing a rotation cannot undo the rotation.
     /// Returns whether a record was updated.
     fn renew_token<'a>(
         &'a self,
@@ -220,12 +252,14 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> StoreFuture<'a, bool>;
 
-    /// Lowers `expires` of the record for `hash` to `at` if it is later (rotation grace).
-    /// Never creates a record. Returns whether a record was found.
-    fn expire_token_at<'a>(
+    /// Marks the record for `hash` as rotated out (`rotated = now`, never renewed again) and
+    /// lowers its `expires` to `at` if that is earlier (the rotation grace). Never creates a
+    /// record. Returns whether a record was found.
+    fn retire_token<'a>(
         &'a self,
         hash: &'a TokenHash,
         at: OffsetDateTime,
+        now: OffsetDateTime,
     ) -> StoreFuture<'a, bool>;
 
     /// Deletes the record for `hash`. Returns whether one was deleted.
@@ -234,39 +268,46 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes every token of `user` ("log out everywhere"). Returns how many.
     fn delete_user_tokens<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, u64>;
 
-    /// Reads a slate, or `None` if absent or expired.
+    /// Reads a slate, or `None` if absent or expired. A stored document without the shape
+    /// slates writes (for example edited by hand) is
+    /// [`Error::MalformedDocument`](crate::Error::MalformedDocument).
     fn get_slate<'a>(
         &'a self,
         key: &'a SlateKey,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, Option<SlateDoc>>;
 
-    /// Replaces the whole slate (upsert). `doc` holds no reserved field. The version goes up
-    /// by one from the stored one (an absent or expired slate starts at 1). Returns the new
-    /// version.
+    /// Replaces the whole slate (upsert) with a fresh version. `doc` holds no reserved field.
+    /// The expiry follows `expiry` ([`Expiry::Keep`] keeps the live slate's). Returns the
+    /// new version.
     fn put_slate<'a>(
         &'a self,
         key: &'a SlateKey,
         doc: &'a Document,
-        expires: Option<OffsetDateTime>,
+        expiry: Expiry,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, i64>;
 
-    /// Applies `ops` atomically, bumps the version, creates the slate if absent (an expired
-    /// slate is replaced by a fresh one). If `expires` is given it becomes the slate's expiry.
-    /// `returning` names a field whose value after the update is reported.
+    /// Applies `ops` atomically with a fresh version, creating the slate if absent (an
+    /// expired slate is replaced by a fresh one). The expiry follows `expiry`.
+    ///
+    /// `counter` names a field that must hold an integer after the update (what
+    /// [`Slate::inc`](crate::Slate::inc) promises): if it would not (it holds a double, a
+    /// decimal or another type), nothing is written and the answer is
+    /// [`Error::TypeMismatch`](crate::Error::TypeMismatch). Its value is reported.
     fn update_slate<'a>(
         &'a self,
         key: &'a SlateKey,
         ops: &'a [UpdateOp],
-        expires: Option<OffsetDateTime>,
-        returning: Option<&'a str>,
+        expiry: Expiry,
+        counter: Option<&'a str>,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, Updated>;
 
-    /// Compare-and-swap: replaces the whole slate only if its version is `expected`
-    /// (`None`: only if the slate is absent or expired). Returns the new version, or `None`
-    /// when the version did not match (nothing written).
+    /// Compare-and-swap: replaces the whole slate with `doc`, a fresh version and exactly
+    /// the expiry `expires`, only if its version is `expected` (`None`: only if the slate is
+    /// absent or expired). Returns the new version, or `None` when the version did not
+    /// match (nothing written).
     fn replace_slate_if<'a>(
         &'a self,
         key: &'a SlateKey,

@@ -6,7 +6,7 @@ use std::mem::discriminant;
 use bson::Bson;
 
 use super::UpdateOp;
-use crate::error::{Error, NameKind, Result};
+use crate::error::{Error, Result};
 
 /// Refuses what MongoDB refuses in one update (`ConflictingUpdateOperators`): two different
 /// operators on one field, or operators on a field and on its parent or child. Repeats of
@@ -22,19 +22,17 @@ pub fn check_ops(ops: &[UpdateOp]) -> Result<()> {
                 overlaps(fa, fb)
             };
             if clash {
-                return Err(conflict());
+                return Err(conflict(fa));
             }
         }
     }
     Ok(())
 }
 
-/// The error for conflicting operators.
-pub(crate) fn conflict() -> Error {
-    Error::InvalidName {
-        kind: NameKind::Field,
-        reason: "one update must not apply different operators to a field, or to a field and \
-                 its parent",
+/// The error for conflicting operators on `field`.
+pub(crate) fn conflict(field: &str) -> Error {
+    Error::ConflictingOperators {
+        field: field.to_owned(),
     }
 }
 

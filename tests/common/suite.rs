@@ -10,7 +10,7 @@ use bson::{doc, Bson};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use slates::names::validate_field;
-use slates::store::{SlateKey, TokenRecord, UpdateOp};
+use slates::store::{Expiry, SlateKey, TokenRecord, UpdateOp};
 use slates::{
     Auth, Clock, CurrentUser, Error, ManualClock, SlateName, SlateUpdate, Slates, Token,
     UserSlates, Username,
@@ -104,6 +104,7 @@ pub async fn token_records_round_trip(_: Backend, slates: Slates, clock: ManualC
         created: now,
         expires: now + Duration::hours(1),
         renewed: None,
+        rotated: None,
     };
     store.insert_token(&record).await.unwrap();
     assert!(matches!(
@@ -119,17 +120,28 @@ pub async fn token_records_round_trip(_: Backend, slates: Slates, clock: ManualC
         .await
         .unwrap()
         .is_none());
-    // Rotation grace lowers expiry, never raises it.
+    // Retiring (rotation) lowers expiry, never raises it, and marks the record rotated out:
+    // explicit state, so renewal refuses it whatever the configuration.
+    assert_eq!(found.rotated, None);
     assert!(store
-        .expire_token_at(&token.hash(), now + Duration::minutes(1))
+        .retire_token(&token.hash(), now + Duration::minutes(1), now)
         .await
         .unwrap());
     assert!(store
-        .expire_token_at(&token.hash(), now + Duration::hours(5))
+        .retire_token(&token.hash(), now + Duration::hours(5), now)
         .await
         .unwrap());
     let found = store.find_token(&token.hash(), now).await.unwrap().unwrap();
     assert_eq!(found.expires, now + Duration::minutes(1));
+    assert_eq!(found.rotated, Some(now));
+    assert!(!store
+        .renew_token(&token.hash(), found.expires, now + Duration::hours(1), now)
+        .await
+        .unwrap());
+    assert!(!store
+        .retire_token(&Token::generate().unwrap().hash(), now, now)
+        .await
+        .unwrap());
 
     let other = Token::generate().unwrap();
     store
@@ -169,6 +181,7 @@ pub async fn renewal_never_resurrects(_: Backend, slates: Slates, clock: ManualC
         created: now,
         expires: now + Duration::hours(1),
         renewed: None,
+        rotated: None,
     };
     store.insert_token(&record).await.unwrap();
     let later = now + Duration::hours(2);
@@ -238,9 +251,8 @@ pub async fn slate_operators(_: Backend, slates: Slates, _clock: ManualClock) {
         })
         .await
         .unwrap();
-    assert_eq!(v1, 1);
     let v2 = s.push("ids", &3).await.unwrap();
-    assert_eq!(v2, 2);
+    assert_ne!(v2, v1, "every write has a fresh version");
     s.add_to_set("ids", &3).await.unwrap();
     s.add_to_set("ids", &4).await.unwrap();
     let got: IdSet = s.get().await.unwrap().unwrap();
@@ -248,14 +260,14 @@ pub async fn slate_operators(_: Backend, slates: Slates, _clock: ManualClock) {
     assert_eq!(s.inc("hits", 5).await.unwrap(), 5);
     assert_eq!(s.inc("hits", -2).await.unwrap(), 3);
     s.set("profile.tz", "Europe/Paris").await.unwrap();
-    s.unset("name").await.unwrap();
+    let v8 = s.unset("name").await.unwrap();
     let doc = s.get_doc().await.unwrap().unwrap();
     assert_eq!(
         doc.doc.get_document("profile").unwrap(),
         &doc! {"tz": "Europe/Paris"}
     );
     assert!(doc.doc.get("name").is_none());
-    assert_eq!(doc.version, 8);
+    assert_eq!(doc.version, v8);
     // Several operators, one atomic write.
     let v = s
         .update(
@@ -266,7 +278,7 @@ pub async fn slate_operators(_: Backend, slates: Slates, _clock: ManualClock) {
         )
         .await
         .unwrap();
-    assert_eq!(v, 9);
+    assert_ne!(v, v8);
     let doc = s.get_doc().await.unwrap().unwrap();
     assert_eq!(doc.doc.get_str("step").unwrap(), "review");
     assert_eq!(doc.doc.get("hits").and_then(as_i64), Some(4));
@@ -279,7 +291,7 @@ pub async fn slate_operators(_: Backend, slates: Slates, _clock: ManualClock) {
         s.push("step", &1).await,
         Err(Error::TypeMismatch { .. })
     ));
-    assert_eq!(s.get_doc().await.unwrap().unwrap().version, 9);
+    assert_eq!(s.get_doc().await.unwrap().unwrap().version, v);
     // Conflicting operators in one update are refused the same way by every store.
     for update in [
         SlateUpdate::new().set("x", 1).inc("x", 1),
@@ -287,14 +299,15 @@ pub async fn slate_operators(_: Backend, slates: Slates, _clock: ManualClock) {
     ] {
         assert!(matches!(
             s.update(update).await,
-            Err(Error::InvalidName { .. })
+            Err(Error::ConflictingOperators { .. })
         ));
     }
-    assert_eq!(
+    let before = s.get_doc().await.unwrap().unwrap().version;
+    assert_ne!(
         s.update(SlateUpdate::new().inc("hits", 1).inc("hits", 2))
             .await
             .unwrap(),
-        10,
+        before,
         "repeats of one operator are fine"
     );
     assert_eq!(s.inc("hits", 0).await.unwrap(), 7);
@@ -325,13 +338,11 @@ pub async fn slate_versions_and_cas(_: Backend, slates: Slates, clock: ManualClo
             .unwrap(),
         None
     );
-    assert_eq!(
-        store
-            .replace_slate_if(&k, None, &doc! {"a": 1}, None, now)
-            .await
-            .unwrap(),
-        Some(1)
-    );
+    let v1 = store
+        .replace_slate_if(&k, None, &doc! {"a": 1}, None, now)
+        .await
+        .unwrap()
+        .expect("created");
     assert_eq!(
         store
             .replace_slate_if(&k, None, &doc! {"a": 2}, None, now)
@@ -341,40 +352,56 @@ pub async fn slate_versions_and_cas(_: Backend, slates: Slates, clock: ManualClo
     );
     assert_eq!(
         store
-            .replace_slate_if(&k, Some(1), &doc! {"a": 2}, None, now)
+            .replace_slate_if(&k, Some(v1.wrapping_add(1)), &doc! {"a": 2}, None, now)
             .await
             .unwrap(),
-        Some(2)
+        None
     );
+    let v2 = store
+        .replace_slate_if(&k, Some(v1), &doc! {"a": 2}, None, now)
+        .await
+        .unwrap()
+        .expect("swapped");
+    assert_ne!(v2, v1);
     let got = store.get_slate(&k, now).await.unwrap().unwrap();
     assert_eq!(*got.doc, doc! {"a": 2});
-    assert_eq!(got.version, 2);
+    assert_eq!(got.version, v2);
     let updated = store
         .update_slate(
             &k,
             &[UpdateOp::Inc("a".into(), Bson::Int64(1))],
-            None,
+            Expiry::Keep,
             Some("a"),
             now,
         )
         .await
         .unwrap();
-    assert_eq!(updated.version, 3);
-    assert_eq!(
-        updated
-            .value
-            .and_then(|v| v.as_i64().or(v.as_i32().map(i64::from))),
-        Some(3)
-    );
-    assert_eq!(
-        store
-            .put_slate(&k, &doc! {"b": 1}, None, now)
-            .await
-            .unwrap(),
-        4
-    );
+    assert!(updated.version != v2 && updated.version != v1);
+    assert_eq!(updated.counter, Some(3));
+    let v4 = store
+        .put_slate(&k, &doc! {"b": 1}, Expiry::Keep, now)
+        .await
+        .unwrap();
     let got = store.get_slate(&k, now).await.unwrap().unwrap();
     assert_eq!(*got.doc, doc! {"b": 1}, "put replaces the whole document");
+    assert_eq!(got.version, v4);
+    // A stale version never matches again, not even after a delete and a re-creation.
+    assert!(store.delete_slate(&k, now).await.unwrap());
+    let v5 = store
+        .replace_slate_if(&k, None, &doc! {"c": 1}, None, now)
+        .await
+        .unwrap()
+        .unwrap();
+    for stale in [v1, v2, updated.version, v4] {
+        assert_ne!(v5, stale);
+        assert_eq!(
+            store
+                .replace_slate_if(&k, Some(stale), &doc! {"d": 1}, None, now)
+                .await
+                .unwrap(),
+            None
+        );
+    }
 }
 
 pub async fn slate_expiry(_: Backend, slates: Slates, clock: ManualClock) {
@@ -394,18 +421,15 @@ pub async fn slate_expiry(_: Backend, slates: Slates, clock: ManualClock) {
     assert_eq!(s.inc("n", 1).await.unwrap(), 1);
     let doc = s.get_doc().await.unwrap().unwrap();
     assert!(doc.doc.get("step").is_none(), "no stale fields come back");
-    assert_eq!(doc.version, 1);
     // Compare-and-swap sees an expired slate as absent too.
     clock.advance(Duration::hours(1));
     let now = clock.now();
-    assert_eq!(
-        slates
-            .store()
-            .replace_slate_if(&key("ada", "upload"), None, &doc! {"x": 1}, None, now)
-            .await
-            .unwrap(),
-        Some(1)
-    );
+    assert!(slates
+        .store()
+        .replace_slate_if(&key("ada", "upload"), None, &doc! {"x": 1}, None, now)
+        .await
+        .unwrap()
+        .is_some_and(|v| v != doc.version));
 }
 
 pub async fn oversize_document_keeps_previous(backend: Backend, slates: Slates, _c: ManualClock) {
@@ -423,7 +447,7 @@ pub async fn oversize_document_keeps_previous(backend: Backend, slates: Slates, 
     // Growing past the limit one push at a time fails too, and the last good state stays.
     let chunk = "y".repeat(6 * 1024 * 1024);
     s.push("chunks", &chunk).await.unwrap();
-    s.push("chunks", &chunk).await.unwrap();
+    let last_good = s.push("chunks", &chunk).await.unwrap();
     if !limit_enforced_on_updates(backend, "oversize_document_keeps_previous").await {
         return;
     }
@@ -434,7 +458,7 @@ pub async fn oversize_document_keeps_previous(backend: Backend, slates: Slates, 
     let doc = s.get_doc().await.unwrap().unwrap();
     assert_eq!(doc.doc.get_str("keep").unwrap(), "me");
     assert_eq!(doc.doc.get_array("chunks").unwrap().len(), 2);
-    assert_eq!(doc.version, 3);
+    assert_eq!(doc.version, last_good);
 }
 
 /// Whether the backend refuses an update whose *result* exceeds 16 MiB (a store can only
@@ -499,15 +523,21 @@ pub async fn concurrent_increments_store_level(backend: Backend, slates: Slates,
         .map(|_| {
             let s = slates.user_slates("ada").unwrap().slate("counter");
             tokio::spawn(async move {
+                let mut seen = Vec::with_capacity(500);
                 for _ in 0..500 {
-                    s.inc("hits", 1).await.unwrap();
+                    seen.push(s.inc("hits", 1).await.unwrap());
                 }
+                seen
             })
         })
         .collect();
+    let mut values = Vec::new();
     for t in tasks {
-        t.await.unwrap();
+        values.extend(t.await.unwrap());
     }
+    // Every increment saw a different value: 1..=4000, each once.
+    values.sort_unstable();
+    assert_eq!(values, (1..=4000).collect::<Vec<i64>>());
     let doc = slates
         .user_slates("ada")
         .unwrap()
@@ -517,7 +547,6 @@ pub async fn concurrent_increments_store_level(backend: Backend, slates: Slates,
         .unwrap()
         .unwrap();
     assert_eq!(doc.doc.get("hits").and_then(as_i64), Some(4000));
-    assert_eq!(doc.version, 4000);
 }
 
 fn as_i64(b: &Bson) -> Option<i64> {
@@ -579,6 +608,7 @@ pub async fn delete_user_slates_keeps_tokens(_: Backend, slates: Slates, clock: 
             created: now,
             expires: now + Duration::hours(1),
             renewed: None,
+            rotated: None,
         })
         .await
         .unwrap();
@@ -707,19 +737,22 @@ pub async fn login_request_logout(_: Backend, slates: Slates, _c: ManualClock) {
 }
 
 pub async fn token_expiry_and_renewal(_: Backend, slates: Slates, clock: ManualClock) {
-    // Default: 14-day lifetime, renewal after half of it.
+    // Default: 7-day idle timeout, renewal once half of it has passed.
     let mut c = logged_in(&slates, "ada").await;
     let first = c.cookie.clone();
     clock.advance(Duration::days(3));
     let r = c.get("/me").await;
     assert_eq!(r.status, StatusCode::OK);
-    assert!(r.set_cookies().is_empty(), "no renewal before half-life");
-    clock.advance(Duration::days(5)); // day 8
+    assert!(
+        r.set_cookies().is_empty(),
+        "no renewal before half the idle timeout"
+    );
+    clock.advance(Duration::days(1)); // day 4
     let r = c.get("/me").await;
     assert_eq!(r.status, StatusCode::OK);
     let renewed = r.set_cookies().join("\n");
     assert!(
-        renewed.contains(&format!("Max-Age={}", 14 * 86400)),
+        renewed.contains(&format!("Max-Age={}", 7 * 86400)),
         "{renewed}"
     );
     assert_eq!(
@@ -727,9 +760,9 @@ pub async fn token_expiry_and_renewal(_: Backend, slates: Slates, clock: ManualC
         "renewal keeps the token, extends its expiry"
     );
     assert_eq!(slates.stats().renewals, 1);
-    clock.advance(Duration::days(10)); // day 18: alive thanks to renewal at day 8
+    clock.advance(Duration::days(6)); // day 10: alive thanks to renewal at day 4
     assert_eq!(c.get("/me").await.status, StatusCode::OK);
-    clock.advance(Duration::days(15)); // idle past the renewed expiry
+    clock.advance(Duration::days(8)); // idle past the renewed expiry (day 17)
     let r = c.get("/me").await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(c.cookie.is_none(), "expired token: cookie removed");

@@ -128,9 +128,13 @@ pub(super) fn too_large(size: usize) -> Error {
     }
 }
 
-/// An error for a stored document that does not have the shape slates writes.
-pub(super) fn malformed(what: &'static str) -> Error {
-    Error::Store(what.into())
+/// An error for a stored document (`what`: `_auth` or the slate name) that does not have
+/// the shape slates writes.
+pub(super) fn malformed(what: &str, reason: &'static str) -> Error {
+    Error::MalformedDocument {
+        what: what.to_owned(),
+        reason,
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,9 @@ use mongodb::options::{
 use mongodb::{Client, Collection, Database, IndexModel};
 use time::OffsetDateTime;
 
-use super::{SlateDoc, SlateKey, Store, StoreFuture, StoreOptions, TokenRecord, UpdateOp, Updated};
+use super::{
+    Expiry, SlateDoc, SlateKey, Store, StoreFuture, StoreOptions, TokenRecord, UpdateOp, Updated,
+};
 use crate::error::{Error, Result};
 use crate::names::Username;
 use crate::token::TokenHash;
@@ -105,16 +107,6 @@ struct Prepared {
     auth: Collection<Document>,
     /// The slates collection of the single-collection layout.
     slates: Collection<Document>,
-    caps: Capabilities,
-}
-
-/// Features that MongoDB has and FerretDB 1.x lacks, probed in `prepare`.
-#[derive(Debug, Clone, Copy)]
-struct Capabilities {
-    /// Updates given as an aggregation pipeline (`put` in one command).
-    pipeline_updates: bool,
-    /// A projection on `findAndModify` (`inc` returns two fields, not the document).
-    find_and_modify_projection: bool,
 }
 
 impl MongoStore {
@@ -252,15 +244,6 @@ impl MongoStore {
         }
         let auth = self.db.collection::<Document>(&options.auth_collection);
         let slates = self.db.collection::<Document>(&options.slates_collection);
-        let pipeline_updates = self
-            .probe(auth.find_one_and_update(probe_filter(), vec![doc! {"$set": {"_p": 1}}]))
-            .await?;
-        let find_and_modify_projection = self
-            .probe(
-                auth.find_one_and_update(probe_filter(), doc! {"$set": {"_p": 1}})
-                    .projection(doc! {"_id": 1}),
-            )
-            .await?;
         self.create_index(&auth, doc! {"user": 1}, None).await?;
         let mut ttl_indexes = self
             .create_index(&auth, doc! {"expires": 1}, Some(Duration::ZERO))
@@ -270,32 +253,18 @@ impl MongoStore {
                 .create_index(&slates, doc! {"_expires": 1}, Some(Duration::ZERO))
                 .await?;
         }
-        let caps = Capabilities {
-            pipeline_updates,
-            find_and_modify_projection,
-        };
         if !ttl_indexes {
             tracing::warn!(
                 "the MongoDB server does not support TTL indexes (FerretDB 1.x?): expired \
                  tokens and slates are refused at read time but not garbage-collected"
             );
         }
-        if !pipeline_updates {
-            tracing::warn!(
-                "the MongoDB server does not support pipeline updates (FerretDB 1.x?): \
-                 Slate::put will read the version and replace with compare-and-swap"
-            );
-        }
-        tracing::debug!(
-            ?caps,
-            database = self.db.name(),
-            "slates MongoStore prepared"
-        );
+        self.announce_non_atomic_server().await?;
+        tracing::debug!(database = self.db.name(), "slates MongoStore prepared");
         let prepared = Prepared {
             options: options.clone(),
             auth,
             slates,
-            caps,
         };
         match self.prepared.set(prepared) {
             Ok(()) => Ok(()),
@@ -304,19 +273,25 @@ impl MongoStore {
         }
     }
 
-    /// Runs a no-op feature probe: `Ok(true)` if the server accepted it, `Ok(false)` if it
-    /// answered "not implemented" (or refused the shape).
-    async fn probe<T>(
-        &self,
-        call: impl IntoFuture<Output = mongodb::error::Result<T>>,
-    ) -> Result<bool> {
-        match self.bounded(call).await? {
-            Ok(_) => Ok(true),
-            Err(e) if error::code(&e).is_some_and(|c| c == error::NOT_IMPLEMENTED || c == 14) => {
-                Ok(false)
-            }
-            Err(e) => Err(error::map(e)),
-        }
+    /// Logs one loud warning when the server is FerretDB (its `buildInfo` carries
+    /// `ferretdbVersion`): FerretDB 1.x applies an update as a read and a write in its
+    /// backend, so concurrent updates of one slate can be lost there, and slates' concurrency
+    /// guarantees do not hold. Returns whether the server is FerretDB.
+    async fn announce_non_atomic_server(&self) -> Result<bool> {
+        let info = self
+            .bounded(self.db.run_command(doc! {"buildInfo": 1}))
+            .await?
+            .map_err(error::map)?;
+        let Ok(version) = info.get_str("ferretdbVersion") else {
+            return Ok(false);
+        };
+        tracing::warn!(
+            ferretdb = version,
+            "slates: this server is FerretDB, whose updates are not atomic under concurrency: \
+             concurrent writes to one slate CAN BE LOST here. Use it for development and \
+             tests only; run production on MongoDB"
+        );
+        Ok(true)
     }
 
     /// Creates an index (a TTL index if `ttl` is given). `Ok(false)` if the server does not
@@ -337,11 +312,6 @@ impl MongoStore {
     }
 }
 
-/// A filter that matches no token (an `_auth` `_id` is 64 hex digits).
-fn probe_filter() -> Document {
-    doc! {"_id": "slates-capability-probe"}
-}
-
 fn same_options(prepared: &StoreOptions, asked: &StoreOptions) -> Result<()> {
     if prepared == asked {
         Ok(())
@@ -360,9 +330,10 @@ fn to_bson_date(t: OffsetDateTime) -> bson::DateTime {
     bson::DateTime::from_millis(i64::try_from(millis).unwrap_or(i64::MAX))
 }
 
-fn from_bson_date(d: bson::DateTime) -> Result<OffsetDateTime> {
+/// A BSON date as a time; `Err(())` when it is outside the range `time` represents.
+fn from_bson_date(d: bson::DateTime) -> std::result::Result<OffsetDateTime, ()> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(d.timestamp_millis()) * 1_000_000)
-        .map_err(|_| error::malformed("a stored date is out of range"))
+        .map_err(drop)
 }
 
 impl fmt::Debug for MongoStore {
@@ -402,12 +373,13 @@ impl Store for MongoStore {
         Box::pin(self.do_renew_token(hash, previous, expires, now))
     }
 
-    fn expire_token_at<'a>(
+    fn retire_token<'a>(
         &'a self,
         hash: &'a TokenHash,
         at: OffsetDateTime,
+        now: OffsetDateTime,
     ) -> StoreFuture<'a, bool> {
-        Box::pin(self.do_expire_token_at(hash, at))
+        Box::pin(self.do_retire_token(hash, at, now))
     }
 
     fn delete_token<'a>(&'a self, hash: &'a TokenHash) -> StoreFuture<'a, bool> {
@@ -430,21 +402,21 @@ impl Store for MongoStore {
         &'a self,
         key: &'a SlateKey,
         doc: &'a Document,
-        expires: Option<OffsetDateTime>,
+        expiry: Expiry,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, i64> {
-        Box::pin(self.do_put_slate(key, doc, expires, now))
+        Box::pin(self.do_put_slate(key, doc, expiry, now))
     }
 
     fn update_slate<'a>(
         &'a self,
         key: &'a SlateKey,
         ops: &'a [UpdateOp],
-        expires: Option<OffsetDateTime>,
-        returning: Option<&'a str>,
+        expiry: Expiry,
+        counter: Option<&'a str>,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, Updated> {
-        Box::pin(self.do_update_slate(key, ops, expires, returning, now))
+        Box::pin(self.do_update_slate(key, ops, expiry, counter, now))
     }
 
     fn replace_slate_if<'a>(

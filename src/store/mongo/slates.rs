@@ -17,15 +17,33 @@ use crate::error::{Error, Result};
 use crate::names::Username;
 use crate::store::memory::stored_size;
 use crate::store::update::{add_numbers, check_ops, conflict};
-use crate::store::{Layout, SlateDoc, SlateKey, UpdateOp, Updated, MAX_DOCUMENT_BYTES};
+use crate::store::{
+    fresh_version, Expiry, Layout, SlateDoc, SlateKey, UpdateOp, Updated, MAX_DOCUMENT_BYTES,
+};
 
-/// Attempts of the compare-and-swap fallback of `put` (servers without pipeline updates).
-const PUT_ATTEMPTS: u32 = 64;
+/// Attempts of an operation whose upsert keeps colliding with another writer or with an
+/// expired document (each collision is resolved before the next attempt, so two or three
+/// suffice in practice; the bound only stops a pathological loop).
+const WRITE_ATTEMPTS: u32 = 16;
 
 /// Where one slate lives: its collection and its `_id`.
 struct Target {
     coll: Collection<Document>,
     id: Bson,
+}
+
+/// A stored slate document read with a point read, before the expiry check.
+struct Stored {
+    doc: Document,
+}
+
+impl Stored {
+    /// The document as a slate, if it has not expired; malformed reserved fields are
+    /// [`Error::MalformedDocument`].
+    fn live(self, key: &SlateKey, now: OffsetDateTime) -> Result<Option<SlateDoc>> {
+        let slate = slate_from_doc(key, self.doc)?;
+        Ok(slate.expires.is_none_or(|e| e > now).then_some(slate))
+    }
 }
 
 impl MongoStore {
@@ -44,150 +62,159 @@ impl MongoStore {
         })
     }
 
-    /// One `find` on `_id` with the expiry filter.
+    /// One `find` on `_id` alone (a point read); the expiry is checked here, so an expired
+    /// document reads as absent whatever the TTL monitor has done.
+    async fn read(&self, t: &Target) -> Result<Option<Stored>> {
+        let found = self
+            .bounded(t.coll.find_one(doc! {"_id": t.id.clone()}))
+            .await?
+            .map_err(error::map)?;
+        Ok(found.map(|doc| Stored { doc }))
+    }
+
     pub(super) async fn do_get_slate(
         &self,
         key: &SlateKey,
         now: OffsetDateTime,
     ) -> Result<Option<SlateDoc>> {
         let t = self.target(key)?;
-        let found = self
-            .bounded(t.coll.find_one(live(&t.id, now)))
-            .await?
-            .map_err(error::map)?;
-        found.map(slate_from_doc).transpose()
+        match self.read(&t).await? {
+            None => Ok(None),
+            Some(stored) => stored.live(key, now),
+        }
     }
 
-    /// Replaces the whole document and bumps `_v` from the live version (1 if absent or
-    /// expired). With pipeline updates: one `findAndModify`. Without (FerretDB 1.x): a read
-    /// of the version and a compare-and-swap replacement, retried on conflict.
+    /// Replaces the whole document with a fresh version.
+    ///
+    /// With an expiry: one `findAndModify` with a replacement document on `_id`, upsert.
+    /// Keeping the expiry: the same command filtered on "has no `_expires`", which serves a
+    /// permanent or absent slate in one command; an expiring slate makes the upsert collide,
+    /// and is then replaced by compare-and-swap carrying its expiry (or, if it had expired,
+    /// removed and written fresh).
     pub(super) async fn do_put_slate(
         &self,
         key: &SlateKey,
         doc: &Document,
-        expires: Option<OffsetDateTime>,
+        expiry: Expiry,
         now: OffsetDateTime,
     ) -> Result<i64> {
         check_size(key, doc)?;
-        let caps = self.prepared()?.caps;
-        if !caps.pipeline_updates {
-            return self.put_by_swapping(key, doc, expires, now).await;
-        }
         let t = self.target(key)?;
-        // The new document: the user's fields taken literally (a "$x" string stays a string),
-        // then `_id` kept, `_v` bumped if the stored document is live, else 1, `_expires`.
-        let live_now = doc! {"$or": [
-            {"$eq": [{"$ifNull": ["$_expires", Bson::Null]}, Bson::Null]},
-            {"$gt": ["$_expires", to_bson_date(now)]},
-        ]};
-        let reserved = doc! {
-            "_id": "$_id",
-            "_v": {"$cond": [live_now, {"$add": [{"$ifNull": ["$_v", 0_i64]}, 1_i64]}, 1_i64]},
-            "_expires": expires.map_or(Bson::String("$$REMOVE".into()), |e| to_bson_date(e).into()),
-        };
-        let mut attempt = 0;
-        loop {
-            // Cloned per attempt because the driver takes the pipeline by value; the retry
-            // happens only after a duplicate-key race, so the copy is rarely made twice.
-            let pipeline = vec![doc! {"$replaceWith": {"$mergeObjects": [
-                {"$literal": doc.clone()},
-                reserved.clone(),
-            ]}}];
-            let mut call = t
+        for _ in 0..WRITE_ATTEMPTS {
+            let version = fresh_version();
+            let (filter, expires) = match expiry {
+                Expiry::At(at) => (doc! {"_id": t.id.clone()}, Some(at)),
+                Expiry::Keep => (
+                    doc! {"_id": t.id.clone(), "_expires": {"$exists": false}},
+                    None,
+                ),
+            };
+            let call = t
                 .coll
-                .find_one_and_update(doc! {"_id": t.id.clone()}, pipeline)
-                .upsert(true)
-                .return_document(ReturnDocument::After);
-            if caps.find_and_modify_projection {
-                call = call.projection(doc! {"_id": 0, "_v": 1});
-            }
+                .find_one_and_replace(filter, stored_doc(doc, version, expires))
+                .upsert(true);
             match self.bounded(call).await? {
-                Ok(Some(d)) => return version_of(&d),
-                Ok(None) => return Err(error::malformed("an upsert returned no document")),
-                // Two upserts of an absent slate raced; the loser retries and now matches.
-                Err(e) if attempt == 0 && error::is_duplicate_key(&e) => attempt += 1,
+                Ok(_) => return Ok(version),
+                Err(e) if error::is_duplicate_key(&e) => {}
                 Err(e) => return Err(error::map(e)),
             }
-        }
-    }
-
-    /// `put` for servers without pipeline updates: read the live version, replace only if
-    /// it is unchanged, retry otherwise. Same result as the one-command form, two commands.
-    async fn put_by_swapping(
-        &self,
-        key: &SlateKey,
-        doc: &Document,
-        expires: Option<OffsetDateTime>,
-        now: OffsetDateTime,
-    ) -> Result<i64> {
-        let t = self.target(key)?;
-        for _ in 0..PUT_ATTEMPTS {
-            let current = self
-                .bounded(t.coll.find_one(live(&t.id, now)).projection(doc! {"_v": 1}))
-                .await?
-                .map_err(error::map)?;
-            let expected = current.as_ref().map(version_of).transpose()?;
-            if let Some(v) = self.swap(&t, expected, doc, expires, now).await? {
-                return Ok(v);
+            // Collision: two upserts of an absent slate raced, or (keeping the expiry) the
+            // slate has an `_expires`.
+            match self.read(&t).await? {
+                None => continue,
+                Some(stored) => match stored.live(key, now)? {
+                    None => self.delete_expired(&t, now).await?,
+                    Some(current) if expiry == Expiry::Keep => {
+                        let expected = Some(current.version);
+                        if let Some(v) = self.swap(&t, expected, doc, current.expires, now).await? {
+                            return Ok(v);
+                        }
+                    }
+                    Some(_) => {}
+                },
             }
         }
-        Err(Error::Conflict {
-            slate: key.slate.to_string(),
-            attempts: PUT_ATTEMPTS,
-        })
+        Err(collided(key))
     }
 
-    /// One `findAndModify`: the operators, `$inc: {_v: 1}` and `_expires` if given, on the
-    /// live document, upserted if there is none. The reply carries `_v` and the `returning`
-    /// field (only those where the server supports a projection).
+    /// One command: the operators, `$set: {_v: <fresh>}` and `_expires` if given, on the
+    /// live document, upserted if there is none. Without a counter it is an `update` (no
+    /// document comes back); with one, a `findAndModify` returning the document after the
+    /// update, and filtered so that it matches only if the counter field is absent or an
+    /// integer: an `inc` that would leave a non-integer writes nothing.
     ///
-    /// An expired document still in the collection makes the upsert fail with a duplicate
-    /// key (the filter skips it, the insert collides with it): it is then removed by a
-    /// conditional `delete` (only if still expired) and the update retried once, which
-    /// starts a fresh document, as the contract asks. The same retry covers two upserts of
-    /// an absent slate racing each other.
+    /// An upsert that collides (an expired document still in the collection, two upserts
+    /// racing, or a counter of the wrong type) is resolved by reading the document: an
+    /// expired one is removed by a conditional `delete` and the update retried, a race is
+    /// retried, a wrong counter is [`Error::TypeMismatch`]. The loop is bounded.
     pub(super) async fn do_update_slate(
         &self,
         key: &SlateKey,
         ops: &[UpdateOp],
-        expires: Option<OffsetDateTime>,
-        returning: Option<&str>,
+        expiry: Expiry,
+        counter: Option<&str>,
         now: OffsetDateTime,
     ) -> Result<Updated> {
         let t = self.target(key)?;
-        let caps = self.prepared()?.caps;
-        let update = build_update(key, ops, expires)?;
         let fields: Vec<&str> = ops.iter().map(UpdateOp::field).collect();
-        let mut attempt = 0;
-        loop {
-            let mut call = t
-                .coll
-                // Cloned per attempt: the driver takes the update by value.
-                .find_one_and_update(live(&t.id, now), update.clone())
-                .upsert(true)
-                .return_document(ReturnDocument::After);
-            if caps.find_and_modify_projection {
-                let mut projection = doc! {"_id": 0, "_v": 1};
-                if let Some(field) = returning {
-                    projection.insert(field, 1);
+        let mut filter = live(&t.id, now);
+        if let Some(field) = counter {
+            // Positive form: FerretDB 1.x knows no `decimal` type alias, and this also keeps
+            // strings and other types out before `$inc` would refuse them.
+            let integer = doc! {"$or": [
+                {field: {"$exists": false}},
+                {field: {"$type": ["int", "long"]}},
+            ]};
+            filter.insert("$and", vec![integer]);
+        }
+        for _ in 0..WRITE_ATTEMPTS {
+            let version = fresh_version();
+            let update = build_update(key, ops, expiry, version)?;
+            let result = match counter {
+                None => self
+                    .bounded(t.coll.update_one(filter.clone(), update).upsert(true))
+                    .await?
+                    .map(|_| None),
+                Some(_) => {
+                    self.bounded(
+                        t.coll
+                            .find_one_and_update(filter.clone(), update)
+                            .upsert(true)
+                            .return_document(ReturnDocument::After),
+                    )
+                    .await?
                 }
-                call = call.projection(projection);
-            }
-            match self.bounded(call).await? {
-                Ok(Some(d)) => {
-                    return Ok(Updated {
-                        version: version_of(&d)?,
-                        value: returning.and_then(|f| get_path(&d, f)).cloned(),
-                    })
+            };
+            match result {
+                Ok(after) => {
+                    let counter = match (counter, after) {
+                        (None, _) => None,
+                        (Some(field), Some(d)) => Some(integer_at(&d, field)?),
+                        (Some(_), None) => {
+                            return Err(error::malformed(
+                                key.slate.as_str(),
+                                "an upsert returned no document",
+                            ))
+                        }
+                    };
+                    return Ok(Updated { version, counter });
                 }
-                Ok(None) => return Err(error::malformed("an upsert returned no document")),
-                Err(e) if attempt == 0 && error::is_duplicate_key(&e) => {
-                    attempt += 1;
-                    self.delete_expired(&t, now).await?;
-                }
+                Err(e) if error::is_duplicate_key(&e) => {}
                 Err(e) => return Err(error::map_update(e, &fields)),
             }
+            match self.read(&t).await? {
+                None => continue,
+                Some(stored) => match stored.live(key, now)? {
+                    None => self.delete_expired(&t, now).await?,
+                    Some(current) => {
+                        if let Some(field) = counter {
+                            integer_or_absent(&current.doc, field)?;
+                        }
+                    }
+                },
+            }
         }
+        Err(collided(key))
     }
 
     /// Compare-and-swap, one `update` command with a replacement document.
@@ -216,13 +243,8 @@ impl MongoStore {
         expires: Option<OffsetDateTime>,
         now: OffsetDateTime,
     ) -> Result<Option<i64>> {
-        let version = expected.unwrap_or(0) + 1;
-        // The stored document is the caller's plus the reserved fields: a copy is needed.
-        let mut replacement = doc.clone();
-        replacement.insert("_v", version);
-        if let Some(e) = expires {
-            replacement.insert("_expires", to_bson_date(e));
-        }
+        let version = fresh_version();
+        let replacement = stored_doc(doc, version, expires);
         let result = match expected {
             Some(v) => {
                 let mut filter = live(&t.id, now);
@@ -298,6 +320,25 @@ impl MongoStore {
     }
 }
 
+/// The error when every attempt of a write collided with another writer.
+fn collided(key: &SlateKey) -> Error {
+    Error::Conflict {
+        slate: key.slate.to_string(),
+        attempts: WRITE_ATTEMPTS,
+    }
+}
+
+/// The stored form of a slate: the user's fields, `_v` and `_expires` if it expires.
+fn stored_doc(doc: &Document, version: i64, expires: Option<OffsetDateTime>) -> Document {
+    // The stored document is the caller's plus the reserved fields: a copy is needed.
+    let mut stored = doc.clone();
+    stored.insert("_v", version);
+    if let Some(e) = expires {
+        stored.insert("_expires", to_bson_date(e));
+    }
+    stored
+}
+
 /// `{_id, <live>}`: the document of `id`, if it has not expired.
 fn live(id: &Bson, now: OffsetDateTime) -> Document {
     doc! {
@@ -306,28 +347,59 @@ fn live(id: &Bson, now: OffsetDateTime) -> Document {
     }
 }
 
-fn version_of(doc: &Document) -> Result<i64> {
+/// A stored `_v`: an integer, or a double with an integral value (what `$inc: {_v: 1}` typed
+/// in the mongo shell leaves). `None` for anything else.
+fn version_of(doc: &Document) -> Option<i64> {
     match doc.get("_v") {
-        Some(Bson::Int64(v)) => Ok(*v),
-        Some(Bson::Int32(v)) => Ok(i64::from(*v)),
-        _ => Err(error::malformed("a slate document has no integer `_v`")),
+        Some(Bson::Int64(v)) => Some(*v),
+        Some(Bson::Int32(v)) => Some(i64::from(*v)),
+        Some(Bson::Double(d)) if d.fract() == 0.0 && d.abs() < 9.0e15 => Some(*d as i64),
+        _ => None,
     }
 }
 
-fn slate_from_doc(mut doc: Document) -> Result<SlateDoc> {
+fn slate_from_doc(key: &SlateKey, mut doc: Document) -> Result<SlateDoc> {
+    let what = key.slate.as_str();
     doc.remove("_id");
-    let version = version_of(&doc)?;
+    let version = version_of(&doc)
+        .ok_or_else(|| error::malformed(what, "`_v` is missing or not an integer"))?;
     doc.remove("_v");
     let expires = match doc.remove("_expires") {
         None | Some(Bson::Null) => None,
-        Some(Bson::DateTime(d)) => Some(from_bson_date(d)?),
-        Some(_) => return Err(error::malformed("a slate's `_expires` is not a date")),
+        Some(Bson::DateTime(d)) => Some(
+            from_bson_date(d).map_err(|_| error::malformed(what, "`_expires` is out of range"))?,
+        ),
+        Some(_) => return Err(error::malformed(what, "`_expires` is not a date")),
     };
     Ok(SlateDoc {
         doc: Arc::new(doc),
         version,
         expires,
     })
+}
+
+/// The integer at `field` of a document returned after an `inc`.
+fn integer_at(doc: &Document, field: &str) -> Result<i64> {
+    match get_path(doc, field) {
+        Some(Bson::Int32(v)) => Ok(i64::from(*v)),
+        Some(Bson::Int64(v)) => Ok(*v),
+        _ => Err(not_an_integer(field)),
+    }
+}
+
+/// Refuses a counter field that holds something other than an integer.
+fn integer_or_absent(doc: &Document, field: &str) -> Result<()> {
+    match get_path(doc, field) {
+        None | Some(Bson::Int32(_) | Bson::Int64(_)) => Ok(()),
+        Some(_) => Err(not_an_integer(field)),
+    }
+}
+
+fn not_an_integer(field: &str) -> Error {
+    Error::TypeMismatch {
+        field: field.to_owned(),
+        reason: "inc needs an integer field (it holds another type)",
+    }
 }
 
 fn get_path<'d>(doc: &'d Document, path: &str) -> Option<&'d Bson> {
@@ -360,17 +432,18 @@ enum FieldUpdate {
 }
 
 /// The update document of `ops`: `$set`, `$unset`, `$inc`, `$push` and `$addToSet` (each
-/// with `$each`, so a value is never read as a modifier), plus `$inc: {_v: 1}` and
-/// `_expires`.
+/// with `$each`, so a value is never read as a modifier), plus `$set` of the fresh version
+/// `_v` and of `_expires` when the expiry is set.
 ///
 /// MongoDB refuses two operators on one field, or on a field and its parent, in one update
-/// (`ConflictingUpdateOperators`); that is refused here as an invalid field, before sending.
+/// (`ConflictingUpdateOperators`); that is refused here, before sending.
 /// Repeats of one operator on one field are merged (last `set` wins, `inc`s add up, pushes
 /// append in order).
 fn build_update(
     key: &SlateKey,
     ops: &[UpdateOp],
-    expires: Option<OffsetDateTime>,
+    expiry: Expiry,
+    version: i64,
 ) -> Result<Document> {
     check_ops(ops)?;
     let mut fields: Vec<(&str, FieldUpdate)> = Vec::with_capacity(ops.len());
@@ -395,7 +468,7 @@ fn build_update(
             | (Some((_, FieldUpdate::AddToSet(items))), UpdateOp::AddToSet(_, v)) => {
                 items.push(v.clone())
             }
-            (Some(_), _) => return Err(conflict()),
+            (Some(_), _) => return Err(conflict(path)),
         }
     }
     // The values alone already exceed the limit: refuse before sending. (Growth past the
@@ -414,10 +487,10 @@ fn build_update(
         };
         target.insert(path, value);
     }
-    if let Some(e) = expires {
+    if let Expiry::At(e) = expiry {
         set.insert("_expires", to_bson_date(e));
     }
-    inc.insert("_v", 1_i64);
+    set.insert("_v", version);
     let mut update = Document::new();
     for (op, fields) in [
         ("$set", set),
@@ -456,7 +529,6 @@ fn op_value(op: &UpdateOp) -> Option<&Bson> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::NameKind;
     use crate::names::SlateName;
 
     fn key() -> SlateKey {
@@ -473,18 +545,18 @@ mod tests {
             UpdateOp::Inc("hits".into(), Bson::Int64(2)),
             UpdateOp::Unset("old.x".into()),
         ];
-        let u = build_update(&key(), &ops, None).unwrap();
+        let u = build_update(&key(), &ops, Expiry::Keep, 77).unwrap();
         assert_eq!(
             u,
             doc! {
-                "$set": {"step": "review"},
+                "$set": {"step": "review", "_v": 77_i64},
                 "$unset": {"old.x": ""},
-                "$inc": {"hits": 3_i64, "_v": 1_i64},
+                "$inc": {"hits": 3_i64},
                 "$push": {"ids": {"$each": [5, 6]}},
             }
         );
-        let u = build_update(&key(), &[], None).unwrap();
-        assert_eq!(u, doc! {"$inc": {"_v": 1_i64}});
+        let u = build_update(&key(), &[], Expiry::Keep, 5).unwrap();
+        assert_eq!(u, doc! {"$set": {"_v": 5_i64}});
     }
 
     #[test]
@@ -500,11 +572,8 @@ mod tests {
             ],
         ] {
             assert!(matches!(
-                build_update(&key(), &ops, None),
-                Err(Error::InvalidName {
-                    kind: NameKind::Field,
-                    ..
-                })
+                build_update(&key(), &ops, Expiry::Keep, 1),
+                Err(Error::ConflictingOperators { .. })
             ));
         }
     }
@@ -514,7 +583,7 @@ mod tests {
         let big = "x".repeat(MAX_DOCUMENT_BYTES);
         let ops = [UpdateOp::Set("blob".into(), Bson::String(big))];
         assert!(matches!(
-            build_update(&key(), &ops, None),
+            build_update(&key(), &ops, Expiry::Keep, 1),
             Err(Error::DocumentTooLarge { .. })
         ));
     }

@@ -21,30 +21,34 @@ impl MongoStore {
         if let Some(renewed) = record.renewed {
             doc.insert("renewed", to_bson_date(renewed));
         }
+        if let Some(rotated) = record.rotated {
+            doc.insert("rotated", to_bson_date(rotated));
+        }
         self.bounded(auth.insert_one(doc))
             .await?
             .map_err(error::map)?;
         Ok(())
     }
 
-    /// One `find` on `_id` with `expires > now`: an expired token is refused at once,
-    /// whatever the TTL monitor has done.
+    /// One `find` on `_id` alone (a point read on every server), then `expires > now` checked
+    /// here: an expired token is refused at once, whatever the TTL monitor has done.
     pub(super) async fn do_find_token(
         &self,
         hash: &TokenHash,
         now: OffsetDateTime,
     ) -> Result<Option<TokenRecord>> {
         let auth = &self.prepared()?.auth;
-        let filter = doc! {"_id": hash.to_hex(), "expires": {"$gt": to_bson_date(now)}};
         let found = self
-            .bounded(auth.find_one(filter))
+            .bounded(auth.find_one(doc! {"_id": hash.to_hex()}))
             .await?
             .map_err(error::map)?;
-        found.map(|d| token_from_doc(*hash, &d)).transpose()
+        let record = found.map(|d| token_from_doc(*hash, &d)).transpose()?;
+        Ok(record.filter(|r| r.expires > now))
     }
 
-    /// One `update` filtered on `_id` and on the expiry the caller read; never an upsert,
-    /// so it cannot bring back a token that a logout deleted, nor undo a rotation's grace.
+    /// One `update` filtered on `_id`, on the expiry the caller read and on "not rotated
+    /// out"; never an upsert, so it cannot bring back a token that a logout deleted, nor
+    /// undo a rotation.
     pub(super) async fn do_renew_token(
         &self,
         hash: &TokenHash,
@@ -56,6 +60,7 @@ impl MongoStore {
         let filter = doc! {
             "_id": hash.to_hex(),
             "expires": {"$eq": to_bson_date(previous), "$gt": to_bson_date(now)},
+            "rotated": {"$exists": false},
         };
         let update =
             doc! {"$set": {"expires": to_bson_date(expires), "renewed": to_bson_date(now)}};
@@ -66,14 +71,19 @@ impl MongoStore {
         Ok(result.matched_count == 1)
     }
 
-    /// One `update` with `$min`: lowers `expires`, never raises it, never creates.
-    pub(super) async fn do_expire_token_at(
+    /// One `update`: `$min` lowers `expires` (never raises it) and `$set` marks the token
+    /// rotated out; never an upsert.
+    pub(super) async fn do_retire_token(
         &self,
         hash: &TokenHash,
         at: OffsetDateTime,
+        now: OffsetDateTime,
     ) -> Result<bool> {
         let auth = &self.prepared()?.auth;
-        let update = doc! {"$min": {"expires": to_bson_date(at)}};
+        let update = doc! {
+            "$min": {"expires": to_bson_date(at)},
+            "$set": {"rotated": to_bson_date(now)},
+        };
         let result = self
             .bounded(auth.update_one(doc! {"_id": hash.to_hex()}, update))
             .await?
@@ -102,21 +112,25 @@ impl MongoStore {
 }
 
 fn token_from_doc(hash: TokenHash, doc: &Document) -> Result<TokenRecord> {
+    let bad = |reason| error::malformed("_auth", reason);
     let date = |field: &str| match doc.get(field) {
-        Some(Bson::DateTime(d)) => from_bson_date(*d).map(Some),
+        Some(Bson::DateTime(d)) => from_bson_date(*d)
+            .map(Some)
+            .map_err(|_| bad("a date is out of range")),
         None | Some(Bson::Null) => Ok(None),
-        Some(_) => Err(error::malformed("an _auth date field is not a date")),
+        Some(_) => Err(bad("a date field is not a date")),
     };
     let user = doc
         .get_str("user")
         .ok()
         .and_then(|u| Username::new(u).ok())
-        .ok_or_else(|| error::malformed("an _auth document has no valid `user`"))?;
+        .ok_or_else(|| bad("no valid `user`"))?;
     Ok(TokenRecord {
         hash,
         user,
-        created: date("created")?.ok_or_else(|| error::malformed("_auth without `created`"))?,
-        expires: date("expires")?.ok_or_else(|| error::malformed("_auth without `expires`"))?,
+        created: date("created")?.ok_or_else(|| bad("no `created`"))?,
+        expires: date("expires")?.ok_or_else(|| bad("no `expires`"))?,
         renewed: date("renewed")?,
+        rotated: date("rotated")?,
     })
 }

@@ -150,6 +150,13 @@ impl Auth {
                 Err(Error::DuplicateKey) if attempt == 0 => attempt += 1,
                 Err(e) => {
                     self.store_error("insert token", &e);
+                    // The insert may have been applied with its reply lost: remove the record
+                    // again, so that no live token remains whose cookie was never sent. If the
+                    // store is down this fails too; nobody holds that token then, and it dies
+                    // at its idle timeout.
+                    if e.is_store_failure() {
+                        let _ = self.store().delete_token(&record.hash).await;
+                    }
                     return Err(e);
                 }
             }

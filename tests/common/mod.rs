@@ -13,6 +13,7 @@ macro_rules! say {
 }
 
 pub mod harness;
+pub mod hooked;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
 pub mod suite;
@@ -43,6 +44,39 @@ impl Backend {
             Backend::Mongo(layout) => mongo::builder(test).await?.layout(layout),
         };
         Some(builder.clock(clock.clone()).secure(false))
+    }
+
+    /// A fresh, empty store of this backend (not yet prepared: `build` prepares it), for
+    /// tests that wrap it in a decorator such as [`hooked::Hooked`]. `None`: backend not
+    /// available here, skip the test.
+    pub async fn store(self, test: &str) -> Option<std::sync::Arc<dyn slates::Store>> {
+        #[cfg(not(feature = "mongodb"))]
+        let _ = test;
+        Some(match self {
+            Backend::Memory => std::sync::Arc::new(MemoryStore::new()),
+            #[cfg(feature = "mongodb")]
+            Backend::Mongo(_) => std::sync::Arc::new(mongo::store(test).await?),
+        })
+    }
+
+    /// The layout to build with (the memory store accepts any).
+    pub fn layout(self) -> slates::Layout {
+        match self {
+            Backend::Memory => slates::Layout::default(),
+            #[cfg(feature = "mongodb")]
+            Backend::Mongo(layout) => layout,
+        }
+    }
+
+    /// Every backend: memory, and both MongoDB layouts when the feature is on.
+    pub fn all() -> Vec<Backend> {
+        vec![
+            Backend::Memory,
+            #[cfg(feature = "mongodb")]
+            Backend::Mongo(slates::Layout::SingleCollection),
+            #[cfg(feature = "mongodb")]
+            Backend::Mongo(slates::Layout::CollectionPerUser),
+        ]
     }
 
     /// `builder` with defaults, built.

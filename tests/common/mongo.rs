@@ -63,8 +63,13 @@ pub fn server() -> Option<&'static TestServer> {
 
 /// A [`SlatesBuilder`] on a fresh database named after `test`.
 pub async fn builder(test: &str) -> Option<SlatesBuilder> {
+    Some(Slates::builder(store(test).await?))
+}
+
+/// A `MongoStore` on a fresh database named after `test`.
+pub async fn store(test: &str) -> Option<MongoStore> {
     let db = database(test, client_options().await?).await;
-    Some(Slates::builder(MongoStore::from_database(db)))
+    Some(MongoStore::from_database(db))
 }
 
 /// Driver options for the test server, with the short timeouts `MongoStore::connect` uses.

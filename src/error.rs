@@ -71,8 +71,8 @@ pub enum Error {
     },
     /// A stored document does not have the shape slates writes (for example a slate whose
     /// `_v` or `_expires` was edited by hand to another type). Reported to the handler that
-    /// reads it; other requests of the same user are not affected. Writing the slate again
-    /// (`put`, or any update operator) repairs it.
+    /// reads it; other requests of the same user are not affected. Writing the whole slate
+    /// again with `put` repairs it (an update operator repairs a bad `_v` too).
     #[error("malformed stored document ({what}): {reason}")]
     MalformedDocument {
         /// Which document: `_auth` or the slate name.

@@ -78,7 +78,7 @@ impl CurrentUser {
     /// another type) is [`Error::MalformedDocument`](crate::Error::MalformedDocument), and
     /// fields that do not fit `T` are [`Error::Deserialize`](crate::Error::Deserialize):
     /// only this call fails, the request itself and handlers that do not read the user
-    /// slate proceed. Writing the user slate again repairs a malformed document.
+    /// slate proceed. A `put` of the user slate repairs a malformed document.
     pub fn user_slate<T: DeserializeOwned>(&self) -> Result<Option<T>> {
         match self.loaded()? {
             None => Ok(None),

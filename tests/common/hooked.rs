@@ -109,10 +109,13 @@ impl Hooked {
         self.calls.lock().unwrap().clear();
     }
 
+    /// Runs the hook, then the call, then the hook again. The inner call is made only after
+    /// the first hook returns: the memory store does its work when the call is made, not
+    /// when its future is polled.
     fn around<'a, T: Send + 'a>(
         &'a self,
         call: Call,
-        op: StoreFuture<'a, T>,
+        op: impl FnOnce() -> StoreFuture<'a, T> + Send + 'a,
     ) -> StoreFuture<'a, T> {
         let n = {
             let mut calls = self.calls.lock().unwrap();
@@ -122,7 +125,7 @@ impl Hooked {
         let hook = self.hook.lock().unwrap().clone();
         Box::pin(async move {
             hook(call, Phase::Before, n).await?;
-            let out = op.await?;
+            let out = op().await?;
             hook(call, Phase::After, n).await?;
             Ok(out)
         })
@@ -131,17 +134,17 @@ impl Hooked {
 
 impl Store for Hooked {
     fn prepare<'a>(&'a self, options: &'a StoreOptions) -> StoreFuture<'a, ()> {
-        self.around(Call::Prepare, self.inner.prepare(options))
+        self.around(Call::Prepare, move || self.inner.prepare(options))
     }
     fn insert_token<'a>(&'a self, record: &'a TokenRecord) -> StoreFuture<'a, ()> {
-        self.around(Call::InsertToken, self.inner.insert_token(record))
+        self.around(Call::InsertToken, move || self.inner.insert_token(record))
     }
     fn find_token<'a>(
         &'a self,
         hash: &'a TokenHash,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, Option<TokenRecord>> {
-        self.around(Call::FindToken, self.inner.find_token(hash, now))
+        self.around(Call::FindToken, move || self.inner.find_token(hash, now))
     }
     fn renew_token<'a>(
         &'a self,
@@ -150,10 +153,9 @@ impl Store for Hooked {
         expires: OffsetDateTime,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, bool> {
-        self.around(
-            Call::RenewToken,
-            self.inner.renew_token(hash, previous, expires, now),
-        )
+        self.around(Call::RenewToken, move || {
+            self.inner.renew_token(hash, previous, expires, now)
+        })
     }
     fn retire_token<'a>(
         &'a self,
@@ -161,20 +163,24 @@ impl Store for Hooked {
         at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, bool> {
-        self.around(Call::RetireToken, self.inner.retire_token(hash, at, now))
+        self.around(Call::RetireToken, move || {
+            self.inner.retire_token(hash, at, now)
+        })
     }
     fn delete_token<'a>(&'a self, hash: &'a TokenHash) -> StoreFuture<'a, bool> {
-        self.around(Call::DeleteToken, self.inner.delete_token(hash))
+        self.around(Call::DeleteToken, move || self.inner.delete_token(hash))
     }
     fn delete_user_tokens<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, u64> {
-        self.around(Call::DeleteUserTokens, self.inner.delete_user_tokens(user))
+        self.around(Call::DeleteUserTokens, move || {
+            self.inner.delete_user_tokens(user)
+        })
     }
     fn get_slate<'a>(
         &'a self,
         key: &'a SlateKey,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, Option<SlateDoc>> {
-        self.around(Call::GetSlate, self.inner.get_slate(key, now))
+        self.around(Call::GetSlate, move || self.inner.get_slate(key, now))
     }
     fn put_slate<'a>(
         &'a self,
@@ -183,7 +189,9 @@ impl Store for Hooked {
         expiry: Expiry,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, i64> {
-        self.around(Call::PutSlate, self.inner.put_slate(key, doc, expiry, now))
+        self.around(Call::PutSlate, move || {
+            self.inner.put_slate(key, doc, expiry, now)
+        })
     }
     fn update_slate<'a>(
         &'a self,
@@ -193,10 +201,9 @@ impl Store for Hooked {
         counter: Option<&'a str>,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, Updated> {
-        self.around(
-            Call::UpdateSlate,
-            self.inner.update_slate(key, ops, expiry, counter, now),
-        )
+        self.around(Call::UpdateSlate, move || {
+            self.inner.update_slate(key, ops, expiry, counter, now)
+        })
     }
     fn replace_slate_if<'a>(
         &'a self,
@@ -206,16 +213,17 @@ impl Store for Hooked {
         expires: Option<OffsetDateTime>,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, Option<i64>> {
-        self.around(
-            Call::ReplaceSlateIf,
+        self.around(Call::ReplaceSlateIf, move || {
             self.inner
-                .replace_slate_if(key, expected, doc, expires, now),
-        )
+                .replace_slate_if(key, expected, doc, expires, now)
+        })
     }
     fn delete_slate<'a>(&'a self, key: &'a SlateKey, now: OffsetDateTime) -> StoreFuture<'a, bool> {
-        self.around(Call::DeleteSlate, self.inner.delete_slate(key, now))
+        self.around(Call::DeleteSlate, move || self.inner.delete_slate(key, now))
     }
     fn delete_user_slates<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, ()> {
-        self.around(Call::DeleteUserSlates, self.inner.delete_user_slates(user))
+        self.around(Call::DeleteUserSlates, move || {
+            self.inner.delete_user_slates(user)
+        })
     }
 }

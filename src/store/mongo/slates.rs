@@ -122,15 +122,25 @@ impl MongoStore {
             // slate has an `_expires`.
             match self.read(&t).await? {
                 None => continue,
-                Some(stored) => match stored.live(key, now)? {
-                    None => self.delete_expired(&t, now).await?,
-                    Some(current) if expiry == Expiry::Keep => {
+                Some(stored) => match stored.live(key, now) {
+                    Ok(None) => self.delete_expired(&t, now).await?,
+                    Ok(Some(current)) if expiry == Expiry::Keep => {
                         let expected = Some(current.version);
                         if let Some(v) = self.swap(&t, expected, doc, current.expires, now).await? {
                             return Ok(v);
                         }
                     }
-                    Some(_) => {}
+                    Ok(Some(_)) => {}
+                    // Edited by hand into a shape slates cannot read: a `put` replaces the
+                    // whole document anyway, so it repairs it (its odd expiry is not kept).
+                    Err(Error::MalformedDocument { .. }) => {
+                        let replacement = stored_doc(doc, version, expires);
+                        self.bounded(t.coll.replace_one(doc! {"_id": t.id.clone()}, replacement))
+                            .await?
+                            .map_err(error::map)?;
+                        return Ok(version);
+                    }
+                    Err(e) => return Err(e),
                 },
             }
         }

@@ -68,17 +68,20 @@
 //! Every [`Slate`] method is one atomic store operation (`$set`, `$inc`, `$push`,
 //! `$addToSet`, whole-document `put`, `delete`), except [`Slate::modify`], which reads,
 //! applies a closure and writes back only if the version (`_v`) is unchanged, retrying
-//! otherwise. Nothing is saved "at the end of the request", so there is no last-writer-wins.
+//! otherwise. Versions are random 64-bit values, fresh on every write, so a version read
+//! before a slate was deleted (or expired) and written again never matches the new slate.
+//! Nothing is saved "at the end of the request", so there is no last-writer-wins.
 //!
 //! ## Life cycle
 //!
 //! 1. The layer parses the `Cookie` headers. No token, or a malformed one: anonymous, no
 //!    store call.
-//! 2. It looks up SHA-256(token) in `_auth`, filtered on `expires > now`. Unknown or
-//!    expired: anonymous, and the cookie is removed.
+//! 2. It looks up SHA-256(token) in `_auth` and checks `expires > now` and the absolute
+//!    lifetime. Unknown or expired: anonymous, and the cookie is removed.
 //! 3. It loads the user slate (one read), renews the token if more than the configured
-//!    share of its lifetime has passed (one update that never resurrects a deleted token),
-//!    and puts the identity in request extensions.
+//!    share of the idle timeout has passed (one update that never resurrects a deleted or
+//!    rotated-out token, and never goes past the absolute lifetime), and puts the identity
+//!    in request extensions.
 //! 4. The handler runs with no lock held; [`Auth`] can log in, log out, log out everywhere
 //!    or rotate the token.
 //! 5. On the way out, the layer applies the cookie change (`Set-Cookie`).
@@ -113,7 +116,7 @@ mod workflow_slate;
 
 pub use crate::auth::Auth;
 pub use crate::clock::{Clock, ManualClock, SystemClock};
-pub use crate::config::{Config, SlatesBuilder};
+pub use crate::config::{Config, SlatesBuilder, MAX_DURATION};
 pub use crate::cookie::{token_from_headers, CookieToken};
 pub use crate::error::{Error, NameKind, Result};
 pub use crate::future::ResponseFuture;

@@ -39,39 +39,42 @@ pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
 /// The production [`Store`]: MongoDB (or a MongoDB-wire server) through the official driver.
 ///
 /// The data model is DESIGN.md §3: an `_auth` collection of
-/// `{ _id: <hex SHA-256 of the token>, user, created, expires, renewed? }`, and slate documents
-/// carrying `_v` (the version, an `i64` bumped by every write) and, for expiring workflow
-/// slates, `_expires`. [`Layout::SingleCollection`](crate::Layout::SingleCollection) keeps
-/// every slate in one collection under `_id: { u: <user>, s: <slate> }`;
+/// `{ _id: <hex SHA-256 of the token>, user, created, expires, renewed?, rotated? }`, and
+/// slate documents carrying `_v` (the version: a fresh random `i64` on every write) and, for
+/// expiring workflow slates, `_expires`.
+/// [`Layout::SingleCollection`](crate::Layout::SingleCollection) keeps every slate in one
+/// collection under `_id: { u: <user>, s: <slate> }`;
 /// [`Layout::CollectionPerUser`](crate::Layout::CollectionPerUser) gives each user a
 /// collection named after them, with `_id: "<slate>"`.
 ///
 /// Each operation is one command on one document, so MongoDB's single-document atomicity
-/// is the only concurrency control; nothing is locked across a request:
+/// is the only concurrency control; nothing is locked across a request. The same command
+/// forms run on every server:
 ///
 /// | operation | command |
 /// |---|---|
-/// | token lookup | `find` on `_id` with `expires > now` |
-/// | login / renewal / rotation grace | `insert` / `update` on `_id`, never an upsert / `update` with `$min` |
+/// | token lookup, slate read | `find` on `_id` alone; the expiry is checked after the read |
+/// | login / renewal / rotation | `insert` / `update` on `_id`, the expiry read and "not rotated", never an upsert / `update` with `$min` and `$set: {rotated}` |
 /// | logout / log out everywhere | `delete` on `_id` / `delete` (many) on `user` |
-/// | slate read | `find` on `_id` with the expiry filter |
-/// | `set`, `inc`, `push`, … | `findAndModify` with update operators and `$inc: {_v: 1}`, upsert |
-/// | `put` | `findAndModify` with a pipeline replacing the document and bumping `_v`, upsert |
+/// | `set`, `push`, … | `update` with the operators and `$set: {_v: <fresh>}`, upsert |
+/// | `inc` | `findAndModify` likewise, filtered on an absent or integer counter, returning the document |
+/// | `put` | `findAndModify` with a replacement document, upsert |
 /// | compare-and-swap | `update` (replacement) filtered on `{_id, _v}` |
 /// | slate delete | `delete` on `_id` |
 ///
-/// Two exceptions, both about an *expired* document still in the collection (the TTL
-/// monitor runs about once a minute): an operator update that meets one gets a duplicate-key
-/// error from its upsert, deletes the expired document with a conditional `delete` and retries
-/// once; and on servers without pipeline updates (FerretDB 1.x) `put` falls back to a read and
-/// a compare-and-swap replacement, retried on conflict. [`prepare`](Store::prepare) detects
-/// what the server supports with two no-op probes.
+/// When an upsert collides with a stored document (an *expired* one the TTL monitor has not
+/// removed yet, two writers creating one slate, a counter of the wrong type, or, for a `put`
+/// that keeps the expiry, a slate that has one), the document is read by `_id` and the
+/// collision resolved: an expired document is removed with a conditional `delete`, a race is
+/// retried, a wrong counter is an error, an expiry is carried over by compare-and-swap. The
+/// loop is bounded.
 ///
 /// [`prepare`](Store::prepare) (called by [`SlatesBuilder::build`](crate::SlatesBuilder::build))
 /// creates the indexes, idempotently: `_auth` `{user: 1}` and the TTL index
 /// `{expires: 1}` with `expireAfterSeconds: 0`, plus, in the single-collection layout, a TTL
-/// index on the slates' `_expires`. Lookups still filter on expiry, whatever the TTL monitor
-/// has done.
+/// index on the slates' `_expires`. Reads still check expiry, whatever the TTL monitor has
+/// done. It also asks `buildInfo` and logs a loud warning when the server is FerretDB, whose
+/// updates are not atomic under concurrency.
 ///
 /// Errors map to [`Error`]: duplicate key, document too large (checked before sending, and
 /// mapped from the server), invalid namespace, and [`Error::Unavailable`] for an unreachable
@@ -154,8 +157,9 @@ impl MongoStore {
         }
     }
 
-    /// The write concern of every write (default: the client's, usually `w: 1`; use
-    /// majority on a replica set so that a login survives a failover).
+    /// The write concern of every write (default: the client's, which for MongoDB 5.0 and
+    /// later is the server's implicit default, `w: "majority"` on a replica set; keep
+    /// majority so that a login survives a failover).
     pub fn write_concern(self, write_concern: WriteConcern) -> Self {
         let options = DatabaseOptions::builder()
             .write_concern(write_concern)
@@ -175,9 +179,9 @@ impl MongoStore {
         self.with_database_options(options)
     }
 
-    /// Which members serve reads (default: the primary). Reading tokens from a secondary
-    /// trades read-your-writes for load: a request right after login may not find its token
-    /// yet.
+    /// Which members serve reads (default: the primary). Keep the primary: a request that
+    /// reads its token from a secondary that has not replicated the login yet finds no
+    /// token, and the layer then removes the cookie, as for any unknown token.
     pub fn selection_criteria(self, criteria: SelectionCriteria) -> Self {
         let options = DatabaseOptions::builder()
             .write_concern(self.db.write_concern().cloned())

@@ -9,7 +9,9 @@
 //!    first (a minute or two, once), so plain `cargo test` on a fresh machine does the set-up;
 //! 4. else `SLATES_REQUIRE_MONGO=1` fails the test, and without it one loud line says the
 //!    MongoDB tests were skipped. Either way the message says why there is no server (no Go,
-//!    the install script failed, or it left no binary).
+//!    the install script failed, or it left no binary), and each skipped test is recorded
+//!    for the summary of `.ci/test` (`super::record_skip`), as is each test weakened on
+//!    FerretDB.
 //!
 //! Every test gets its own database, named after the test and dropped first, so tests run
 //! in parallel and a reused server starts clean.
@@ -40,7 +42,7 @@ static SERVER: OnceLock<Result<TestServer, String>> = OnceLock::new();
 static SKIP_NOTICE: Once = Once::new();
 
 /// The test server, found or started on first use; `None` if there is none (the caller
-/// skips; under `SLATES_REQUIRE_MONGO=1` this panics instead).
+/// skips, and the skip is recorded; under `SLATES_REQUIRE_MONGO=1` this panics instead).
 pub fn server() -> Option<&'static TestServer> {
     let why = match SERVER.get_or_init(find_or_start) {
         Ok(server) => return Some(server),
@@ -60,6 +62,7 @@ pub fn server() -> Option<&'static TestServer> {
              !!!!!\n"
         );
     });
+    super::record_skip("mongodb", &super::current_test("?"), why);
     None
 }
 
@@ -154,14 +157,25 @@ pub async fn is_ferretdb() -> bool {
 
 /// Whether concurrent updates of one document are atomic on this server: true on MongoDB,
 /// false on FerretDB 1.x, whose updates are a read and a write in its backend (the suite
-/// then skips its concurrency tests, loudly).
+/// then skips its concurrency tests, loudly; the calling test is recorded as weakened).
 pub async fn server_updates_are_atomic() -> bool {
-    !is_ferretdb().await
+    let atomic = !is_ferretdb().await;
+    if !atomic {
+        super::record_skip(
+            "weakened",
+            &super::current_test("?"),
+            "concurrency test skipped on FerretDB, whose updates are not atomic (runs in full \
+             on MongoDB and on the memory store)",
+        );
+    }
+    atomic
 }
 
-/// Prints a note that a test is weaker, or skipped in part, on FerretDB.
+/// Prints a note that a test is weaker, or skipped in part, on FerretDB, and records the
+/// test as weakened.
 pub fn ferretdb_note(test: &str, what: &str) {
     crate::say!("NOTE: {test}: on FerretDB: {what}");
+    super::record_skip("weakened", &super::current_test(test), what);
 }
 
 // ------------------------------------------------------------------ finding and starting

@@ -4,8 +4,8 @@
 //! the flags below and a fresh user-data dir), and stops both at the end of each test.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`bash .ci/install-browser`). When they
-//! are missing the tests print one line and pass; with `SLATES_REQUIRE_BROWSER=1` (CI) they
-//! fail instead. `SLATES_CHROMIUM` and `SLATES_CHROMEDRIVER` override the binaries' paths.
+//! are missing the tests print one line, record the skip for the summary of `.ci/test`, and
+//! pass; with `SLATES_REQUIRE_BROWSER=1` (CI) they fail instead. `SLATES_CHROMIUM` and `SLATES_CHROMEDRIVER` override the binaries' paths.
 //!
 //! Each test saves a screenshot of its last page as `target/e2e/<test>.png`.
 
@@ -81,9 +81,42 @@ impl Tools {
                 }
                 // Straight to stderr: libtest captures `eprintln!` of passing tests.
                 let _ = writeln!(std::io::stderr(), "SKIPPED browser test {test}: {why}");
+                record_skip(test, &why);
                 None
             }
         }
+    }
+}
+
+/// Records the skip for the summary of `.ci/test` (which fails CI on it): one line
+/// `browser<TAB>test<TAB>reason` appended to `$SLATES_TEST_SKIPS_DIR/<pid>.log`, as
+/// `common::record_skip` does for the other tests (this file does not use `tests/common`).
+/// A record that cannot be written fails the test: a skip must not go uncounted.
+fn record_skip(test: &str, why: &str) {
+    let Some(dir) = std::env::var_os("SLATES_TEST_SKIPS_DIR").filter(|d| !d.is_empty()) else {
+        return;
+    };
+    // The test's name as libtest knows it (its thread's name), else the harness's label.
+    let test = match std::thread::current().name() {
+        Some(name) if name != "main" && !name.starts_with("tokio-") => name.to_owned(),
+        _ => test.to_owned(),
+    };
+    let why = why.split_whitespace().collect::<Vec<_>>().join(" ");
+    let line = format!("browser\te2e_browser::{test}\t{why}\n");
+    let path = PathBuf::from(dir).join(format!("{}.log", std::process::id()));
+    let result = std::fs::create_dir_all(path.parent().expect("a directory"))
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+        })
+        .and_then(|mut file| file.write_all(line.as_bytes()));
+    if let Err(e) = result {
+        panic!(
+            "could not record the skip of {test} in {}: {e}",
+            path.display()
+        );
     }
 }
 

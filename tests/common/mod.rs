@@ -18,7 +18,60 @@ pub mod hooked;
 pub mod mongo;
 pub mod suite;
 
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
 use slates::{ManualClock, MemoryStore, Slates, SlatesBuilder};
+
+// ------------------------------------------------------------------ skip records
+
+/// Records that `test` skipped (`kind` "mongodb"; e2e_browser.rs has its own copy for
+/// "browser") or ran weakened (`kind` "weakened": a documented FerretDB gap) because of
+/// `reason`, so that `.ci/test` can count it in the summary it prints after `cargo test`
+/// (a skip fails CI there; a weakened test is only listed).
+///
+/// One line `kind<TAB>test<TAB>reason` is appended to `$SLATES_TEST_SKIPS_DIR/<pid>.log`
+/// (nothing is written when `.ci/test` did not set that variable). A record that cannot
+/// be written fails the test: a skip must not go uncounted. The same line is written once
+/// per test process.
+pub fn record_skip(kind: &str, test: &str, reason: &str) {
+    static WRITTEN: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    let Some(dir) = std::env::var_os("SLATES_TEST_SKIPS_DIR").filter(|d| !d.is_empty()) else {
+        return;
+    };
+    let one_line = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let line = format!("{kind}\t{}\t{}\n", one_line(test), one_line(reason));
+    let mut written = WRITTEN.lock().unwrap_or_else(|e| e.into_inner());
+    if written.contains(&line) {
+        return;
+    }
+    let path = PathBuf::from(dir).join(format!("{}.log", std::process::id()));
+    let result = std::fs::create_dir_all(path.parent().expect("a directory"))
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+        })
+        .and_then(|mut file| file.write_all(line.as_bytes()));
+    if let Err(e) = result {
+        panic!("could not record {kind} {test} in {}: {e}", path.display());
+    }
+    written.insert(line);
+}
+
+/// The running test's name as libtest knows it (the name of its thread), prefixed with this
+/// test binary's name; `fallback` when called off a test thread.
+pub fn current_test(fallback: &str) -> String {
+    match std::thread::current().name() {
+        Some(name) if name != "main" && !name.starts_with("tokio-") => {
+            format!("{}::{name}", env!("CARGO_CRATE_NAME"))
+        }
+        _ => fallback.to_owned(),
+    }
+}
 
 /// A store the suite runs against.
 #[derive(Clone, Copy, Debug)]

@@ -8,7 +8,10 @@
 //! 3. if `go` is on `PATH`: `.ci/install-ferretdb` builds FerretDB into `target/tools/bin`
 //!    first (a minute or two, once), so plain `cargo test` on a fresh machine does the set-up;
 //! 4. else `SLATES_REQUIRE_MONGO=1` fails the test, and without it one loud line says the
-//!    MongoDB tests were skipped.
+//!    MongoDB tests were skipped. Either way the message says why there is no server (no Go,
+//!    the install script failed, or it left no binary), and each skipped test is recorded
+//!    for the summary of `.ci/test` (`super::record_skip`), as is each test weakened on
+//!    FerretDB.
 //!
 //! Every test gets its own database, named after the test and dropped first, so tests run
 //! in parallel and a reused server starts clean.
@@ -34,31 +37,33 @@ pub struct TestServer {
     pub origin: String,
 }
 
-static SERVER: OnceLock<Option<TestServer>> = OnceLock::new();
+/// The server, or why there is none (found once per test process).
+static SERVER: OnceLock<Result<TestServer, String>> = OnceLock::new();
 static SKIP_NOTICE: Once = Once::new();
 
 /// The test server, found or started on first use; `None` if there is none (the caller
-/// skips, or panics under `SLATES_REQUIRE_MONGO=1`).
+/// skips, and the skip is recorded; under `SLATES_REQUIRE_MONGO=1` this panics instead).
 pub fn server() -> Option<&'static TestServer> {
-    let server = SERVER.get_or_init(find_or_start).as_ref();
-    if server.is_none() {
-        if std::env::var("SLATES_REQUIRE_MONGO").as_deref() == Ok("1") {
-            panic!(
-                "SLATES_REQUIRE_MONGO=1 but no MongoDB-wire server: set SLATES_TEST_MONGODB_URI, \
-                 put `mongod` or `ferretdb` on PATH, or install Go so that .ci/install-ferretdb \
-                 can build FerretDB into target/tools/bin"
-            );
-        }
-        SKIP_NOTICE.call_once(|| {
-            crate::say!(
-                "\n!!!!! MongoDB tests SKIPPED: no SLATES_TEST_MONGODB_URI, no mongod/ferretdb \
-                 binary and no Go to build FerretDB (run `docker compose up -d` and set \
-                 SLATES_TEST_MONGODB_URI=mongodb://localhost:27017, or bash .ci/install-ferretdb) \
-                 !!!!!\n"
-            );
-        });
+    let why = match SERVER.get_or_init(find_or_start) {
+        Ok(server) => return Some(server),
+        Err(why) => why,
+    };
+    if std::env::var("SLATES_REQUIRE_MONGO").as_deref() == Ok("1") {
+        panic!(
+            "SLATES_REQUIRE_MONGO=1 but no MongoDB-wire server: {why}. Set \
+             SLATES_TEST_MONGODB_URI, put `mongod` or `ferretdb` on PATH, or let \
+             .ci/install-ferretdb build FerretDB into target/tools/bin (it needs Go)"
+        );
     }
-    server
+    SKIP_NOTICE.call_once(|| {
+        crate::say!(
+            "\n!!!!! MongoDB tests SKIPPED: {why} (run `docker compose up -d` and set \
+             SLATES_TEST_MONGODB_URI=mongodb://localhost:27017, or bash .ci/install-ferretdb) \
+             !!!!!\n"
+        );
+    });
+    super::record_skip("mongodb", &super::current_test("?"), why);
+    None
 }
 
 /// A [`SlatesBuilder`] on a fresh database named after `test`.
@@ -157,32 +162,61 @@ pub async fn is_ferretdb() -> bool {
 
 /// Whether concurrent updates of one document are atomic on this server: true on MongoDB,
 /// false on FerretDB 1.x, whose updates are a read and a write in its backend (the suite
-/// then skips its concurrency tests, loudly).
+/// then skips its concurrency tests, loudly; the calling test is recorded as weakened).
 pub async fn server_updates_are_atomic() -> bool {
-    !is_ferretdb().await
+    let atomic = !is_ferretdb().await;
+    if !atomic {
+        super::record_skip(
+            "weakened",
+            &super::current_test("?"),
+            "concurrency test skipped on FerretDB, whose updates are not atomic (runs in full \
+             on MongoDB and on the memory store)",
+        );
+    }
+    atomic
 }
 
-/// Prints a note that a test is weaker, or skipped in part, on FerretDB.
+/// Prints a note that a test is weaker, or skipped in part, on FerretDB, and records the
+/// test as weakened.
 pub fn ferretdb_note(test: &str, what: &str) {
     crate::say!("NOTE: {test}: on FerretDB: {what}");
+    super::record_skip("weakened", &super::current_test(test), what);
 }
 
 // ------------------------------------------------------------------ finding and starting
 
-fn find_or_start() -> Option<TestServer> {
+/// The server, or why there is none: no Go to build FerretDB with, the install script
+/// failed, or it succeeded but left no binary.
+fn find_or_start() -> Result<TestServer, String> {
     if let Ok(uri) = std::env::var("SLATES_TEST_MONGODB_URI") {
         if !uri.is_empty() {
-            return Some(TestServer {
+            return Ok(TestServer {
                 origin: "SLATES_TEST_MONGODB_URI".into(),
                 uri,
             });
         }
     }
-    let binary = server_binary().or_else(|| {
-        which("go")?;
-        install_ferretdb();
-        server_binary()
-    })?;
+    let binary = match server_binary() {
+        Some(binary) => binary,
+        None if which("go").is_none() => {
+            return Err(
+                "no SLATES_TEST_MONGODB_URI, no mongod or ferretdb binary (on PATH or in \
+                 target/tools/bin), and no `go` on PATH to build FerretDB with \
+                 .ci/install-ferretdb"
+                    .into(),
+            );
+        }
+        None => {
+            install_ferretdb()?;
+            server_binary().ok_or_else(|| {
+                format!(
+                    "no SLATES_TEST_MONGODB_URI and no mongod or ferretdb binary; \
+                     .ci/install-ferretdb succeeded but {} is still missing",
+                    tools_dir().join("ferretdb").display()
+                )
+            })?
+        }
+    };
     let dir = temp_dir("shared");
     let process = ServerProcess::start(&binary, free_port(), &dir);
     let uri = process.uri();
@@ -194,7 +228,7 @@ fn find_or_start() -> Option<TestServer> {
     let origin = format!("{} started by the tests", binary.display());
     // Kept for the life of the process; the watchdog kills the server after it.
     SHARED_PROCESS.get_or_init(|| Mutex::new(process));
-    Some(TestServer { uri, origin })
+    Ok(TestServer { uri, origin })
 }
 
 static SHARED_PROCESS: OnceLock<Mutex<ServerProcess>> = OnceLock::new();
@@ -202,10 +236,15 @@ static SHARED_PROCESS: OnceLock<Mutex<ServerProcess>> = OnceLock::new();
 /// `mongod` if there is one (on `PATH` or in `target/tools/bin`), else `ferretdb` (same
 /// places): the real server is preferred to the stand-in.
 pub fn server_binary() -> Option<PathBuf> {
-    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/bin");
+    let tools = tools_dir();
     ["mongod", "ferretdb"]
         .into_iter()
         .find_map(|name| which(name).or_else(|| Some(tools.join(name)).filter(|p| p.is_file())))
+}
+
+/// Where `.ci/install-ferretdb` puts FerretDB.
+fn tools_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/bin")
 }
 
 fn which(name: &str) -> Option<PathBuf> {
@@ -214,7 +253,8 @@ fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn install_ferretdb() {
+/// Runs `.ci/install-ferretdb`; `Err` says how it failed (its own error is printed above).
+fn install_ferretdb() -> Result<(), String> {
     let root = env!("CARGO_MANIFEST_DIR");
     crate::say!("slates tests: no MongoDB-wire server found; building FerretDB with .ci/install-ferretdb (once, a minute or two)");
     let status = Command::new("bash")
@@ -223,10 +263,19 @@ fn install_ferretdb() {
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
         .status();
-    match status {
-        Ok(s) if s.success() => {}
-        other => crate::say!("slates tests: .ci/install-ferretdb failed: {other:?}"),
-    }
+    let why = match status {
+        Ok(s) if s.success() => return Ok(()),
+        Ok(s) => format!(
+            "no SLATES_TEST_MONGODB_URI and no mongod or ferretdb binary, and \
+             .ci/install-ferretdb, run to build FerretDB, failed ({s}; its ERROR line is above)"
+        ),
+        Err(e) => format!(
+            "no SLATES_TEST_MONGODB_URI and no mongod or ferretdb binary, and \
+             `bash .ci/install-ferretdb` could not be run: {e}"
+        ),
+    };
+    crate::say!("slates tests: {why}");
+    Err(why)
 }
 
 /// A free TCP port on 127.0.0.1 (free when asked; the server binds it right after).

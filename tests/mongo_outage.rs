@@ -26,6 +26,7 @@ fn dedicated_binary(test: &str) -> Option<std::path::PathBuf> {
         if std::env::var("SLATES_REQUIRE_MONGO").as_deref() == Ok("1") {
             panic!("{msg}");
         }
+        common::record_skip("mongodb", test, &msg);
         crate::say!("!!!!! SKIPPED {msg} !!!!!");
     }
     binary

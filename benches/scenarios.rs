@@ -644,7 +644,10 @@ mod mongo_scenarios {
         let auth = db.collection::<Document>(&slates.config().store.auth_collection);
         let auth_template = auth.find_one(doc! {}).await.unwrap().unwrap();
         let slates_coll = match layout {
-            Layout::CollectionPerUser => db.collection::<Document>(&first),
+            Layout::CollectionPerUser => db.collection::<Document>(&format!(
+                "{}{first}",
+                slates.config().store.user_collection_prefix
+            )),
             _ => db.collection::<Document>(&slates.config().store.slates_collection),
         };
         let slate_template = slates_coll.find_one(doc! {}).await.unwrap().unwrap();
@@ -665,7 +668,7 @@ mod mongo_scenarios {
             let slate_of = |i: usize| {
                 let mut d = slate_template.clone();
                 if layout != Layout::CollectionPerUser {
-                    d.insert("_id", doc! {"u": user_name(i), "s": SlateName::USER});
+                    d.insert("_id", format!("{}${}", user_name(i), SlateName::USER));
                 }
                 d.insert("name", format!("User {}", user_name(i)));
                 d
@@ -675,9 +678,10 @@ mod mongo_scenarios {
                 let mut set = tokio::task::JoinSet::new();
                 for lane in 0..8 {
                     let db = db.clone();
+                    let prefix = slates.config().store.user_collection_prefix.clone();
                     let docs: Vec<(String, Document)> = (done + lane..end)
                         .step_by(8)
-                        .map(|i| (user_name(i), slate_of(i)))
+                        .map(|i| (format!("{prefix}{}", user_name(i)), slate_of(i)))
                         .collect();
                     set.spawn(async move {
                         for (user, d) in docs {

@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use http::request::Parts;
+use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::names::Username;
 use crate::rejection::MissingLayer;
-use crate::request::{CookieChange, RequestState};
+use crate::request::{CookieChange, LiveToken, RequestState};
 use crate::stats::bump;
 use crate::store::TokenRecord;
 use crate::token::Token;
@@ -53,14 +54,15 @@ impl Auth {
     pub async fn login(&self, username: &str) -> Result<()> {
         let user = Username::new(username)?;
         let _one_at_a_time = self.state.auth_ops.lock().await;
-        if let Some((old, _)) = self.state.current() {
+        if let Some(old) = self.state.current() {
             self.store()
-                .delete_token(&old)
+                .delete_token(&old.hash)
                 .await
                 .inspect_err(|e| self.store_error("login (delete previous token)", e))?;
             self.state.record(None, CookieChange::Remove);
         }
-        self.issue(user).await?;
+        let now = self.shared().config.clock.now();
+        self.issue(user, now).await?;
         bump(&self.shared().counters.logins);
         Ok(())
     }
@@ -71,9 +73,9 @@ impl Auth {
     /// retry).
     pub async fn logout(&self) -> Result<()> {
         let _one_at_a_time = self.state.auth_ops.lock().await;
-        if let Some((hash, _)) = self.state.current() {
+        if let Some(current) = self.state.current() {
             self.store()
-                .delete_token(&hash)
+                .delete_token(&current.hash)
                 .await
                 .inspect_err(|e| self.store_error("logout", e))?;
             bump(&self.shared().counters.logouts);
@@ -88,10 +90,10 @@ impl Auth {
     /// request. If the delete fails, the error is returned and the cookie is left as it was.
     pub async fn logout_everywhere(&self) -> Result<u64> {
         let _one_at_a_time = self.state.auth_ops.lock().await;
-        let (_, user) = self.state.current().ok_or(Error::NotLoggedIn)?;
+        let current = self.state.current().ok_or(Error::NotLoggedIn)?;
         let n = self
             .store()
-            .delete_user_tokens(&user)
+            .delete_user_tokens(&current.user)
             .await
             .inspect_err(|e| self.store_error("logout everywhere", e))?;
         bump(&self.shared().counters.logouts);
@@ -110,27 +112,33 @@ impl Auth {
     /// grace (with a zero grace, the response removes the cookie): the user logs in again.
     pub async fn rotate(&self) -> Result<()> {
         let _one_at_a_time = self.state.auth_ops.lock().await;
-        let (old, user) = self.state.current().ok_or(Error::NotLoggedIn)?;
+        let old = self.state.current().ok_or(Error::NotLoggedIn)?;
         let config = &self.shared().config;
         let grace = config.rotation_grace;
         if grace.is_zero() {
-            self.store().delete_token(&old).await
+            self.store().delete_token(&old.hash).await
         } else {
             let now = config.clock.now();
-            self.store().retire_token(&old, now + grace, now).await
+            self.store().retire_token(&old.hash, now + grace, now).await
         }
         .inspect_err(|e| self.store_error("rotate (retire the old token)", e))?;
         if grace.is_zero() {
             self.state.record(None, CookieChange::Remove);
         }
-        self.issue(user).await
+        // The new token continues the same login: its absolute lifetime counts from it.
+        self.issue(old.user, old.created).await
     }
 
-    /// Inserts a fresh token for `user` and records it as the request's cookie change.
-    async fn issue(&self, user: Username) -> Result<()> {
+    /// Inserts a fresh token for `user`, logged in at `created`, and records it as the
+    /// request's cookie change.
+    async fn issue(&self, user: Username, created: OffsetDateTime) -> Result<()> {
         let config = &self.shared().config;
         let now = config.clock.now();
-        let idle = config.idle_timeout;
+        // Idle deadline, capped by the absolute lifetime of the login (a rotation late in
+        // it gets what is left). `build` checked that the idle timeout is within the
+        // absolute lifetime, so for a fresh login this is `now + idle`.
+        let expires = (now + config.idle_timeout)
+            .min(created.checked_add(config.absolute_lifetime).unwrap_or(now));
         // A collision of two 256-bit random tokens will not happen; the second try is there
         // so that even then the user gets a token rather than an error.
         let mut attempt = 0;
@@ -139,9 +147,8 @@ impl Auth {
             let record = TokenRecord {
                 hash: token.hash(),
                 user: user.clone(),
-                created: now,
-                // `build` checked that the idle timeout is within the absolute lifetime.
-                expires: now + idle,
+                created,
+                expires,
                 renewed: None,
                 rotated: None,
             };
@@ -161,8 +168,13 @@ impl Auth {
                 }
             }
         };
+        let live = LiveToken {
+            hash: token.hash(),
+            user,
+            created,
+        };
         self.state
-            .record(Some((token.hash(), user)), CookieChange::Set(token, idle));
+            .record(Some(live), CookieChange::Set(token, expires - now));
         Ok(())
     }
 

@@ -138,15 +138,19 @@ impl SlatesBuilder {
     }
 
     /// Idle timeout (default 7 days): a token unused for this long stops working; a request
-    /// renews it (see [`renew_after`](Self::renew_after)) up to the absolute lifetime. At
-    /// most [`MAX_DURATION`] and at most the absolute lifetime.
+    /// renews it (see [`renew_after`](Self::renew_after)) up to the absolute lifetime. Whole
+    /// milliseconds from 1 second to [`MAX_DURATION`], at most the absolute lifetime.
+    ///
+    /// After a redeploy with a *shorter* idle timeout, an existing token keeps the expiry it
+    /// was given until it is renewed (the absolute lifetime, by contrast, applies at once).
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.config.idle_timeout = timeout;
         self
     }
 
     /// Absolute lifetime (default 30 days): a token stops working this long after its
-    /// login, however active; renewal never extends it. At most [`MAX_DURATION`].
+    /// login, however active; neither renewal nor rotation extends it. Whole milliseconds
+    /// from 1 second to [`MAX_DURATION`].
     pub fn absolute_lifetime(mut self, lifetime: Duration) -> Self {
         self.config.absolute_lifetime = lifetime;
         self
@@ -184,6 +188,14 @@ impl SlatesBuilder {
     /// so it never collides with a per-user collection.
     pub fn auth_collection(mut self, name: impl Into<String>) -> Self {
         self.config.store.auth_collection = name.into();
+        self
+    }
+
+    /// The prefix of the per-user collections of [`Layout::CollectionPerUser`] (default
+    /// `slates.user.`): user `ada`'s slates live in `slates.user.ada`, never in a collection
+    /// of the app's. Must be non-empty and should be a prefix the app does not use.
+    pub fn user_collection_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.store.user_collection_prefix = prefix.into();
         self
     }
 
@@ -255,9 +267,16 @@ fn validate(c: &Config) -> Result<()> {
             return bad("cookie domain must be a host name: letters, digits, `-` and `.` labels");
         }
     }
-    let in_range = |d: Duration| d > Duration::ZERO && d <= MAX_DURATION;
+    // Whole milliseconds: stores keep times to the millisecond, and a finer part would make
+    // the memory store and MongoDB disagree at the edge. At least a second: a cookie's
+    // `Max-Age` counts whole seconds, and 0 would make the browser drop it at once.
+    let whole_ms = |d: Duration| d.subsec_nanoseconds() % 1_000_000 == 0;
+    let in_range = |d: Duration| d >= Duration::SECOND && d <= MAX_DURATION && whole_ms(d);
     if !in_range(c.idle_timeout) || !in_range(c.absolute_lifetime) {
-        return bad("idle timeout and absolute lifetime must be positive and at most 400 days");
+        return bad(
+            "idle timeout and absolute lifetime must be whole milliseconds from 1 second to \
+             400 days",
+        );
     }
     if c.idle_timeout > c.absolute_lifetime {
         return bad("the idle timeout must not exceed the absolute lifetime");
@@ -265,8 +284,14 @@ fn validate(c: &Config) -> Result<()> {
     if !(c.renew_after > 0.0 && c.renew_after <= 1.0) {
         return bad("renew_after must be in (0, 1]");
     }
-    if c.rotation_grace < Duration::ZERO || c.rotation_grace > c.idle_timeout {
-        return bad("rotation grace must be between zero and the idle timeout");
+    if c.rotation_grace < Duration::ZERO
+        || c.rotation_grace > c.idle_timeout
+        || !whole_ms(c.rotation_grace)
+    {
+        return bad("rotation grace must be whole milliseconds between zero and the idle timeout");
+    }
+    if c.same_site == SameSite::None && !c.secure {
+        return bad("a SameSite=None cookie must be Secure (browsers refuse it otherwise)");
     }
     if c.cas_attempts == 0 {
         return bad("cas_attempts must be at least 1");
@@ -278,6 +303,18 @@ fn validate(c: &Config) -> Result<()> {
         if coll.starts_with("system.") {
             return bad("collection names must not start with `system.`");
         }
+    }
+    let prefix = &c.store.user_collection_prefix;
+    if prefix.is_empty()
+        || prefix.len() > 64
+        || prefix.contains(['$', '\0'])
+        || prefix.starts_with("system.")
+        || prefix.starts_with('.')
+    {
+        return bad(
+            "the user collection prefix must be 1-64 bytes without `$` or NUL, not \
+                    starting with `.` or `system.`",
+        );
     }
     if !c.store.auth_collection.starts_with('_') {
         return bad("the auth collection name must start with `_`");

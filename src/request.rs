@@ -15,6 +15,8 @@ use crate::token::{Token, TokenHash};
 pub(crate) struct Identity {
     pub user: Username,
     pub hash: TokenHash,
+    /// The login time of the token (its record's `created`).
+    pub created: OffsetDateTime,
     pub expires: OffsetDateTime,
     /// The user slate as loaded, or why the stored document could not be read (a malformed
     /// document must not turn every request of the user into an error: only a handler that
@@ -30,10 +32,19 @@ pub(crate) enum CookieChange {
     Remove,
 }
 
+/// A live token of the request: the one it came with, or one an `Auth` operation issued.
+#[derive(Clone)]
+pub(crate) struct LiveToken {
+    pub hash: TokenHash,
+    pub user: Username,
+    /// When its login happened (a rotation keeps it: the absolute lifetime counts from it).
+    pub created: OffsetDateTime,
+}
+
 /// Where the request's login stands after the `Auth` operations run so far.
 struct AuthState {
-    /// The live token the browser holds once this response is applied, and its user.
-    current: Option<(TokenHash, Username)>,
+    /// The live token the browser holds once this response is applied.
+    current: Option<LiveToken>,
     /// The cookie change that gets it there (`None`: leave the cookie as the layer decided).
     change: Option<CookieChange>,
 }
@@ -52,7 +63,11 @@ pub(crate) struct RequestState {
 
 impl RequestState {
     pub fn new(slates: Slates, identity: Option<Identity>) -> Self {
-        let current = identity.as_ref().map(|i| (i.hash, i.user.clone()));
+        let current = identity.as_ref().map(|i| LiveToken {
+            hash: i.hash,
+            user: i.user.clone(),
+            created: i.created,
+        });
         RequestState {
             slates,
             identity,
@@ -77,13 +92,13 @@ impl RequestState {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The live token the response will leave the browser with, and its user.
-    pub fn current(&self) -> Option<(TokenHash, Username)> {
+    /// The live token the response will leave the browser with.
+    pub fn current(&self) -> Option<LiveToken> {
         self.auth().current.clone()
     }
 
     /// Records that the browser's live token is now `current`, reached by `change`.
-    pub fn record(&self, current: Option<(TokenHash, Username)>, change: CookieChange) {
+    pub fn record(&self, current: Option<LiveToken>, change: CookieChange) {
         let mut auth = self.auth();
         auth.current = current;
         auth.change = Some(change);

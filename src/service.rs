@@ -118,7 +118,7 @@ async fn resolve(
     counters.record_lookup(started.elapsed());
     // The absolute lifetime counts from login with the configuration in force now, so a
     // redeploy that shortens it applies to existing tokens too.
-    let Some(record) = record.filter(|r| now < r.created + config.absolute_lifetime) else {
+    let Some(record) = record.filter(|r| now < absolute_end(config, r)) else {
         return Ok(refused(slates, &hash));
     };
     let key = SlateKey::new(record.user.clone(), SlateName::user());
@@ -171,6 +171,7 @@ async fn resolve(
         Some(Identity {
             user: record.user,
             hash,
+            created: record.created,
             expires,
             user_slate,
         }),
@@ -220,8 +221,17 @@ fn renewal(config: &Config, record: &TokenRecord, now: OffsetDateTime) -> Option
     if record.expires - now >= idle * (1.0 - config.renew_after) {
         return None;
     }
-    let new_expires = (now + idle).min(record.created + config.absolute_lifetime);
+    let new_expires = (now + idle).min(absolute_end(config, record));
     (new_expires > record.expires).then_some(new_expires)
+}
+
+/// When the token's absolute lifetime ends. A `created` so far ahead that the sum overflows
+/// (a record edited by hand) ends at once: such a token is refused, not a panic.
+fn absolute_end(config: &Config, record: &TokenRecord) -> OffsetDateTime {
+    record
+        .created
+        .checked_add(config.absolute_lifetime)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 fn store_failed(slates: &Slates, what: &str, token: &str, err: &Error) {

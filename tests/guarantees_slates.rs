@@ -131,8 +131,8 @@ mod hand_edited {
         mut doc: Document,
     ) {
         let (coll, id): (String, Bson) = match layout {
-            slates::Layout::CollectionPerUser => (user.into(), slate.into()),
-            _ => ("slates".into(), doc! {"u": user, "s": slate}.into()),
+            slates::Layout::CollectionPerUser => (format!("slates.user.{user}"), slate.into()),
+            _ => ("slates".into(), format!("{user}${slate}").into()),
         };
         doc.insert("_id", id.clone());
         db.collection::<Document>(&coll)

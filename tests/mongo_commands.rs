@@ -105,6 +105,18 @@ fn statement<'d>(cmd: &'d Document, array: &str) -> &'d Document {
     list[0].as_document().unwrap()
 }
 
+/// The command's `maxTimeMS`, if it carries one.
+fn max_time_ms(cmd: &Document) -> Option<i64> {
+    match cmd.get("maxTimeMS")? {
+        Bson::Int32(n) => Some(i64::from(*n)),
+        Bson::Int64(n) => Some(*n),
+        other => panic!("maxTimeMS: {other:?}"),
+    }
+}
+
+/// The server-side limit every `find` and `findAndModify` carries (the default).
+const MAX_TIME_MS: i64 = 5_000;
+
 fn flag(d: &Document, key: &str) -> bool {
     d.get_bool(key).unwrap_or(false)
 }
@@ -112,8 +124,8 @@ fn flag(d: &Document, key: &str) -> bool {
 /// Where a slate lives in `layout`: (collection, `_id`).
 fn slate_address(layout: Layout, user: &str, slate: &str) -> (String, Bson) {
     match layout {
-        Layout::CollectionPerUser => (user.to_owned(), Bson::from(slate)),
-        _ => ("slates".to_owned(), doc! {"u": user, "s": slate}.into()),
+        Layout::CollectionPerUser => (format!("slates.user.{user}"), Bson::from(slate)),
+        _ => ("slates".to_owned(), format!("{user}${slate}").into()),
     }
 }
 
@@ -162,6 +174,11 @@ async fn token_commands(test: &str, layout: Layout) {
         cmd.get_document("filter").unwrap(),
         &doc! {"_id": &hex},
         "lookup by _id alone (a point read on FerretDB too); the expiry is checked in Rust"
+    );
+    assert_eq!(
+        max_time_ms(&cmd),
+        Some(MAX_TIME_MS),
+        "a server-side time limit"
     );
 
     let later = now + Duration::hours(2);
@@ -260,6 +277,7 @@ async fn slate_commands(test: &str, layout: Layout) {
         !cmd.contains_key("fields"),
         "no projection: the same command on every server"
     );
+    assert_eq!(max_time_ms(&cmd), Some(MAX_TIME_MS));
 
     // Several operators without a counter: one `update` (no document comes back).
     let v_update = counter
@@ -296,6 +314,7 @@ async fn slate_commands(test: &str, layout: Layout) {
         cmd.get_document("filter").unwrap(),
         &doc! {"_id": id.clone()}
     );
+    assert_eq!(max_time_ms(&cmd), Some(MAX_TIME_MS));
 
     // put, keeping the expiry: one findAndModify with a replacement document, on a slate
     // that has no `_expires`, upsert.
@@ -311,6 +330,7 @@ async fn slate_commands(test: &str, layout: Layout) {
         "a replacement document, not a pipeline"
     );
     assert!(flag(&cmd, "upsert"));
+    assert_eq!(max_time_ms(&cmd), Some(MAX_TIME_MS));
     // put with an expiry: the same command on `_id` alone.
     let expiring = ada.slate("counter").expires_in(Duration::minutes(5));
     let v = expiring.put(&doc! {"fresh": 2}).await.unwrap();
@@ -407,15 +427,16 @@ async fn slate_commands(test: &str, layout: Layout) {
     match layout {
         Layout::CollectionPerUser => {
             let cmd = rec.one("drop", "delete_all");
-            assert_eq!(cmd.get_str("drop").unwrap(), "ada");
+            assert_eq!(cmd.get_str("drop").unwrap(), "slates.user.ada");
         }
         _ => {
             let cmd = rec.one("delete", "delete_all");
             let s = statement(&cmd, "deletes");
             assert_eq!(s.get_i32("limit").unwrap(), 0);
             assert_eq!(
-                s.get_document("q").unwrap().get_str("_id.u").unwrap(),
-                "ada"
+                s.get_document("q").unwrap(),
+                &doc! {"_id": {"$gte": "ada$", "$lt": "ada%"}},
+                "the user's `_id` range"
             );
         }
     }

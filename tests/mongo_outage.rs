@@ -12,29 +12,10 @@ use common::mongo::{self, ServerProcess};
 use http::StatusCode;
 use slates::{ManualClock, MongoStore, Slates};
 
-/// A `mongod`/`ferretdb` binary for a dedicated server, or `None` (skipped loudly, or a
-/// failure under `SLATES_REQUIRE_MONGO=1`).
-fn dedicated_binary(test: &str) -> Option<std::path::PathBuf> {
-    // Finds or builds the shared server's binary first (same order as every Mongo test).
-    mongo::server()?;
-    let binary = mongo::server_binary();
-    if binary.is_none() {
-        let msg = format!(
-            "{test}: needs a mongod or ferretdb binary to kill and restart (the server of \
-             SLATES_TEST_MONGODB_URI is not ours to kill)"
-        );
-        if std::env::var("SLATES_REQUIRE_MONGO").as_deref() == Ok("1") {
-            panic!("{msg}");
-        }
-        common::record_skip("mongodb", test, &msg);
-        crate::say!("!!!!! SKIPPED {msg} !!!!!");
-    }
-    binary
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn outage_answers_503_and_recovery_needs_no_rebuild() {
-    let Some(binary) = dedicated_binary("outage_answers_503_and_recovery_needs_no_rebuild") else {
+    let Some(binary) = mongo::dedicated_binary("outage_answers_503_and_recovery_needs_no_rebuild")
+    else {
         return;
     };
     let port = mongo::free_port();

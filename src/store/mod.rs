@@ -27,7 +27,9 @@ mod version;
 
 pub use memory::MemoryStore;
 #[cfg(feature = "mongodb")]
-pub use mongo::{MongoStore, DEFAULT_DATABASE, DEFAULT_OPERATION_TIMEOUT, DEFAULT_SERVER_TIMEOUT};
+pub use mongo::{
+    MongoStore, DEFAULT_DATABASE, DEFAULT_HEARTBEAT, DEFAULT_MAX_TIME, DEFAULT_SERVER_TIMEOUT,
+};
 pub use update::check_ops;
 pub use version::fresh_version;
 
@@ -71,8 +73,11 @@ pub enum Layout {
     /// Scales to millions of users and can be sharded on the user.
     #[default]
     SingleCollection,
-    /// One collection per username, holding `{ _id: "user", .. }` and
-    /// `{ _id: "<workflow>", .. }`. Good for tens to a few thousand users.
+    /// One collection per user, named `<prefix><username>` (prefix `slates.user.` by
+    /// default, [`StoreOptions::user_collection_prefix`]), holding `{ _id: "user", .. }` and
+    /// `{ _id: "<workflow>", .. }`. The prefix keeps users out of the app's own collections:
+    /// a user named `orders` never touches an `orders` collection. Good for tens to a few
+    /// thousand users.
     CollectionPerUser,
 }
 
@@ -86,6 +91,9 @@ pub struct StoreOptions {
     pub slates_collection: String,
     /// The slate layout.
     pub layout: Layout,
+    /// Prefix of the per-user collections of [`Layout::CollectionPerUser`] (default
+    /// `slates.user.`): slates only ever writes to, and drops, collections with this prefix.
+    pub user_collection_prefix: String,
 }
 
 impl Default for StoreOptions {
@@ -94,6 +102,7 @@ impl Default for StoreOptions {
             auth_collection: "_auth".into(),
             slates_collection: "slates".into(),
             layout: Layout::default(),
+            user_collection_prefix: "slates.user.".into(),
         }
     }
 }

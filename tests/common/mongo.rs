@@ -278,6 +278,26 @@ fn install_ferretdb() -> Result<(), String> {
     Err(why)
 }
 
+/// A `mongod`/`ferretdb` binary for a dedicated server, or `None` (skipped loudly, or a
+/// failure under `SLATES_REQUIRE_MONGO=1`).
+pub fn dedicated_binary(test: &str) -> Option<std::path::PathBuf> {
+    // Finds or builds the shared server's binary first (same order as every Mongo test).
+    server()?;
+    let binary = server_binary();
+    if binary.is_none() {
+        let msg = format!(
+            "{test}: needs a mongod or ferretdb binary to kill and restart (the server of \
+             SLATES_TEST_MONGODB_URI is not ours to kill)"
+        );
+        if std::env::var("SLATES_REQUIRE_MONGO").as_deref() == Ok("1") {
+            panic!("{msg}");
+        }
+        super::record_skip("mongodb", test, &msg);
+        crate::say!("!!!!! SKIPPED {msg} !!!!!");
+    }
+    binary
+}
+
 /// A free TCP port on 127.0.0.1 (free when asked; the server binds it right after).
 pub fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
@@ -322,6 +342,18 @@ impl ServerProcess {
     /// The connection string (no database).
     pub fn uri(&self) -> String {
         format!("mongodb://127.0.0.1:{}/", self.port)
+    }
+
+    /// Sends `signal` (`"STOP"`, `"CONT"`, …) to the server process: SIGSTOP makes it stall
+    /// with its connections open, as a server frozen by the host would.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("the server is running").id();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid}");
     }
 
     /// Kills the server at once (SIGKILL: an outage, not a clean shutdown).

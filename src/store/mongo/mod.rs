@@ -5,7 +5,6 @@
 //! queries and update documents, `error.rs` the mapping of driver errors.
 
 use std::fmt;
-use std::future::IntoFuture;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -24,6 +23,19 @@ use crate::error::{Error, Result};
 use crate::names::Username;
 use crate::token::TokenHash;
 
+/// Applies the store's server-side time limit (`maxTimeMS`), if any, to a driver action
+/// that can carry one (`find`, `findAndModify`). The driver's insert, update and delete
+/// actions take none; those are point writes on `_id`.
+macro_rules! limited {
+    ($store:expr, $action:expr) => {{
+        let action = $action;
+        match $store.max_time {
+            Some(limit) => action.max_time(limit),
+            None => action,
+        }
+    }};
+}
+
 mod error;
 mod slates;
 mod tokens;
@@ -33,8 +45,11 @@ pub const DEFAULT_DATABASE: &str = "slates";
 /// Default server selection and connect timeout: how long a request waits for an
 /// unreachable server before the layer answers 503.
 pub const DEFAULT_SERVER_TIMEOUT: Duration = Duration::from_secs(3);
-/// Default bound on one store operation, from the first byte sent to the reply.
-pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default interval of the driver's server monitoring (`heartbeatFrequencyMS`): with the
+/// connect timeout it bounds how long a request waits on a server that stopped answering.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(2);
+/// Default server-side limit on one command (`maxTimeMS`).
+pub const DEFAULT_MAX_TIME: Duration = Duration::from_secs(5);
 
 /// The production [`Store`]: MongoDB (or a MongoDB-wire server) through the official driver.
 ///
@@ -100,7 +115,7 @@ pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct MongoStore {
     db: Database,
-    operation_timeout: Option<Duration>,
+    max_time: Option<Duration>,
     prepared: Arc<OnceLock<Prepared>>,
 }
 
@@ -139,6 +154,7 @@ impl MongoStore {
         options
             .connect_timeout
             .get_or_insert(DEFAULT_SERVER_TIMEOUT);
+        options.heartbeat_freq.get_or_insert(DEFAULT_HEARTBEAT);
         options.app_name.get_or_insert_with(|| "slates".to_owned());
         let client = Client::with_options(options).map_err(error::map)?;
         let db = client
@@ -152,7 +168,7 @@ impl MongoStore {
     pub fn from_database(db: Database) -> Self {
         MongoStore {
             db,
-            operation_timeout: Some(DEFAULT_OPERATION_TIMEOUT),
+            max_time: Some(DEFAULT_MAX_TIME),
             prepared: Arc::new(OnceLock::new()),
         }
     }
@@ -196,12 +212,19 @@ impl MongoStore {
         self.selection_criteria(SelectionCriteria::ReadPreference(preference))
     }
 
-    /// Upper bound on one operation (default [`DEFAULT_OPERATION_TIMEOUT`]); past it the
-    /// operation fails with [`Error::Unavailable`]. `None` waits as long as the driver does.
-    /// Every operation is one command, so a timed-out write was either applied whole or not
-    /// at all.
-    pub fn operation_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.operation_timeout = timeout;
+    /// The server-side time limit (`maxTimeMS`) of every command that can carry one (default
+    /// [`DEFAULT_MAX_TIME`]; `None`: no limit). Past it the server aborts the command and
+    /// the operation fails with [`Error::Unavailable`]: nothing was written.
+    ///
+    /// slates never abandons a command it sent (the driver documents that dropping an
+    /// operation's future is unsafe: the command may still run later). A request waits for
+    /// the reply; when the server stops answering, the driver's monitoring notices within
+    /// about the heartbeat interval plus the connect timeout ([`DEFAULT_HEARTBEAT`] and
+    /// [`DEFAULT_SERVER_TIMEOUT`]: 5 s), closes the connections in use, and the request
+    /// fails with [`Error::Unavailable`] (the layer answers 503). A write that fails that
+    /// way was either not applied or applied once, never twice: slates does not resend it.
+    pub fn max_time(mut self, limit: Option<Duration>) -> Self {
+        self.max_time = limit;
         self
     }
 
@@ -227,19 +250,6 @@ impl MongoStore {
                     .to_owned(),
             )
         })
-    }
-
-    /// Runs one driver call under the operation timeout.
-    async fn bounded<T>(
-        &self,
-        call: impl IntoFuture<Output = mongodb::error::Result<T>>,
-    ) -> Result<mongodb::error::Result<T>> {
-        match self.operation_timeout {
-            None => Ok(call.await),
-            Some(limit) => tokio::time::timeout(limit, call.into_future())
-                .await
-                .map_err(|elapsed| Error::Unavailable(Box::new(elapsed))),
-        }
     }
 
     async fn do_prepare(&self, options: &StoreOptions) -> Result<()> {
@@ -283,8 +293,9 @@ impl MongoStore {
     /// guarantees do not hold. Returns whether the server is FerretDB.
     async fn announce_non_atomic_server(&self) -> Result<bool> {
         let info = self
-            .bounded(self.db.run_command(doc! {"buildInfo": 1}))
-            .await?
+            .db
+            .run_command(doc! {"buildInfo": 1})
+            .await
             .map_err(error::map)?;
         let Ok(version) = info.get_str("ferretdbVersion") else {
             return Ok(false);
@@ -308,7 +319,7 @@ impl MongoStore {
     ) -> Result<bool> {
         let options = IndexOptions::builder().expire_after(ttl).build();
         let model = IndexModel::builder().keys(keys).options(options).build();
-        match self.bounded(coll.create_index(model)).await? {
+        match coll.create_index(model).await {
             Ok(_) => Ok(true),
             Err(e) if ttl.is_some() && error::code(&e) == Some(error::NOT_IMPLEMENTED) => Ok(false),
             Err(e) => Err(error::map(e)),
@@ -344,7 +355,7 @@ impl fmt::Debug for MongoStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MongoStore")
             .field("database", &self.db.name())
-            .field("operation_timeout", &self.operation_timeout)
+            .field("max_time", &self.max_time)
             .field("prepared", &self.prepared.get().map(|p| &p.options))
             .finish()
     }

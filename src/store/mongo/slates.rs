@@ -18,7 +18,8 @@ use crate::names::Username;
 use crate::store::memory::stored_size;
 use crate::store::update::{add_numbers, check_ops, conflict};
 use crate::store::{
-    fresh_version, Expiry, Layout, SlateDoc, SlateKey, UpdateOp, Updated, MAX_DOCUMENT_BYTES,
+    fresh_version, Expiry, Layout, SlateDoc, SlateKey, StoreOptions, UpdateOp, Updated,
+    MAX_DOCUMENT_BYTES,
 };
 
 /// Attempts of an operation whose upsert keeps colliding with another writer or with an
@@ -47,17 +48,23 @@ impl Stored {
 }
 
 impl MongoStore {
+    /// The collection of `user`'s slates in the per-user layout: `<prefix><username>`.
+    fn user_collection(&self, options: &StoreOptions, user: &Username) -> Collection<Document> {
+        self.db
+            .collection(&format!("{}{}", options.user_collection_prefix, user))
+    }
+
     fn target(&self, key: &SlateKey) -> Result<Target> {
         let prepared = self.prepared()?;
         Ok(match prepared.options.layout {
             Layout::CollectionPerUser => Target {
-                coll: self.db.collection(key.user.as_str()),
+                coll: self.user_collection(&prepared.options, &key.user),
                 id: Bson::String(key.slate.as_str().to_owned()),
             },
             // `Layout` is non-exhaustive only for other crates.
             Layout::SingleCollection => Target {
                 coll: prepared.slates.clone(),
-                id: Bson::Document(doc! {"u": key.user.as_str(), "s": key.slate.as_str()}),
+                id: Bson::String(single_collection_id(key)),
             },
         })
     }
@@ -65,9 +72,8 @@ impl MongoStore {
     /// One `find` on `_id` alone (a point read); the expiry is checked here, so an expired
     /// document reads as absent whatever the TTL monitor has done.
     async fn read(&self, t: &Target) -> Result<Option<Stored>> {
-        let found = self
-            .bounded(t.coll.find_one(doc! {"_id": t.id.clone()}))
-            .await?
+        let found = limited!(self, t.coll.find_one(doc! {"_id": t.id.clone()}))
+            .await
             .map_err(error::map)?;
         Ok(found.map(|doc| Stored { doc }))
     }
@@ -113,7 +119,7 @@ impl MongoStore {
                 .coll
                 .find_one_and_replace(filter, stored_doc(doc, version, expires))
                 .upsert(true);
-            match self.bounded(call).await? {
+            match limited!(self, call).await {
                 Ok(_) => return Ok(version),
                 Err(e) if error::is_duplicate_key(&e) => {}
                 Err(e) => return Err(error::map(e)),
@@ -135,8 +141,8 @@ impl MongoStore {
                     // whole document anyway, so it repairs it (its odd expiry is not kept).
                     Err(Error::MalformedDocument { .. }) => {
                         let replacement = stored_doc(doc, version, expires);
-                        self.bounded(t.coll.replace_one(doc! {"_id": t.id.clone()}, replacement))
-                            .await?
+                        (t.coll.replace_one(doc! {"_id": t.id.clone()}, replacement))
+                            .await
                             .map_err(error::map)?;
                         return Ok(version);
                     }
@@ -181,18 +187,16 @@ impl MongoStore {
             let version = fresh_version();
             let update = build_update(key, ops, expiry, version)?;
             let result = match counter {
-                None => self
-                    .bounded(t.coll.update_one(filter.clone(), update).upsert(true))
-                    .await?
+                None => (t.coll.update_one(filter.clone(), update).upsert(true))
+                    .await
                     .map(|_| None),
                 Some(_) => {
-                    self.bounded(
-                        t.coll
-                            .find_one_and_update(filter.clone(), update)
-                            .upsert(true)
-                            .return_document(ReturnDocument::After),
-                    )
-                    .await?
+                    let call = t
+                        .coll
+                        .find_one_and_update(filter.clone(), update)
+                        .upsert(true)
+                        .return_document(ReturnDocument::After);
+                    limited!(self, call).await
                 }
             };
             match result {
@@ -259,13 +263,11 @@ impl MongoStore {
             Some(v) => {
                 let mut filter = live(&t.id, now);
                 filter.insert("_v", v);
-                self.bounded(t.coll.replace_one(filter, replacement))
-                    .await?
+                (t.coll.replace_one(filter, replacement)).await
             }
             None => {
                 let filter = doc! {"_id": t.id.clone(), "_expires": {"$lte": to_bson_date(now)}};
-                self.bounded(t.coll.replace_one(filter, replacement).upsert(true))
-                    .await?
+                (t.coll.replace_one(filter, replacement).upsert(true)).await
             }
         };
         match result {
@@ -285,9 +287,8 @@ impl MongoStore {
         now: OffsetDateTime,
     ) -> Result<bool> {
         let t = self.target(key)?;
-        let result = self
-            .bounded(t.coll.delete_one(live(&t.id, now)))
-            .await?
+        let result = (t.coll.delete_one(live(&t.id, now)))
+            .await
             .map_err(error::map)?;
         Ok(result.deleted_count == 1)
     }
@@ -298,22 +299,19 @@ impl MongoStore {
         let prepared = self.prepared()?;
         match prepared.options.layout {
             Layout::CollectionPerUser => {
-                let coll = self.db.collection::<Document>(user.as_str());
-                self.bounded(coll.drop()).await?.map_err(error::map)?;
+                // Only ever a collection of slates' own prefix: never one of the app's.
+                let coll = self.user_collection(&prepared.options, user);
+                (coll.drop()).await.map_err(error::map)?;
             }
             Layout::SingleCollection => {
-                // `_id` documents compare field by field, and strings sort before documents:
-                // {u} < {u, s: <any string>} < {u, s: {}}. The range uses the `_id` index;
-                // the equality on `_id.u` keeps the filter exact whatever the server does.
+                // A user's `_id`s are exactly the strings from "<user>$" (inclusive) to
+                // "<user>%" (exclusive): neither part holds a `$`, and `%` follows `$` in
+                // byte order. The range uses the `_id` index.
                 let filter = doc! {
-                    "_id": {
-                        "$gte": {"u": user.as_str()},
-                        "$lt": {"u": user.as_str(), "s": {}},
-                    },
-                    "_id.u": user.as_str(),
+                    "_id": {"$gte": format!("{user}$"), "$lt": format!("{user}%")},
                 };
-                self.bounded(prepared.slates.delete_many(filter))
-                    .await?
+                (prepared.slates.delete_many(filter))
+                    .await
                     .map_err(error::map)?;
             }
         }
@@ -323,11 +321,18 @@ impl MongoStore {
     /// Removes the document of `t` only if it has expired.
     async fn delete_expired(&self, t: &Target, now: OffsetDateTime) -> Result<()> {
         let filter = doc! {"_id": t.id.clone(), "_expires": {"$lte": to_bson_date(now)}};
-        self.bounded(t.coll.delete_one(filter))
-            .await?
-            .map_err(error::map)?;
+        (t.coll.delete_one(filter)).await.map_err(error::map)?;
         Ok(())
     }
+}
+
+/// The `_id` of a slate in [`Layout::SingleCollection`]: `"<user>$<slate>"`. A string, so
+/// that reading a slate is a point read on every server (FerretDB 1.x uses its index only for
+/// a filter that is exactly `{_id: <string>}`). Unambiguous, because neither usernames nor
+/// slate names may contain `$`; a user's slates are one contiguous `_id` range, so the
+/// collection can be sharded on `{_id: 1}` with a user's slates together.
+pub(super) fn single_collection_id(key: &SlateKey) -> String {
+    format!("{}${}", key.user, key.slate)
 }
 
 /// The error when every attempt of a write collided with another writer.

@@ -24,9 +24,7 @@ impl MongoStore {
         if let Some(rotated) = record.rotated {
             doc.insert("rotated", to_bson_date(rotated));
         }
-        self.bounded(auth.insert_one(doc))
-            .await?
-            .map_err(error::map)?;
+        (auth.insert_one(doc)).await.map_err(error::map)?;
         Ok(())
     }
 
@@ -38,9 +36,8 @@ impl MongoStore {
         now: OffsetDateTime,
     ) -> Result<Option<TokenRecord>> {
         let auth = &self.prepared()?.auth;
-        let found = self
-            .bounded(auth.find_one(doc! {"_id": hash.to_hex()}))
-            .await?
+        let found = limited!(self, auth.find_one(doc! {"_id": hash.to_hex()}))
+            .await
             .map_err(error::map)?;
         let record = found.map(|d| token_from_doc(*hash, &d)).transpose()?;
         Ok(record.filter(|r| r.expires > now))
@@ -64,9 +61,8 @@ impl MongoStore {
         };
         let update =
             doc! {"$set": {"expires": to_bson_date(expires), "renewed": to_bson_date(now)}};
-        let result = self
-            .bounded(auth.update_one(filter, update))
-            .await?
+        let result = (auth.update_one(filter, update))
+            .await
             .map_err(error::map)?;
         Ok(result.matched_count == 1)
     }
@@ -84,18 +80,16 @@ impl MongoStore {
             "$min": {"expires": to_bson_date(at)},
             "$set": {"rotated": to_bson_date(now)},
         };
-        let result = self
-            .bounded(auth.update_one(doc! {"_id": hash.to_hex()}, update))
-            .await?
+        let result = (auth.update_one(doc! {"_id": hash.to_hex()}, update))
+            .await
             .map_err(error::map)?;
         Ok(result.matched_count == 1)
     }
 
     pub(super) async fn do_delete_token(&self, hash: &TokenHash) -> Result<bool> {
         let auth = &self.prepared()?.auth;
-        let result = self
-            .bounded(auth.delete_one(doc! {"_id": hash.to_hex()}))
-            .await?
+        let result = (auth.delete_one(doc! {"_id": hash.to_hex()}))
+            .await
             .map_err(error::map)?;
         Ok(result.deleted_count == 1)
     }
@@ -103,9 +97,8 @@ impl MongoStore {
     /// One `delete` of every token of `user` (served by the `{user: 1}` index).
     pub(super) async fn do_delete_user_tokens(&self, user: &Username) -> Result<u64> {
         let auth = &self.prepared()?.auth;
-        let result = self
-            .bounded(auth.delete_many(doc! {"user": user.as_str()}))
-            .await?
+        let result = (auth.delete_many(doc! {"user": user.as_str()}))
+            .await
             .map_err(error::map)?;
         Ok(result.deleted_count)
     }

@@ -1,0 +1,95 @@
+//! Issue 10, point 3: time limits that leave no doubt. The server process is frozen
+//! (SIGSTOP) for longer than every limit during a stream of increments, then thawed. slates
+//! never abandons a command it sent, so no write it gave up on lands later, and every
+//! acknowledged increment is in the final count; a write that failed was applied at most
+//! once.
+//!
+//! One sequential stream: FerretDB's own updates are not atomic under concurrency (a known
+//! FerretDB 1.x gap), so concurrent streams would measure FerretDB, not slates.
+mod common;
+
+use std::time::{Duration as StdDuration, Instant};
+
+use common::mongo::{self, ServerProcess};
+use slates::{MongoStore, Slates};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stalled_server_loses_no_acknowledged_increment() {
+    let test = "stalled_server_loses_no_acknowledged_increment";
+    let Some(binary) = mongo::dedicated_binary(test) else {
+        return;
+    };
+    let port = mongo::free_port();
+    let dir = mongo::temp_dir("stall");
+    let server = ServerProcess::start(&binary, port, &dir);
+    let store = MongoStore::connect(&format!(
+        "mongodb://127.0.0.1:{port}/stall?serverSelectionTimeoutMS=1000&connectTimeoutMS=1000&heartbeatFrequencyMS=500"
+    ))
+    .await
+    .unwrap()
+    .max_time(Some(StdDuration::from_secs(1)));
+    let slates = Slates::builder(store).build().await.unwrap();
+    let counter = slates.user_slates("ada").unwrap().slate("counter");
+    assert_eq!(counter.inc("hits", 0).await.unwrap(), 0);
+
+    let stall = StdDuration::from_secs(4); // longer than maxTimeMS and the detection time
+    let stream = {
+        let counter = counter.clone();
+        tokio::spawn(async move {
+            let (mut acked, mut failed, mut last) = (0_i64, 0_i64, 0_i64);
+            let mut slowest = StdDuration::ZERO;
+            let end =
+                Instant::now() + StdDuration::from_secs(1) + stall + StdDuration::from_secs(4);
+            while Instant::now() < end {
+                let started = Instant::now();
+                match counter.inc("hits", 1).await {
+                    Ok(v) => {
+                        assert!(v > last, "acknowledged values only grow: {v} after {last}");
+                        acked += 1;
+                        last = v;
+                    }
+                    Err(e) if e.is_unavailable() => failed += 1,
+                    Err(e) => panic!("during the stall: {e:?}"),
+                }
+                slowest = slowest.max(started.elapsed());
+            }
+            (acked, failed, last, slowest)
+        })
+    };
+    tokio::time::sleep(StdDuration::from_secs(1)).await;
+    server.signal("STOP");
+    tokio::time::sleep(stall).await;
+    server.signal("CONT");
+    let (acked, failed, last, slowest) = stream.await.unwrap();
+
+    // Settled: whatever was sent has been answered; nothing lands later.
+    tokio::time::sleep(StdDuration::from_secs(2)).await;
+    let settled = hits(&counter).await;
+    tokio::time::sleep(StdDuration::from_secs(3)).await;
+    let later = hits(&counter).await;
+    crate::say!(
+        "stall: {acked} increments acknowledged, {failed} failed (503), final count {later}, \
+         slowest request {slowest:?} during a {stall:?} stall"
+    );
+    assert_eq!(settled, later, "no abandoned write landed after the stream");
+    assert!(last <= later, "the last acknowledged value is there");
+    assert!(
+        acked <= later && later <= acked + failed,
+        "every acknowledged increment is counted, and a failed one at most once: \
+         acked {acked}, failed {failed}, final {later}"
+    );
+    assert!(
+        failed > 0,
+        "the stall was noticed: requests failed instead of waiting it out"
+    );
+    drop(server);
+}
+
+async fn hits(counter: &slates::Slate) -> i64 {
+    let doc = counter.get_doc().await.unwrap().unwrap();
+    match doc.doc.get("hits") {
+        Some(bson::Bson::Int32(n)) => i64::from(*n),
+        Some(bson::Bson::Int64(n)) => *n,
+        other => panic!("hits: {other:?}"),
+    }
+}

@@ -128,33 +128,12 @@ async fn t1_store_holds_only_token_hashes(backend: Backend, test: &str) {
         .all(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())));
 }
 
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Threat 1, the other place a token could leak at rest: logs. With every level on, a login,
 /// authenticated, unknown and malformed requests, a store failure and a logout log no
 /// token in any form (a short prefix of the hash is what identifies a request).
 #[tokio::test(flavor = "current_thread")]
 async fn t1_logs_never_carry_a_token() {
-    let logs = LogBuffer::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = common::logs::capture();
 
     let env = Env::new(Backend::Memory, "", |b| b).await.unwrap();
     let mut ada = env.logged_in("ada").await;
@@ -174,8 +153,8 @@ async fn t1_logs_never_carry_a_token() {
     assert_eq!(ada.post("/logout").await.status, StatusCode::NO_CONTENT);
     assert_eq!(replay.get("/maybe").await.body, "anonymous");
 
-    let logs = logs.0.lock().unwrap().clone();
-    let text = String::from_utf8_lossy(&logs);
+    let text = logs.text();
+    let logs = text.as_bytes().to_vec();
     assert!(
         text.contains("unknown or expired token") && text.contains("failed"),
         "the test must see the layer's logs:\n{text}"

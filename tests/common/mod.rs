@@ -14,6 +14,7 @@ macro_rules! say {
 
 pub mod harness;
 pub mod hooked;
+pub mod logs;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
 pub mod suite;

@@ -1,16 +1,22 @@
 //! Issue 10, point 3: time limits that leave no doubt. The server process is frozen
 //! (SIGSTOP) for longer than every limit during a stream of increments, then thawed. slates
-//! never abandons a command it sent, so no write it gave up on lands later, and every
-//! acknowledged increment is in the final count; a write that failed was applied at most
-//! once.
+//! never abandons a command it sent (every command the driver started is answered, by a
+//! reply or a failure), every acknowledged increment is in the final count, and a write
+//! that failed was applied at most once.
 //!
 //! One sequential stream: FerretDB's own updates are not atomic under concurrency (a known
 //! FerretDB 1.x gap), so concurrent streams would measure FerretDB, not slates.
 mod common;
 
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
 use common::mongo::{self, ServerProcess};
+use slates::mongodb::event::command::CommandEvent;
+use slates::mongodb::event::EventHandler;
+use slates::mongodb::options::ClientOptions;
 use slates::{MongoStore, Slates};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -22,12 +28,32 @@ async fn stalled_server_loses_no_acknowledged_increment() {
     let port = mongo::free_port();
     let dir = mongo::temp_dir("stall");
     let server = ServerProcess::start(&binary, port, &dir);
-    let store = MongoStore::connect(&format!(
+    let mut options = ClientOptions::parse(format!(
         "mongodb://127.0.0.1:{port}/stall?serverSelectionTimeoutMS=1000&connectTimeoutMS=1000&heartbeatFrequencyMS=500"
     ))
     .await
-    .unwrap()
-    .max_time(Some(StdDuration::from_secs(1)));
+    .unwrap();
+    // Every command sent must get its answer, a reply or a failure: a command whose
+    // operation was dropped mid-flight gets neither, and may still run later.
+    let open: Arc<Mutex<HashSet<i32>>> = Arc::default();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let (o, s) = (open.clone(), sent.clone());
+    options.command_event_handler = Some(EventHandler::callback(move |event| match event {
+        CommandEvent::Started(e) => {
+            s.fetch_add(1, Ordering::SeqCst);
+            o.lock().unwrap().insert(e.request_id);
+        }
+        CommandEvent::Succeeded(e) => {
+            o.lock().unwrap().remove(&e.request_id);
+        }
+        CommandEvent::Failed(e) => {
+            o.lock().unwrap().remove(&e.request_id);
+        }
+        _ => {}
+    }));
+    let store = MongoStore::connect_with_options(options)
+        .unwrap()
+        .max_time(Some(StdDuration::from_secs(1)));
     let slates = Slates::builder(store).build().await.unwrap();
     let counter = slates.user_slates("ada").unwrap().slate("counter");
     assert_eq!(counter.inc("hits", 0).await.unwrap(), 0);
@@ -71,7 +97,14 @@ async fn stalled_server_loses_no_acknowledged_increment() {
         "stall: {acked} increments acknowledged, {failed} failed (503), final count {later}, \
          slowest request {slowest:?} during a {stall:?} stall"
     );
-    assert_eq!(settled, later, "no abandoned write landed after the stream");
+    assert_eq!(settled, later, "nothing changed after the stream");
+    let unanswered = open.lock().unwrap().len();
+    assert_eq!(
+        unanswered,
+        0,
+        "every one of the {} commands sent was answered (succeeded or failed): none abandoned",
+        sent.load(Ordering::SeqCst)
+    );
     assert!(last <= later, "the last acknowledged value is there");
     assert!(
         acked <= later && later <= acked + failed,

@@ -222,7 +222,8 @@ impl MongoStore {
     /// about the heartbeat interval plus the connect timeout ([`DEFAULT_HEARTBEAT`] and
     /// [`DEFAULT_SERVER_TIMEOUT`]: 5 s), closes the connections in use, and the request
     /// fails with [`Error::Unavailable`] (the layer answers 503). A write that fails that
-    /// way was either not applied or applied once, never twice: slates does not resend it.
+    /// way was either not applied or applied once (possibly when a frozen server resumes,
+    /// after the failure was reported), never twice: slates does not resend it.
     pub fn max_time(mut self, limit: Option<Duration>) -> Self {
         self.max_time = limit;
         self

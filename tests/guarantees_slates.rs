@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::routing::{get, post};
 use axum::Router;
-use bson::{doc, Bson, Document};
+use bson::{doc, Bson};
 use common::harness::Client;
 use common::hooked::{injected, Call, Hooked, Phase};
 use common::Backend;
@@ -41,6 +41,7 @@ macro_rules! on_every_backend {
                 super::$name(super::Backend::Memory, concat!("guarantees_slates::memory::", stringify!($name))).await;
             })*
         }
+        #[cfg(feature = "mongodb")]
         mod mongo_single {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
@@ -50,6 +51,7 @@ macro_rules! on_every_backend {
                 ).await;
             })*
         }
+        #[cfg(feature = "mongodb")]
         mod mongo_per_user {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
@@ -75,6 +77,7 @@ on_every_backend!(
 #[cfg(feature = "mongodb")]
 mod hand_edited {
     use super::*;
+    use bson::Document;
     macro_rules! on_mongo {
         ($($name:ident),* $(,)?) => {
             mod single {

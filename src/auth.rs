@@ -55,10 +55,11 @@ impl Auth {
         let user = Username::new(username)?;
         let _one_at_a_time = self.state.auth_ops.lock().await;
         if let Some(old) = self.state.current() {
-            self.store()
-                .delete_token(&old.hash)
-                .await
-                .inspect_err(|e| self.store_error("login (delete previous token)", e))?;
+            if let Err(e) = self.store().delete_token(&old.hash).await {
+                self.store_error("login (delete previous token)", &e);
+                self.unknown_outcome(&old.hash).await;
+                return Err(e);
+            }
             self.state.record(None, CookieChange::Remove);
         }
         let now = self.shared().config.clock.now();
@@ -74,10 +75,11 @@ impl Auth {
     pub async fn logout(&self) -> Result<()> {
         let _one_at_a_time = self.state.auth_ops.lock().await;
         if let Some(current) = self.state.current() {
-            self.store()
-                .delete_token(&current.hash)
-                .await
-                .inspect_err(|e| self.store_error("logout", e))?;
+            if let Err(e) = self.store().delete_token(&current.hash).await {
+                self.store_error("logout", &e);
+                self.unknown_outcome(&current.hash).await;
+                return Err(e);
+            }
             bump(&self.shared().counters.logouts);
         }
         self.state.record(None, CookieChange::Remove);
@@ -91,11 +93,14 @@ impl Auth {
     pub async fn logout_everywhere(&self) -> Result<u64> {
         let _one_at_a_time = self.state.auth_ops.lock().await;
         let current = self.state.current().ok_or(Error::NotLoggedIn)?;
-        let n = self
-            .store()
-            .delete_user_tokens(&current.user)
-            .await
-            .inspect_err(|e| self.store_error("logout everywhere", e))?;
+        let n = match self.store().delete_user_tokens(&current.user).await {
+            Ok(n) => n,
+            Err(e) => {
+                self.store_error("logout everywhere", &e);
+                self.unknown_outcome(&current.hash).await;
+                return Err(e);
+            }
+        };
         bump(&self.shared().counters.logouts);
         self.state.record(None, CookieChange::Remove);
         Ok(n)
@@ -115,13 +120,19 @@ impl Auth {
         let old = self.state.current().ok_or(Error::NotLoggedIn)?;
         let config = &self.shared().config;
         let grace = config.rotation_grace;
-        if grace.is_zero() {
+        let retired = if grace.is_zero() {
             self.store().delete_token(&old.hash).await
         } else {
             let now = config.clock.now();
             self.store().retire_token(&old.hash, now + grace, now).await
+        };
+        if let Err(e) = retired {
+            self.store_error("rotate (retire the old token)", &e);
+            if grace.is_zero() {
+                self.unknown_outcome(&old.hash).await;
+            }
+            return Err(e);
         }
-        .inspect_err(|e| self.store_error("rotate (retire the old token)", e))?;
         if grace.is_zero() {
             self.state.record(None, CookieChange::Remove);
         }
@@ -176,6 +187,19 @@ impl Auth {
         self.state
             .record(Some(live), CookieChange::Set(token, expires - now));
         Ok(())
+    }
+
+    /// After a failed delete of the request's current token `hash`, which may or may not
+    /// have been applied: the response must not hand that token out. Issued by this request
+    /// (the browser does not hold it yet): delete it again, best effort, and remove the
+    /// cookie. The browser's own token: leave its cookie as it is (no renewal either).
+    async fn unknown_outcome(&self, hash: &crate::token::TokenHash) {
+        if self.state.pending_set_of(hash) {
+            let _ = self.store().delete_token(hash).await;
+            self.state.record(None, CookieChange::Remove);
+        } else {
+            self.state.keep();
+        }
     }
 
     fn shared(&self) -> &crate::slates::Shared {

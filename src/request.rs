@@ -30,6 +30,8 @@ pub(crate) enum CookieChange {
     Set(Token, time::Duration),
     /// Make the browser drop the cookie.
     Remove,
+    /// Send nothing, not even the layer's own change (a renewal).
+    Keep,
 }
 
 /// A live token of the request: the one it came with, or one an `Auth` operation issued.
@@ -102,6 +104,17 @@ impl RequestState {
         let mut auth = self.auth();
         auth.current = current;
         auth.change = Some(change);
+    }
+
+    /// Whether the pending change hands out the token `hash` (issued by this request, not
+    /// yet held by the browser).
+    pub fn pending_set_of(&self, hash: &TokenHash) -> bool {
+        matches!(&self.auth().change, Some(CookieChange::Set(t, _)) if t.hash() == *hash)
+    }
+
+    /// Leaves the browser's cookie as it is: no change, and none of the layer's either.
+    pub fn keep(&self) {
+        self.auth().change = Some(CookieChange::Keep);
     }
 
     pub fn take_cookie_change(&self) -> Option<CookieChange> {

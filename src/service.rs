@@ -75,6 +75,7 @@ where
                     let value = match change {
                         CookieChange::Set(token, max_age) => set_cookie(config, &token, max_age),
                         CookieChange::Remove => removal_cookie(config),
+                        CookieChange::Keep => return Ok(response),
                     };
                     let headers = response.headers_mut();
                     headers.append(SET_COOKIE, value);

@@ -7,10 +7,11 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bson::{Bson, Document};
+use bson::Document;
 use time::OffsetDateTime;
 
-use super::update::add_numbers;
+use super::interpreter::apply_update;
+use super::update::{check_counter, integer_at, merge, values_size};
 use super::{
     fresh_version, Expiry, SlateDoc, SlateKey, Store, StoreFuture, StoreOptions, TokenRecord,
     UpdateOp, Updated, MAX_DOCUMENT_BYTES,
@@ -26,6 +27,8 @@ const SWEEP_EVERY: u64 = 256;
 
 /// An in-memory [`Store`] with the same semantics as `MongoStore`: atomic single-slate
 /// operations, versioned compare-and-swap, expiry filtered at read time and the 16 MiB limit.
+/// Updates are applied as MongoDB applies them (types, dotted paths through arrays,
+/// `$addToSet` equality, field order), by the update interpreter (`interpreter.rs`).
 ///
 /// Data is split into 64 shards, each behind its own short `std::sync::Mutex`; no lock is
 /// held across an `.await` (every operation completes synchronously). Clones share the data.
@@ -426,15 +429,24 @@ impl MemoryStore {
         now: OffsetDateTime,
     ) -> Result<Updated> {
         self.check()?;
+        // What the Mongo store refuses before sending: values that alone exceed the limit.
+        let value_bytes = values_size(key, ops);
+        if value_bytes > MAX_DOCUMENT_BYTES {
+            return Err(Error::DocumentTooLarge {
+                size: value_bytes,
+                limit: MAX_DOCUMENT_BYTES,
+            });
+        }
+        if let Some(field) = counter {
+            check_counter(&merge(ops)?, field)?;
+        }
         self.with_slate(key, |slates| {
             // Applied to a copy: any refusal below leaves the stored slate as it was.
             let (mut doc, old_expires) = match slates.get(&key.slate) {
                 Some(e) if e.live(now) => ((*e.doc).clone(), e.expires),
                 _ => (Document::new(), None),
             };
-            for op in ops {
-                apply(&mut doc, op)?;
-            }
+            apply_update(&mut doc, ops)?;
             check_size(key, &doc)?;
             let counter = match counter {
                 None => None,
@@ -527,106 +539,6 @@ fn check_size(key: &SlateKey, doc: &Document) -> Result<()> {
             size,
             limit: MAX_DOCUMENT_BYTES,
         });
-    }
-    Ok(())
-}
-
-/// The integer at `field` after an update that promised one (`Slate::inc`).
-fn integer_at(doc: &Document, field: &str) -> Result<i64> {
-    match get_path(doc, field) {
-        Some(Bson::Int32(v)) => Ok(i64::from(*v)),
-        Some(Bson::Int64(v)) => Ok(*v),
-        _ => Err(mismatch(
-            field,
-            "inc needs an integer field (it holds another type)",
-        )),
-    }
-}
-
-fn get_path<'d>(doc: &'d Document, path: &str) -> Option<&'d Bson> {
-    let mut segments = path.split('.');
-    let mut current = doc.get(segments.next()?)?;
-    for seg in segments {
-        current = current.as_document()?.get(seg)?;
-    }
-    Some(current)
-}
-
-/// The parent document of `path`'s last segment, creating empty sub-documents on the way.
-fn parent_mut<'d>(doc: &'d mut Document, path: &'d str) -> Result<(&'d mut Document, &'d str)> {
-    let (parents, last) = match path.rsplit_once('.') {
-        Some((p, l)) => (Some(p), l),
-        None => (None, path),
-    };
-    let mut current = doc;
-    if let Some(parents) = parents {
-        for seg in parents.split('.') {
-            let next = current
-                .entry(seg.to_owned())
-                .or_insert_with(|| Bson::Document(Document::new()));
-            current = match next {
-                Bson::Document(d) => d,
-                _ => return Err(mismatch(path, "a parent of the field is not a document")),
-            };
-        }
-    }
-    Ok((current, last))
-}
-
-fn mismatch(field: &str, reason: &'static str) -> Error {
-    Error::TypeMismatch {
-        field: field.to_owned(),
-        reason,
-    }
-}
-
-fn apply(doc: &mut Document, op: &UpdateOp) -> Result<()> {
-    match op {
-        UpdateOp::Set(path, value) => {
-            let (parent, last) = parent_mut(doc, path)?;
-            parent.insert(last, value.clone());
-        }
-        UpdateOp::Unset(path) => {
-            let (parents, last) = match path.rsplit_once('.') {
-                Some((p, l)) => (Some(p), l),
-                None => (None, path.as_str()),
-            };
-            let mut current = Some(&mut *doc);
-            if let Some(parents) = parents {
-                for seg in parents.split('.') {
-                    current = current.and_then(|d| d.get_document_mut(seg).ok());
-                }
-            }
-            if let Some(parent) = current {
-                parent.remove(last);
-            }
-        }
-        UpdateOp::Inc(path, by) => {
-            let (parent, last) = parent_mut(doc, path)?;
-            let old = parent.get(last).cloned().unwrap_or(Bson::Int32(0));
-            let new = add_numbers(&old, by).ok_or_else(|| {
-                mismatch(
-                    path,
-                    "inc needs numbers on both sides and must not overflow",
-                )
-            })?;
-            parent.insert(last, new);
-        }
-        UpdateOp::Push(path, value) | UpdateOp::AddToSet(path, value) => {
-            let set = matches!(op, UpdateOp::AddToSet(..));
-            let (parent, last) = parent_mut(doc, path)?;
-            match parent.get_mut(last) {
-                None => {
-                    parent.insert(last, Bson::Array(vec![value.clone()]));
-                }
-                Some(Bson::Array(items)) => {
-                    if !(set && items.contains(value)) {
-                        items.push(value.clone());
-                    }
-                }
-                Some(_) => return Err(mismatch(path, "push and add_to_set need an array")),
-            }
-        }
     }
     Ok(())
 }
@@ -732,33 +644,6 @@ mod tests {
     use bson::doc;
 
     #[test]
-    fn dotted_paths_and_inc_arithmetic() {
-        let mut d = doc! {};
-        apply(&mut d, &UpdateOp::Set("a.b.c".into(), Bson::Int32(1))).unwrap();
-        assert_eq!(d, doc! {"a": {"b": {"c": 1}}});
-        apply(
-            &mut d,
-            &UpdateOp::Inc("a.b.c".into(), Bson::Int32(i32::MAX)),
-        )
-        .unwrap();
-        assert_eq!(
-            get_path(&d, "a.b.c"),
-            Some(&Bson::Int64(i32::MAX as i64 + 1))
-        );
-        apply(&mut d, &UpdateOp::Inc("x".into(), Bson::Double(0.5))).unwrap();
-        assert_eq!(d.get("x"), Some(&Bson::Double(0.5)));
-        apply(&mut d, &UpdateOp::Unset("a.b".into())).unwrap();
-        assert_eq!(d.get("a"), Some(&Bson::Document(doc! {})));
-        apply(&mut d, &UpdateOp::Unset("nope.deeper".into())).unwrap();
-        let err = apply(&mut d, &UpdateOp::Set("x.y".into(), Bson::Int32(1))).unwrap_err();
-        assert!(matches!(err, Error::TypeMismatch { .. }));
-        let err = apply(&mut d, &UpdateOp::Inc("a".into(), Bson::Int32(1))).unwrap_err();
-        assert!(matches!(err, Error::TypeMismatch { .. }));
-        d.insert("big", Bson::Int64(i64::MAX));
-        assert!(apply(&mut d, &UpdateOp::Inc("big".into(), Bson::Int32(1))).is_err());
-    }
-
-    #[test]
     fn purge_and_sweep_remove_only_expired_records() {
         use crate::names::{SlateName, Username};
         use crate::token::Token;
@@ -806,17 +691,5 @@ mod tests {
         let shard = store.inner.tokens.shard(&stale.hash);
         assert_eq!(store.sweep_token_shard(shard, later), 1);
         assert_eq!(store.token_count(), 0);
-    }
-
-    #[test]
-    fn push_and_add_to_set() {
-        let mut d = doc! {};
-        apply(&mut d, &UpdateOp::Push("ids".into(), Bson::Int32(1))).unwrap();
-        apply(&mut d, &UpdateOp::Push("ids".into(), Bson::Int32(1))).unwrap();
-        apply(&mut d, &UpdateOp::AddToSet("ids".into(), Bson::Int32(1))).unwrap();
-        apply(&mut d, &UpdateOp::AddToSet("ids".into(), Bson::Int32(2))).unwrap();
-        assert_eq!(d, doc! {"ids": [1, 1, 2]});
-        d.insert("s", "text");
-        assert!(apply(&mut d, &UpdateOp::Push("s".into(), Bson::Int32(1))).is_err());
     }
 }

@@ -19,6 +19,7 @@ use crate::error::Result;
 use crate::names::{SlateName, Username};
 use crate::token::TokenHash;
 
+mod interpreter;
 mod memory;
 #[cfg(feature = "mongodb")]
 mod mongo;

@@ -1,17 +1,24 @@
-//! Update semantics shared by every store: MongoDB's `$inc` arithmetic and its rule against
-//! conflicting operators in one update.
+//! Update semantics shared by every store: MongoDB's `$inc` arithmetic, its rule against
+//! conflicting operators in one update, how repeats of one operator on one field become one
+//! operator ([`merge`]), and the size of the values an update carries ([`values_size`]).
+//!
+//! How MongoDB then applies the operators to a document is the update interpreter, in
+//! `interpreter.rs`.
 
 use std::mem::discriminant;
 
-use bson::Bson;
+use bson::{doc, Bson, Document};
 
-use super::UpdateOp;
+use super::interpreter::get_path;
+use super::memory::stored_size;
+use super::{SlateKey, UpdateOp};
 use crate::error::{Error, Result};
 
 /// Refuses what MongoDB refuses in one update (`ConflictingUpdateOperators`): two different
 /// operators on one field, or operators on a field and on its parent or child. Repeats of
-/// one operator on one field are allowed (applied in order). Called before any store sees
-/// the operators, so both stores agree.
+/// one operator on one field are allowed: both stores merge them into one operator (the
+/// last `set` wins, `inc`s add up, pushed values are appended in order). Called before any
+/// store sees the operators, so both stores agree.
 pub fn check_ops(ops: &[UpdateOp]) -> Result<()> {
     for (i, a) in ops.iter().enumerate() {
         for b in &ops[..i] {
@@ -42,6 +49,113 @@ pub(crate) fn overlaps(a: &str, b: &str) -> bool {
         long.starts_with(short) && long.as_bytes().get(short.len()) == Some(&b'.')
     };
     a == b || prefix(a, b) || prefix(b, a)
+}
+
+/// What one field receives in an update, after [`merge`].
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum FieldUpdate {
+    Set(Bson),
+    Unset,
+    Inc(Bson),
+    Push(Vec<Bson>),
+    AddToSet(Vec<Bson>),
+}
+
+/// One operator per field, in the order of first mention: repeats of one operator on one
+/// field are merged (the last `set` wins, `inc`s add up with [`add_numbers`], `push` and
+/// `add_to_set` values are appended in order). This is the update document the Mongo store
+/// sends (one entry per field, `$each` for arrays), so the memory store applies exactly
+/// what MongoDB receives. Two different operators on one field are
+/// [`Error::ConflictingOperators`] (call [`check_ops`] first for the parent/child rule).
+pub(crate) fn merge(ops: &[UpdateOp]) -> Result<Vec<(&str, FieldUpdate)>> {
+    let mut fields: Vec<(&str, FieldUpdate)> = Vec::with_capacity(ops.len());
+    for op in ops {
+        let path = op.field();
+        let same = fields.iter_mut().find(|(p, _)| *p == path);
+        match (same, op) {
+            (None, _) => fields.push((path, FieldUpdate::from_op(op))),
+            (Some((_, FieldUpdate::Set(old))), UpdateOp::Set(_, v)) => *old = v.clone(),
+            (Some((_, FieldUpdate::Unset)), UpdateOp::Unset(_)) => {}
+            (Some((_, FieldUpdate::Inc(old))), UpdateOp::Inc(_, by)) => {
+                *old = add_numbers(old, by).ok_or_else(|| Error::TypeMismatch {
+                    field: path.to_owned(),
+                    reason: "inc needs numbers on both sides and must not overflow",
+                })?;
+            }
+            (Some((_, FieldUpdate::Push(items))), UpdateOp::Push(_, v))
+            | (Some((_, FieldUpdate::AddToSet(items))), UpdateOp::AddToSet(_, v)) => {
+                items.push(v.clone())
+            }
+            (Some(_), _) => return Err(conflict(path)),
+        }
+    }
+    Ok(fields)
+}
+
+impl FieldUpdate {
+    fn from_op(op: &UpdateOp) -> Self {
+        match op {
+            UpdateOp::Set(_, v) => FieldUpdate::Set(v.clone()),
+            UpdateOp::Unset(_) => FieldUpdate::Unset,
+            UpdateOp::Inc(_, by) => FieldUpdate::Inc(by.clone()),
+            UpdateOp::Push(_, v) => FieldUpdate::Push(vec![v.clone()]),
+            UpdateOp::AddToSet(_, v) => FieldUpdate::AddToSet(vec![v.clone()]),
+        }
+    }
+}
+
+/// The bytes the values of `ops` (`set`, `push` and `add_to_set`) take, each counted as a
+/// stored document of its own: over [`MAX_DOCUMENT_BYTES`](super::MAX_DOCUMENT_BYTES), the
+/// update is refused before it is applied or sent, whatever it would do to the document.
+pub(crate) fn values_size(key: &SlateKey, ops: &[UpdateOp]) -> usize {
+    ops.iter()
+        .filter_map(|op| match op {
+            UpdateOp::Set(p, v) | UpdateOp::Push(p, v) | UpdateOp::AddToSet(p, v) => {
+                Some(stored_size(key, &doc! {p.as_str(): v.clone()}))
+            }
+            UpdateOp::Unset(_) | UpdateOp::Inc(..) => None,
+        })
+        .sum()
+}
+
+/// The counter rule of [`Store::update_slate`](super::Store::update_slate) (what
+/// [`Slate::inc`](crate::Slate::inc) promises): the update increments `counter`, by an
+/// integer in total. Checked before any store applies or sends the update, so a counter
+/// that could end up a double is refused with nothing written.
+pub(crate) fn check_counter(fields: &[(&str, FieldUpdate)], counter: &str) -> Result<()> {
+    match fields.iter().find(|(path, _)| *path == counter) {
+        Some((_, FieldUpdate::Inc(Bson::Int32(_) | Bson::Int64(_)))) => Ok(()),
+        _ => Err(Error::TypeMismatch {
+            field: counter.to_owned(),
+            reason: "a counter must be incremented by an integer",
+        }),
+    }
+}
+
+/// The integer at `field` (array indexes followed, as MongoDB does) after an update that
+/// promised one.
+pub(crate) fn integer_at(doc: &Document, field: &str) -> Result<i64> {
+    match get_path(doc, field) {
+        Some(Bson::Int32(v)) => Ok(i64::from(*v)),
+        Some(Bson::Int64(v)) => Ok(*v),
+        _ => Err(not_an_integer(field)),
+    }
+}
+
+/// Refuses a counter field that holds something other than an integer (absent is fine).
+#[cfg(feature = "mongodb")]
+pub(crate) fn integer_or_absent(doc: &Document, field: &str) -> Result<()> {
+    match get_path(doc, field) {
+        None | Some(Bson::Int32(_) | Bson::Int64(_)) => Ok(()),
+        Some(_) => Err(not_an_integer(field)),
+    }
+}
+
+fn not_an_integer(field: &str) -> Error {
+    Error::TypeMismatch {
+        field: field.to_owned(),
+        reason: "inc needs an integer field (it holds another type)",
+    }
 }
 
 /// MongoDB's `$inc` arithmetic: int32 + int32 stays int32 unless it overflows (then int64),
@@ -84,6 +198,38 @@ mod tests {
         assert!(check_ops(&[set("ab"), set("a")]).is_ok());
         assert!(!overlaps("ab", "a"));
         assert!(overlaps("a.b", "a"));
+    }
+
+    #[test]
+    fn repeats_are_merged() {
+        let ops = [
+            UpdateOp::Inc("a".into(), Bson::Int32(i32::MAX)),
+            UpdateOp::Push("p".into(), Bson::Int32(1)),
+            UpdateOp::Inc("a".into(), Bson::Int32(1)),
+            UpdateOp::Push("p".into(), Bson::Int32(2)),
+            UpdateOp::Set("s".into(), Bson::Int32(1)),
+            UpdateOp::Set("s".into(), Bson::Int32(2)),
+            UpdateOp::Unset("u".into()),
+            UpdateOp::Unset("u".into()),
+        ];
+        assert_eq!(
+            merge(&ops).unwrap(),
+            vec![
+                ("a", FieldUpdate::Inc(Bson::Int64(i32::MAX as i64 + 1))),
+                ("p", FieldUpdate::Push(vec![Bson::Int32(1), Bson::Int32(2)])),
+                ("s", FieldUpdate::Set(Bson::Int32(2))),
+                ("u", FieldUpdate::Unset),
+            ]
+        );
+        let overflow = [
+            UpdateOp::Inc("b".into(), Bson::Int64(i64::MAX)),
+            UpdateOp::Inc("b".into(), Bson::Int32(1)),
+        ];
+        assert!(matches!(merge(&overflow), Err(Error::TypeMismatch { .. })));
+        assert!(matches!(
+            merge(&[set("x"), inc("x")]),
+            Err(Error::ConflictingOperators { .. })
+        ));
     }
 
     #[test]

@@ -16,7 +16,9 @@ use super::{error, from_bson_date, to_bson_date, MongoStore};
 use crate::error::{Error, Result};
 use crate::names::Username;
 use crate::store::memory::stored_size;
-use crate::store::update::{add_numbers, check_ops, conflict};
+use crate::store::update::{
+    check_counter, check_ops, integer_at, integer_or_absent, merge, values_size, FieldUpdate,
+};
 use crate::store::{
     fresh_version, Expiry, Layout, SlateDoc, SlateKey, StoreOptions, UpdateOp, Updated,
     MAX_DOCUMENT_BYTES,
@@ -175,6 +177,7 @@ impl MongoStore {
         let fields: Vec<&str> = ops.iter().map(UpdateOp::field).collect();
         let mut filter = live(&t.id, now);
         if let Some(field) = counter {
+            check_counter(&merge(ops)?, field)?;
             // Positive form: FerretDB 1.x knows no `decimal` type alias, and this also keeps
             // strings and other types out before `$inc` would refuse them.
             let integer = doc! {"$or": [
@@ -393,39 +396,6 @@ fn slate_from_doc(key: &SlateKey, mut doc: Document) -> Result<SlateDoc> {
     })
 }
 
-/// The integer at `field` of a document returned after an `inc`.
-fn integer_at(doc: &Document, field: &str) -> Result<i64> {
-    match get_path(doc, field) {
-        Some(Bson::Int32(v)) => Ok(i64::from(*v)),
-        Some(Bson::Int64(v)) => Ok(*v),
-        _ => Err(not_an_integer(field)),
-    }
-}
-
-/// Refuses a counter field that holds something other than an integer.
-fn integer_or_absent(doc: &Document, field: &str) -> Result<()> {
-    match get_path(doc, field) {
-        None | Some(Bson::Int32(_) | Bson::Int64(_)) => Ok(()),
-        Some(_) => Err(not_an_integer(field)),
-    }
-}
-
-fn not_an_integer(field: &str) -> Error {
-    Error::TypeMismatch {
-        field: field.to_owned(),
-        reason: "inc needs an integer field (it holds another type)",
-    }
-}
-
-fn get_path<'d>(doc: &'d Document, path: &str) -> Option<&'d Bson> {
-    let mut segments = path.split('.');
-    let mut current = doc.get(segments.next()?)?;
-    for seg in segments {
-        current = current.as_document()?.get(seg)?;
-    }
-    Some(current)
-}
-
 /// Refuses a whole document over the limit before sending it, with the memory store's
 /// accounting, so that both stores refuse the same documents.
 fn check_size(key: &SlateKey, doc: &Document) -> Result<()> {
@@ -434,16 +404,6 @@ fn check_size(key: &SlateKey, doc: &Document) -> Result<()> {
         return Err(error::too_large(size));
     }
     Ok(())
-}
-
-/// What one field receives in an update; several operators of one kind on one field are
-/// merged the way applying them in order would.
-enum FieldUpdate {
-    Set(Bson),
-    Unset,
-    Inc(Bson),
-    Push(Vec<Bson>),
-    AddToSet(Vec<Bson>),
 }
 
 /// The update document of `ops`: `$set`, `$unset`, `$inc`, `$push` and `$addToSet` (each
@@ -461,33 +421,10 @@ fn build_update(
     version: i64,
 ) -> Result<Document> {
     check_ops(ops)?;
-    let mut fields: Vec<(&str, FieldUpdate)> = Vec::with_capacity(ops.len());
-    let mut value_bytes = 0;
-    for op in ops {
-        let path = op.field();
-        if let Some(value) = op_value(op) {
-            value_bytes += stored_size(key, &doc! {path: value.clone()});
-        }
-        let same = fields.iter_mut().find(|(p, _)| *p == path);
-        match (same, op) {
-            (None, _) => fields.push((path, FieldUpdate::from_op(op))),
-            (Some((_, FieldUpdate::Set(old))), UpdateOp::Set(_, v)) => *old = v.clone(),
-            (Some((_, FieldUpdate::Unset)), UpdateOp::Unset(_)) => {}
-            (Some((_, FieldUpdate::Inc(old))), UpdateOp::Inc(_, by)) => {
-                *old = add_numbers(old, by).ok_or_else(|| Error::TypeMismatch {
-                    field: path.to_owned(),
-                    reason: "inc needs numbers on both sides and must not overflow",
-                })?;
-            }
-            (Some((_, FieldUpdate::Push(items))), UpdateOp::Push(_, v))
-            | (Some((_, FieldUpdate::AddToSet(items))), UpdateOp::AddToSet(_, v)) => {
-                items.push(v.clone())
-            }
-            (Some(_), _) => return Err(conflict(path)),
-        }
-    }
+    let fields = merge(ops)?;
     // The values alone already exceed the limit: refuse before sending. (Growth past the
     // limit through small updates is refused by the server.)
+    let value_bytes = values_size(key, ops);
     if value_bytes > MAX_DOCUMENT_BYTES {
         return Err(error::too_large(value_bytes));
     }
@@ -519,26 +456,6 @@ fn build_update(
         }
     }
     Ok(update)
-}
-
-impl FieldUpdate {
-    fn from_op(op: &UpdateOp) -> Self {
-        match op {
-            UpdateOp::Set(_, v) => FieldUpdate::Set(v.clone()),
-            UpdateOp::Unset(_) => FieldUpdate::Unset,
-            UpdateOp::Inc(_, by) => FieldUpdate::Inc(by.clone()),
-            UpdateOp::Push(_, v) => FieldUpdate::Push(vec![v.clone()]),
-            UpdateOp::AddToSet(_, v) => FieldUpdate::AddToSet(vec![v.clone()]),
-            // `UpdateOp` is non-exhaustive only for other crates.
-        }
-    }
-}
-
-fn op_value(op: &UpdateOp) -> Option<&Bson> {
-    match op {
-        UpdateOp::Set(_, v) | UpdateOp::Push(_, v) | UpdateOp::AddToSet(_, v) => Some(v),
-        UpdateOp::Unset(_) | UpdateOp::Inc(..) => None,
-    }
 }
 
 #[cfg(test)]

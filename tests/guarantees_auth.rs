@@ -45,47 +45,6 @@ use common::harness::{Client, Reply};
 use common::hooked::{self, Call, Hooked, Phase};
 use common::Backend;
 
-/// Expands each named test, an `async fn(Backend, &str)`, to one `#[tokio::test]` per store:
-/// memory and, with the `mongodb` feature, MongoDB in both layouts (skipped loudly by the
-/// harness when there is no server).
-macro_rules! per_backend {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let test = concat!(module_path!(), "::", stringify!($name));
-                    super::$name($crate::common::Backend::Memory, test).await;
-                }
-            )*
-        }
-        #[cfg(feature = "mongodb")]
-        mod mongo_single {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let test = concat!(module_path!(), "::", stringify!($name));
-                    let backend =
-                        $crate::common::Backend::Mongo(slates::Layout::SingleCollection);
-                    super::$name(backend, test).await;
-                }
-            )*
-        }
-        #[cfg(feature = "mongodb")]
-        mod mongo_per_user {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let test = concat!(module_path!(), "::", stringify!($name));
-                    let backend =
-                        $crate::common::Backend::Mongo(slates::Layout::CollectionPerUser);
-                    super::$name(backend, test).await;
-                }
-            )*
-        }
-    };
-}
-
 per_backend!(
     fixture_before_means_not_applied,
     p3_login_anonymous,

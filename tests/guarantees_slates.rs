@@ -33,38 +33,7 @@ async fn hooked(backend: Backend, test: &str) -> Option<(Slates, Hooked, ManualC
     Some((slates, hooked, clock))
 }
 
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(super::Backend::Memory, concat!("guarantees_slates::memory::", stringify!($name))).await;
-            })*
-        }
-        #[cfg(feature = "mongodb")]
-        mod mongo_single {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(
-                    super::Backend::Mongo(slates::Layout::SingleCollection),
-                    concat!("guarantees_slates::single::", stringify!($name)),
-                ).await;
-            })*
-        }
-        #[cfg(feature = "mongodb")]
-        mod mongo_per_user {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(
-                    super::Backend::Mongo(slates::Layout::CollectionPerUser),
-                    concat!("guarantees_slates::per_user::", stringify!($name)),
-                ).await;
-            })*
-        }
-    };
-}
-
-on_every_backend!(
+per_backend!(
     stale_version_conflicts_after_delete_and_recreate,
     stale_version_conflicts_after_expiry_and_recreate,
     every_write_keeps_the_expiry_unless_told,

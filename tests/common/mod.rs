@@ -12,6 +12,48 @@ macro_rules! say {
     }};
 }
 
+/// Expands each named test, an `async fn(Backend, &str)`, to one `#[tokio::test]` per store:
+/// the memory store and, with the `mongodb` feature, MongoDB in both layouts (skipped when
+/// no server is found, like the behavioural suite).
+#[macro_export]
+macro_rules! per_backend {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let test = concat!(module_path!(), "::", stringify!($name));
+                    super::$name($crate::common::Backend::Memory, test).await;
+                }
+            )*
+        }
+        #[cfg(feature = "mongodb")]
+        mod mongo_single {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let test = concat!(module_path!(), "::", stringify!($name));
+                    let backend =
+                        $crate::common::Backend::Mongo(slates::Layout::SingleCollection);
+                    super::$name(backend, test).await;
+                }
+            )*
+        }
+        #[cfg(feature = "mongodb")]
+        mod mongo_per_user {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let test = concat!(module_path!(), "::", stringify!($name));
+                    let backend =
+                        $crate::common::Backend::Mongo(slates::Layout::CollectionPerUser);
+                    super::$name(backend, test).await;
+                }
+            )*
+        }
+    };
+}
+
 pub mod harness;
 pub mod hooked;
 pub mod logs;

@@ -1,6 +1,6 @@
 //! Support shared by the security suites (`tests/security*.rs`, issue 4): a backend with raw
-//! access to what its store holds, the router the suites drive, and `per_backend!`, which
-//! expands each test once per store.
+//! access to what its store holds, and the router the suites drive (`per_backend!`, which
+//! expands each test once per store, is in `tests/common`).
 #![allow(dead_code, unused_macros, unused_imports)]
 
 use axum::body::Body;
@@ -16,47 +16,6 @@ use tower::ServiceExt;
 
 use crate::common::harness::{read, Client, Reply};
 use crate::common::Backend;
-
-/// Expands each named test, an `async fn(Backend, &str)`, to one `#[tokio::test]` per store:
-/// the memory store and, with the `mongodb` feature, MongoDB in both layouts (skipped when
-/// no server is found, like the behavioural suite).
-macro_rules! per_backend {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let test = concat!(module_path!(), "::", stringify!($name));
-                    super::$name($crate::common::Backend::Memory, test).await;
-                }
-            )*
-        }
-        #[cfg(feature = "mongodb")]
-        mod mongo_single {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let test = concat!(module_path!(), "::", stringify!($name));
-                    let backend =
-                        $crate::common::Backend::Mongo(slates::Layout::SingleCollection);
-                    super::$name(backend, test).await;
-                }
-            )*
-        }
-        #[cfg(feature = "mongodb")]
-        mod mongo_per_user {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let test = concat!(module_path!(), "::", stringify!($name));
-                    let backend =
-                        $crate::common::Backend::Mongo(slates::Layout::CollectionPerUser);
-                    super::$name(backend, test).await;
-                }
-            )*
-        }
-    };
-}
 
 /// One configured slates system on a fresh store, with raw access to that store.
 pub struct Env {

@@ -11,7 +11,10 @@
 //! 3. isolation of short requests from a long request of the same user (p50/p99);
 //! 4. scale: per-request cost and memory at 1k / 100k / 1M users in the memory store, and at
 //!    1k / 100k users in MongoDB with each layout;
-//! 5. MongoDB round trips per authenticated request and per workflow operation.
+//! 5. MongoDB round trips per authenticated request and per workflow operation;
+//!    5b. point reads: `GET /me`, the token lookup and the user slate read with a handful of
+//!    stored tokens and with 20,000 (2,000 in quick mode), on each layout;
+//!    5c. a 64-way flood of random unknown tokens against 3,000 stored tokens.
 //!
 //! Every figure is relative to baselines measured in the same run; nothing is asserted
 //! about timing. Memory is counted by a global allocator that tracks live bytes.
@@ -608,14 +611,20 @@ mod mongo_scenarios {
         }
     }
 
-    /// Populates `users` users (one live token and a user slate each). The first goes
-    /// through the store (the documents the store writes are the templates); the rest are
-    /// bulk copies of them. Stops at `budget`; returns the users populated and the tokens.
+    /// Populates `users` users, each with one live token; every `slate_every`-th of them
+    /// (users 0, `slate_every`, 2 × `slate_every`, ...: spread over the token collection, so
+    /// that their tokens sit anywhere in it) also gets a user slate. The first user goes
+    /// through the store (the documents the store
+    /// writes are the templates); the rest are bulk copies of them, with the `_id` shapes and
+    /// collection names the store uses (checked at the end: the last token and user slate
+    /// written are read back through the store). Stops at `budget`; returns the users
+    /// populated and the tokens.
     async fn populate(
         slates: &Slates,
         db: &slates::mongodb::Database,
         layout: Layout,
         users: usize,
+        slate_every: usize,
         budget: Duration,
     ) -> (usize, Vec<Token>) {
         let started = Instant::now();
@@ -665,6 +674,7 @@ mod mongo_scenarios {
                 })
                 .collect();
             auth.insert_many(auth_docs).await.unwrap();
+            let slated: Vec<usize> = (done..end).filter(|i| i % slate_every == 0).collect();
             let slate_of = |i: usize| {
                 let mut d = slate_template.clone();
                 if layout != Layout::CollectionPerUser {
@@ -679,9 +689,9 @@ mod mongo_scenarios {
                 for lane in 0..8 {
                     let db = db.clone();
                     let prefix = slates.config().store.user_collection_prefix.clone();
-                    let docs: Vec<(String, Document)> = (done + lane..end)
+                    let docs: Vec<(String, Document)> = (slated.iter().skip(lane))
                         .step_by(8)
-                        .map(|i| (format!("{prefix}{}", user_name(i)), slate_of(i)))
+                        .map(|&i| (format!("{prefix}{}", user_name(i)), slate_of(i)))
                         .collect();
                     set.spawn(async move {
                         for (user, d) in docs {
@@ -695,14 +705,31 @@ mod mongo_scenarios {
                 while let Some(r) = set.join_next().await {
                     r.unwrap();
                 }
-            } else {
+            } else if !slated.is_empty() {
                 slates_coll
-                    .insert_many((done..end).map(slate_of).collect::<Vec<_>>())
+                    .insert_many(slated.iter().map(|&i| slate_of(i)).collect::<Vec<_>>())
                     .await
                     .unwrap();
             }
             done = end;
         }
+        // The copies must be what the store reads: its point reads find the last token and
+        // the last user slate written.
+        let last = done - 1;
+        let record = store.find_token(&tokens[last].hash(), now).await.unwrap();
+        assert_eq!(
+            record.map(|r| r.user.as_str().to_owned()),
+            Some(user_name(last)),
+            "a seeded token is not found by the store"
+        );
+        let last = (done - 1) / slate_every * slate_every;
+        let key = SlateKey::new(Username::new(&user_name(last)).unwrap(), SlateName::user());
+        let slate = store.get_slate(&key, now).await.unwrap();
+        assert_eq!(
+            slate.map(|s| s.doc.get_str("name").map(str::to_owned)),
+            Some(Ok(format!("User {}", user_name(last)))),
+            "a seeded user slate is not found by the store"
+        );
         let mut tokens = tokens;
         tokens.truncate(done);
         (done, tokens)
@@ -808,7 +835,589 @@ mod mongo_scenarios {
         out
     }
 
-    pub fn run_all(run: &mut Run, quick: bool) {
+    // -------------------------------------------------------------- scenario 5b: point reads
+
+    /// What one sample of scenario 5b times.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Probe {
+        /// `GET /me` through the router: token lookup + user slate read.
+        Me,
+        /// `Store::find_token` alone.
+        Token,
+        /// `Store::get_slate` of the user slate alone.
+        Slate,
+        /// The token lookup's previous filter, `{_id, expires: {$gt: now}}`, sent with the
+        /// driver (for comparison; the store no longer sends it).
+        OldToken,
+    }
+
+    impl Probe {
+        fn label(self) -> &'static str {
+            match self {
+                Probe::Me => "GET /me through the router (token lookup + user slate read)",
+                Probe::Token => "token lookup alone (`Store::find_token`: `find {_id}`)",
+                Probe::Slate => "user slate read alone (`Store::get_slate`: `find {_id}`)",
+                Probe::OldToken => {
+                    "previous token filter `{_id, expires: {$gt: now}}` (driver `find`, for comparison)"
+                }
+            }
+        }
+
+        /// Samples per round (quick, full): a slow probe gets fewer.
+        fn per_round(self, quick: bool) -> usize {
+            match (self, quick) {
+                (Probe::Me, true) => 30,
+                (Probe::Me, false) => 50,
+                (Probe::Token | Probe::Slate, true) => 15,
+                (Probe::Token | Probe::Slate, false) => 25,
+                (Probe::OldToken, true) => 2,
+                (Probe::OldToken, false) => 3,
+            }
+        }
+    }
+
+    /// One database of scenario 5b: `users` stored tokens, of which every `slate_every`-th
+    /// user has a user slate (those are the ones requests are drawn from).
+    struct Fixture {
+        slates: Slates,
+        app: Router,
+        db: slates::mongodb::Database,
+        counter: CommandCounter,
+        tokens: Vec<Token>,
+        users: usize,
+        /// The users with a user slate.
+        slated: Vec<usize>,
+        rng: XorShift,
+        samples: Vec<(Probe, Duration)>,
+        me_commands: u64,
+        me_requests: u64,
+    }
+
+    async fn fixture(
+        server: &Server,
+        layout: Layout,
+        users: usize,
+        slate_every: usize,
+        budget: Duration,
+    ) -> Fixture {
+        let name = format!(
+            "slates_bench_points_{}_{users}",
+            if layout == Layout::CollectionPerUser {
+                "per_user"
+            } else {
+                "single"
+            }
+        );
+        let (store, counter) = mongo::store(server, &name).await;
+        let db = store.database().clone();
+        let slates = Slates::builder(store)
+            .layout(layout)
+            .secure(false)
+            .build()
+            .await
+            .unwrap();
+        let (users, tokens) = populate(&slates, &db, layout, users, slate_every, budget).await;
+        Fixture {
+            app: slates_app::app(slates.clone()),
+            slates,
+            db,
+            counter,
+            tokens,
+            users,
+            slated: (0..users).step_by(slate_every).collect(),
+            rng: XorShift(0x9E37_79B9_7F4A_7C15),
+            samples: Vec::new(),
+            me_commands: 0,
+            me_requests: 0,
+        }
+    }
+
+    impl Fixture {
+        /// Times `n` samples of `probe`, each for a user drawn at random from those with a
+        /// user slate. Every sample must find what it looks for.
+        async fn measure(&mut self, probe: Probe, n: usize) {
+            let store = self.slates.store().clone();
+            let auth = self
+                .db
+                .collection::<Document>(&self.slates.config().store.auth_collection);
+            let before = self.counter.total();
+            for _ in 0..n {
+                let i = self.slated[self.rng.below(self.slated.len())];
+                let token = &self.tokens[i];
+                let now = time::OffsetDateTime::now_utc();
+                let took = match probe {
+                    Probe::Me => {
+                        let req = Request::get("/me")
+                            .header(COOKIE, cookie_of(token))
+                            .body(Body::empty())
+                            .unwrap();
+                        let start = Instant::now();
+                        let res = self.app.clone().oneshot(req).await.unwrap();
+                        let took = start.elapsed();
+                        assert_eq!(res.status(), 200, "GET /me of a seeded user");
+                        took
+                    }
+                    Probe::Token => {
+                        let hash = token.hash();
+                        let start = Instant::now();
+                        let found = store.find_token(&hash, now).await.unwrap();
+                        let took = start.elapsed();
+                        assert!(found.is_some(), "seeded token not found");
+                        took
+                    }
+                    Probe::Slate => {
+                        let key =
+                            SlateKey::new(Username::new(&user_name(i)).unwrap(), SlateName::user());
+                        let start = Instant::now();
+                        let found = store.get_slate(&key, now).await.unwrap();
+                        let took = start.elapsed();
+                        assert!(found.is_some(), "seeded user slate not found");
+                        took
+                    }
+                    Probe::OldToken => {
+                        let filter = doc! {
+                            "_id": token.hash().to_hex(),
+                            "expires": {"$gt": slates::bson::DateTime::now()},
+                        };
+                        let start = Instant::now();
+                        let found = auth.find_one(filter).await.unwrap();
+                        let took = start.elapsed();
+                        assert!(found.is_some(), "seeded token not found (previous filter)");
+                        took
+                    }
+                };
+                self.samples.push((probe, took));
+            }
+            if probe == Probe::Me {
+                self.me_commands += self.counter.total() - before;
+                self.me_requests += n as u64;
+            }
+        }
+
+        fn stats(&self, probe: Probe) -> Latency {
+            Latency::of(
+                self.samples
+                    .iter()
+                    .filter(|(p, _)| *p == probe)
+                    .map(|(_, d)| *d)
+                    .collect(),
+            )
+        }
+    }
+
+    /// Mean, median and 99th percentile of a set of latencies.
+    #[derive(Clone, Copy)]
+    struct Latency {
+        mean: Duration,
+        p50: Duration,
+        p99: Duration,
+        n: usize,
+    }
+
+    impl Latency {
+        fn of(mut xs: Vec<Duration>) -> Latency {
+            xs.sort();
+            let n = xs.len();
+            Latency {
+                mean: xs.iter().sum::<Duration>() / n.max(1) as u32,
+                p50: quantile(&xs, 0.5),
+                p99: quantile(&xs, 0.99),
+                n,
+            }
+        }
+
+        fn cell(&self) -> String {
+            format!(
+                "{} / {} / {}",
+                fmt_ms(self.mean),
+                fmt_ms(self.p50),
+                fmt_ms(self.p99)
+            )
+        }
+    }
+
+    /// How the server plans `find {filter}` on `coll`: FerretDB's pushdown flag and SQLite
+    /// plan, or MongoDB's winning plan stages.
+    async fn explain(db: &slates::mongodb::Database, coll: &str, filter: Document) -> String {
+        let cmd = doc! {
+            "explain": {"find": coll, "filter": filter, "limit": 1, "singleBatch": true},
+            "verbosity": "queryPlanner",
+        };
+        let e = match db.run_command(cmd).await {
+            Ok(e) => e,
+            Err(e) => return format!("explain failed: {e}"),
+        };
+        let plan = e.get_document("queryPlanner").ok();
+        if let Ok(pushdown) = e.get_bool("filterPushdown") {
+            let steps: Vec<String> = plan
+                .and_then(|p| p.get_array("Plan").ok())
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.as_str())
+                .map(|s| s.rsplit("detail=").next().unwrap_or(s).to_owned())
+                .collect();
+            return format!(
+                "filterPushdown: {pushdown}; SQLite plan: {}",
+                steps.join("; ")
+            );
+        }
+        // MongoDB: the stages of the winning plan, outermost first.
+        let mut stages = Vec::new();
+        let mut node = plan.and_then(|p| p.get_document("winningPlan").ok());
+        while let Some(n) = node {
+            let n = n.get_document("queryPlan").unwrap_or(n);
+            if let Ok(stage) = n.get_str("stage") {
+                stages.push(stage.to_owned());
+            }
+            node = n.get_document("inputStage").ok();
+        }
+        if stages.is_empty() {
+            "no plan in the explain output".to_owned()
+        } else {
+            format!("winning plan: {}", stages.join(" <- "))
+        }
+    }
+
+    /// Scenario 5b: `GET /me` and its two reads with a handful of stored tokens and with
+    /// many, on each layout, sampled in interleaved rounds.
+    fn point_reads(run: &mut Run, quick: bool, server: &Server, rt: &tokio::runtime::Runtime) {
+        let handful = 5;
+        let large = if quick { 2_000 } else { 20_000 };
+        // Collection per user: a collection per user costs FerretDB a table each (slow to
+        // create), so only the users requests are drawn from get one.
+        let per_user_collections = if quick { 50 } else { 200 };
+        let rounds = if quick { 3 } else { 8 };
+        let budget = Duration::from_secs(120);
+        let mut table = Table::new(
+            format!(
+                "Scenario 5b: point reads on the wire server ({handful} vs {} stored tokens)",
+                fmt_count(large)
+            ),
+            &[
+                "server",
+                "layout",
+                "measured",
+                &format!("{handful} tokens: mean / p50 / p99"),
+                &format!("{} tokens: mean / p50 / p99", fmt_count(large)),
+                "x (mean)",
+                "x (p50)",
+                "target x <= 1.5",
+            ],
+        );
+        if quick {
+            println!(
+                "\nScenario 5b in quick mode: {} stored tokens instead of 20,000, fewer samples",
+                fmt_count(large)
+            );
+        }
+        let mut explained = Vec::new();
+        let mut sizes_note = Vec::new();
+        for layout in [Layout::SingleCollection, Layout::CollectionPerUser] {
+            let per_user = layout == Layout::CollectionPerUser;
+            let probes: &[Probe] = if per_user {
+                &[Probe::Me, Probe::Token, Probe::Slate]
+            } else {
+                &[Probe::Me, Probe::Token, Probe::Slate, Probe::OldToken]
+            };
+            rt.block_on(async {
+                let started = Instant::now();
+                let mut small = fixture(server, layout, handful, 1, budget).await;
+                let every = if per_user {
+                    large.div_ceil(per_user_collections)
+                } else {
+                    1
+                };
+                let mut big = fixture(server, layout, large, every, budget).await;
+                sizes_note.push(format!(
+                    "{}: {} and {} stored tokens, {} and {} user slates{}, populated in {:.1} s",
+                    layout_name(layout),
+                    small.users,
+                    fmt_count(big.users),
+                    small.slated.len(),
+                    fmt_count(big.slated.len()),
+                    if per_user {
+                        format!(
+                            " (one collection each; with {} tokens, only every {every}th user \
+                             has one, and requests are drawn from those)",
+                            fmt_count(big.users)
+                        )
+                    } else {
+                        String::new()
+                    },
+                    started.elapsed().as_secs_f64()
+                ));
+                // Warm-up, then interleaved rounds: load elsewhere on the machine hits both
+                // sizes alike.
+                for f in [&mut small, &mut big] {
+                    f.measure(Probe::Me, 5).await;
+                    f.samples.clear();
+                    (f.me_commands, f.me_requests) = (0, 0);
+                }
+                for _ in 0..rounds {
+                    for &probe in probes {
+                        for f in [&mut small, &mut big] {
+                            f.measure(probe, probe.per_round(quick)).await;
+                        }
+                    }
+                }
+                for &probe in probes {
+                    let (a, b) = (small.stats(probe), big.stats(probe));
+                    let x_mean = b.mean.as_secs_f64() / a.mean.as_secs_f64();
+                    let x_p50 = b.p50.as_secs_f64() / a.p50.as_secs_f64();
+                    let mut what = probe.label().to_owned();
+                    if probe == Probe::Me {
+                        what.push_str(&format!(
+                            "; {:.2} commands/request",
+                            big.me_commands as f64 / big.me_requests.max(1) as f64
+                        ));
+                    }
+                    table.row(vec![
+                        server.name.clone(),
+                        layout_name(layout).into(),
+                        format!("{what} ({} + {} samples)", a.n, b.n),
+                        a.cell(),
+                        b.cell(),
+                        format!("{x_mean:.2}"),
+                        format!("{x_p50:.2}"),
+                        if probe == Probe::OldToken {
+                            "-".into()
+                        } else if x_mean <= 1.5 {
+                            "met".into()
+                        } else {
+                            "**missed**".into()
+                        },
+                    ]);
+                }
+                if !per_user {
+                    let config = &big.slates.config().store;
+                    let hex = big.tokens[0].hash().to_hex();
+                    let slate_id = format!("{}${}", user_name(0), SlateName::USER);
+                    let now = slates::bson::DateTime::now();
+                    for (what, coll, filter) in [
+                        (
+                            "token lookup `find {_id: <hex>}`",
+                            config.auth_collection.clone(),
+                            doc! {"_id": &hex},
+                        ),
+                        (
+                            "user slate read `find {_id: \"<user>$user\"}`",
+                            config.slates_collection.clone(),
+                            doc! {"_id": &slate_id},
+                        ),
+                        (
+                            "previous token filter `{_id, expires: {$gt: now}}`",
+                            config.auth_collection.clone(),
+                            doc! {"_id": &hex, "expires": {"$gt": now}},
+                        ),
+                    ] {
+                        let e = explain(&big.db, &coll, filter).await;
+                        println!("  explain {what} on `{coll}`: {e}");
+                        explained.push(format!("{what} on `{coll}`: {e}"));
+                    }
+                }
+                for f in [small, big] {
+                    let _ = f.db.drop().await;
+                }
+            });
+        }
+        table.note(format!(
+            "{} Each sample draws a user at random (among those with a user slate) and times one \
+             operation, issued one at a time; {rounds} interleaved rounds over both sizes; mean, \
+             median and 99th percentile in ms. \"x\" is the {}-token figure over the \
+             {handful}-token one; the target of issue 10 is x <= 1.5 for the lookup cost. The \
+             store is built with `MongoStore::connect_with_options` (slates' defaults); the \
+             seeded documents are checked to be found by the store's own point reads.{}",
+            sizes_note.join("; ") + ".",
+            fmt_count(large),
+            if quick {
+                format!(
+                    " **Quick mode: {} tokens instead of 20,000 and fewer samples.**",
+                    fmt_count(large)
+                )
+            } else {
+                String::new()
+            }
+        ));
+        table.note(format!(
+            "Server-side (`explain`, verbosity `queryPlanner`, on the {}-token database, \
+             single collection): {}.",
+            fmt_count(large),
+            explained.join("; ")
+        ));
+        if server.ferretdb {
+            table.note(
+                "Why FerretDB 1.x is not flat: for a filter that is exactly `{_id: <string>}` \
+                 its SQLite backend pushes the filter down into SQL (`filterPushdown: true`), \
+                 as `WHERE _ferretdb_sjson->'$._id' = ?` (its debug log shows the SQL), but its \
+                 unique `_id` index is on the expression `_ferretdb_sjson->\"_id\"`; SQLite \
+                 matches index expressions by their text, so the query scans the table (the \
+                 plan above), evaluating the JSON of every row in SQL instead of decoding every \
+                 document in Go as the previous filter did. A point read's cost therefore still \
+                 grows with the collection, about linearly. MongoDB answers `{_id: <value>}` \
+                 from its `_id` index.",
+            );
+        }
+        table.note(
+            "History: the store sends these filters since commit 1d63fe5. Before it, the token \
+             lookup was the previous filter of the last single-collection row and a slate's \
+             `_id` was a document `{u, s}` (neither pushed down by FerretDB 1.x); issue 10 \
+             reported `GET /me` at 3.5 ms with a few tokens and 835 ms with 20,000 tokens and \
+             user slates on FerretDB.",
+        );
+        run.tables.push(table);
+    }
+
+    fn fmt_count(n: usize) -> String {
+        let s = n.to_string();
+        let mut out = String::new();
+        for (i, c) in s.chars().enumerate() {
+            if i > 0 && (s.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    }
+
+    // ------------------------------------------------------------------ scenario 5c: flood
+
+    /// Scenario 5c: 64 concurrent requests with random unknown tokens against 3,000 stored
+    /// tokens, while a logged-in user keeps sending `GET /me`.
+    fn flood(run: &mut Run, quick: bool, server: &Server, rt: &tokio::runtime::Runtime) {
+        const WIDTH: usize = 64;
+        let stored = 3_000;
+        let length = Duration::from_secs(if quick { 2 } else { 8 });
+        let alone_samples = if quick { 50 } else { 200 };
+        let mut table = Table::new(
+            format!(
+                "Scenario 5c: {WIDTH}-way flood of random unknown tokens ({} stored tokens)",
+                fmt_count(stored)
+            ),
+            &[
+                "server",
+                "flood",
+                "requests",
+                "200",
+                "401",
+                "503",
+                "other",
+                "flood req/s",
+                "store errors",
+                "logged-in GET /me alone: mean / p50 / p99",
+                "during the flood: mean / p50 / p99",
+                "logged-in non-200",
+            ],
+        );
+        rt.block_on(async {
+            let (store, _counter) = mongo::store(server, "slates_bench_flood").await;
+            let db = store.database().clone();
+            let slates = Slates::builder(store).secure(false).build().await.unwrap();
+            let layout = Layout::SingleCollection;
+            let (_, tokens) =
+                populate(&slates, &db, layout, stored, 1, Duration::from_secs(120)).await;
+            let app = slates_app::app(slates.clone());
+            let me = cookie_of(&tokens[0]);
+            let send = |app: Router, cookie: HeaderValue| async move {
+                let req = Request::get("/me")
+                    .header(COOKIE, cookie)
+                    .body(Body::empty())
+                    .unwrap();
+                app.oneshot(req).await.unwrap().status()
+            };
+            let mut alone = Vec::new();
+            for _ in 0..alone_samples {
+                let start = Instant::now();
+                assert_eq!(send(app.clone(), me.clone()).await, 200);
+                alone.push(start.elapsed());
+            }
+            let errors_before = slates.stats().store_errors;
+            let start = Instant::now();
+            let deadline = start + length;
+            let flooders: Vec<_> = (0..WIDTH)
+                .map(|_| {
+                    let app = app.clone();
+                    tokio::spawn(async move {
+                        // 200, 401, 503, other.
+                        let mut counts = [0u64; 4];
+                        while Instant::now() < deadline {
+                            let cookie = cookie_of(&Token::generate().unwrap());
+                            let i = match send(app.clone(), cookie).await.as_u16() {
+                                200 => 0,
+                                401 => 1,
+                                503 => 2,
+                                _ => 3,
+                            };
+                            counts[i] += 1;
+                        }
+                        counts
+                    })
+                })
+                .collect();
+            let mut during = Vec::new();
+            let mut not_ok = 0;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                if send(app.clone(), me.clone()).await != 200 {
+                    not_ok += 1;
+                }
+                during.push(t.elapsed());
+            }
+            let mut counts = [0u64; 4];
+            for f in flooders {
+                for (c, n) in counts.iter_mut().zip(f.await.unwrap()) {
+                    *c += n;
+                }
+            }
+            let took = start.elapsed();
+            let total: u64 = counts.iter().sum();
+            table.row(vec![
+                server.name.clone(),
+                format!("{WIDTH} concurrent, {:.1} s", took.as_secs_f64()),
+                total.to_string(),
+                counts[0].to_string(),
+                counts[1].to_string(),
+                counts[2].to_string(),
+                counts[3].to_string(),
+                format!("{:.0}", total as f64 / took.as_secs_f64()),
+                (slates.stats().store_errors - errors_before).to_string(),
+                Latency::of(alone).cell(),
+                format!(
+                    "{} ({} requests)",
+                    Latency::of(during.clone()).cell(),
+                    during.len()
+                ),
+                not_ok.to_string(),
+            ]);
+            let _ = db.drop().await;
+        });
+        table.note(format!(
+            "{WIDTH} tasks each send `GET /me` with a fresh random token (unknown to the store, so \
+             the answer should be 401) back to back for {} s, while one logged-in user sends \
+             `GET /me` one request at a time; single collection, {} stored tokens with user \
+             slates, store built with `MongoStore::connect_with_options` (slates' defaults: \
+             driver pool of 10 connections, `maxTimeMS` 5 s, server selection 3 s). 503 is \
+             what the layer answers when the store fails; \"store errors\" counts the failures \
+             slates logged. An unknown token is looked up like a known one (one `find` on \
+             `_id`); the logged-in user's requests wait for the same connections and the same \
+             server as the flood's. 2 worker threads, and the server on the same 2 cores.",
+            length.as_secs(),
+            fmt_count(stored)
+        ));
+        run.tables.push(table);
+    }
+
+    /// Which MongoDB tables to produce.
+    #[derive(Clone, Copy)]
+    pub struct Which {
+        /// Scenarios 4b and 5.
+        pub scale: bool,
+        /// Scenario 5b.
+        pub point_reads: bool,
+        /// Scenario 5c.
+        pub flood: bool,
+    }
+
+    pub fn run_all(run: &mut Run, quick: bool, which: Which) {
         let rt = multi_thread();
         let mut s4 = Table::new(
             "Scenario 4b: scale, MongoDB (live tokens and users)",
@@ -833,10 +1442,33 @@ mod mongo_scenarios {
                 s5.row(vec![format!("skipped: {why}")]);
                 run.tables.push(s4);
                 run.tables.push(s5);
+                let mut t = Table::new("Scenarios 5b and 5c: point reads, flood", &["server"]);
+                t.row(vec![format!("skipped: {why}")]);
+                run.tables.push(t);
                 return;
             }
         };
         println!("\nMongoDB rows against {} at {}", server.name, server.uri);
+        if which.scale {
+            scale(run, quick, &server, &rt, s4, s5);
+        }
+        if which.point_reads {
+            point_reads(run, quick, &server, &rt);
+        }
+        if which.flood {
+            flood(run, quick, &server, &rt);
+        }
+    }
+
+    /// Scenarios 4b and 5.
+    fn scale(
+        run: &mut Run,
+        quick: bool,
+        server: &Server,
+        rt: &tokio::runtime::Runtime,
+        mut s4: Table,
+        mut s5: Table,
+    ) {
         let sizes: &[usize] = if quick { &[1_000] } else { &[1_000, 100_000] };
         let (samples, rounds) = if quick { (200, 2) } else { (2_000, 3) };
         let (budget, measure_budget) = if quick {
@@ -857,7 +1489,7 @@ mod mongo_scenarios {
                     users
                 );
                 rt.block_on(async {
-                    let (db, counter) = mongo::database(&server, &db_name).await;
+                    let (db, counter) = mongo::database(server, &db_name).await;
                     let store = MongoStore::from_database(db.clone());
                     let slates = Slates::builder(store)
                         .layout(layout)
@@ -866,7 +1498,8 @@ mod mongo_scenarios {
                         .await
                         .unwrap();
                     let started = Instant::now();
-                    let (populated, tokens) = populate(&slates, &db, layout, users, budget).await;
+                    let (populated, tokens) =
+                        populate(&slates, &db, layout, users, 1, budget).await;
                     let took = started.elapsed();
                     let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
                     let cookies: Vec<HeaderValue> = (0..samples)
@@ -939,10 +1572,6 @@ mod mongo_scenarios {
                  latencies say nothing about MongoDB's. Set `SLATES_BENCH_MONGODB_URI` to a \
                  MongoDB server for representative figures.",
             );
-            s5.note(
-                "FerretDB 1.x has no pipeline updates, so `put` falls back to a read and a \
-                 compare-and-swap (2 commands); on MongoDB it is one `findAndModify`.",
-            );
         }
         run.tables.push(s4);
         run.tables.push(s5);
@@ -951,7 +1580,14 @@ mod mongo_scenarios {
 
 #[cfg(not(feature = "mongodb"))]
 mod mongo_scenarios {
-    pub fn run_all(run: &mut super::Run, _quick: bool) {
+    #[derive(Clone, Copy)]
+    pub struct Which {
+        pub scale: bool,
+        pub point_reads: bool,
+        pub flood: bool,
+    }
+
+    pub fn run_all(run: &mut super::Run, _quick: bool, _which: Which) {
         let mut t = super::Table::new("Scenarios 4b and 5: MongoDB", &["server"]);
         t.row(vec!["skipped: built without the `mongodb` feature".into()]);
         run.tables.push(t);
@@ -1070,27 +1706,33 @@ fn main() {
         machine.load
     );
     let started = Instant::now();
-    // `SLATES_BENCH_ONLY=1,3`: only those scenarios (4 is the memory store, 5 both MongoDB
-    // tables); results then go to target/bench-partial, never over benches/results.
-    let only: Option<Vec<u32>> = std::env::var("SLATES_BENCH_ONLY")
+    // `SLATES_BENCH_ONLY=1,3`: only those scenarios (4 is the memory store, 5 every MongoDB
+    // table; 4b, 5b and 5c pick single MongoDB tables, 4b also giving 5); results then go to
+    // target/bench-partial, never over benches/results.
+    let only: Option<Vec<String>> = std::env::var("SLATES_BENCH_ONLY")
         .ok()
-        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect());
-    let wants = |n: u32| only.as_ref().is_none_or(|o| o.contains(&n));
+        .map(|v| v.split(',').map(|n| n.trim().to_owned()).collect());
+    let wants = |n: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == n));
     let mut run = Run::default();
-    if wants(1) {
+    if wants("1") {
         scenario1(&mut run, quick);
     }
-    if wants(2) {
+    if wants("2") {
         scenario2(&mut run, quick);
     }
-    if wants(3) {
+    if wants("3") {
         scenario3(&mut run, quick);
     }
-    if wants(4) {
+    if wants("4") {
         scenario4_memory(&mut run, quick);
     }
-    if wants(5) {
-        mongo_scenarios::run_all(&mut run, quick);
+    let mongo = mongo_scenarios::Which {
+        scale: wants("5") || wants("4b"),
+        point_reads: wants("5") || wants("5b"),
+        flood: wants("5") || wants("5c"),
+    };
+    if mongo.scale || mongo.point_reads || mongo.flood {
+        mongo_scenarios::run_all(&mut run, quick, mongo);
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir: PathBuf = if quick {

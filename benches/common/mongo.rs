@@ -13,6 +13,7 @@ use slates::mongodb::event::command::CommandEvent;
 use slates::mongodb::event::EventHandler;
 use slates::mongodb::options::ClientOptions;
 use slates::mongodb::{bson::doc, Client, Database};
+use slates::MongoStore;
 
 /// A server to bench against.
 pub struct Server {
@@ -163,4 +164,23 @@ pub async fn database(server: &Server, name: &str) -> (Database, CommandCounter)
     let db = client.database(name);
     db.drop().await.unwrap();
     (db, counter)
+}
+
+/// A store on a fresh (dropped) database `name`, built as an application builds it
+/// ([`MongoStore::connect_with_options`]: slates' server-selection, connect and heartbeat
+/// defaults, `maxTimeMS`), on a client that reports every command to the counter.
+pub async fn store(server: &Server, name: &str) -> (MongoStore, CommandCounter) {
+    let counter = CommandCounter::default();
+    let mut options = ClientOptions::parse(&server.uri).await.unwrap();
+    options.default_database = Some(name.to_owned());
+    let c = counter.clone();
+    options.command_event_handler = Some(EventHandler::callback(move |ev: CommandEvent| {
+        if let CommandEvent::Started(s) = ev {
+            c.total.fetch_add(1, Ordering::SeqCst);
+            c.names.lock().unwrap().push(s.command_name);
+        }
+    }));
+    let store = MongoStore::connect_with_options(options).unwrap();
+    store.database().drop().await.unwrap();
+    (store, counter)
 }

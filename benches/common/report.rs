@@ -76,6 +76,9 @@ pub struct Machine {
     pub rustc: String,
     pub date: String,
     pub commit: String,
+    /// Uncommitted changes to what the bench is built from (`src/`, `benches/`, the
+    /// manifest), or `clean`.
+    pub tree: String,
     pub load: String,
 }
 
@@ -87,6 +90,31 @@ fn run(cmd: &str, args: &[&str]) -> String {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// The uncommitted changes (relative to `HEAD`) to the files the benches are built from.
+fn working_tree() -> String {
+    // Not `run`: its trim would eat the first line's status column.
+    let Some(status) = Command::new("git")
+        .args(["status", "--porcelain", "--"])
+        .args(["src", "benches", "Cargo.toml", "Cargo.lock"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    else {
+        return "unknown".into();
+    };
+    let files: Vec<&str> = status
+        .lines()
+        .filter_map(|l| l.get(3..))
+        .filter(|f| !f.starts_with("benches/results/"))
+        .collect();
+    if files.is_empty() {
+        "clean (`src/`, `benches/`, manifest)".into()
+    } else {
+        format!("uncommitted changes: {}", files.join(", "))
+    }
 }
 
 /// The 1-minute load average now.
@@ -125,7 +153,10 @@ impl Machine {
             memory,
             rustc: run("rustc", &["--version"]),
             date: run("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
-            commit: run("git", &["rev-parse", "--short", "HEAD"]),
+            // A run from an exported tree (no `.git`) is told what it was built from.
+            commit: std::env::var("SLATES_BENCH_COMMIT")
+                .unwrap_or_else(|_| run("git", &["rev-parse", "--short", "HEAD"])),
+            tree: std::env::var("SLATES_BENCH_TREE").unwrap_or_else(|_| working_tree()),
             load: load_average(),
         }
     }
@@ -141,7 +172,7 @@ impl Machine {
     pub fn markdown(&self, load_at_end: &str) -> String {
         format!(
             "| | |\n|---|---|\n| CPU | {} |\n| cores (`nproc`) | {} |\n| memory | {} |\n\
-             | rustc | {} |\n| date | {} |\n| commit | {} |\n\
+             | rustc | {} |\n| date | {} |\n| commit | {} |\n| working tree | {} |\n\
              | load average (1 min) at start / end | {} / {} |\n",
             self.cpu,
             self.nproc,
@@ -149,6 +180,7 @@ impl Machine {
             self.rustc,
             self.date,
             self.commit,
+            self.tree,
             self.load,
             load_at_end
         )

@@ -70,7 +70,7 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Layout {
-    /// One collection (default `slates`) with `_id: { u: <username>, s: <slate> }`.
+    /// One collection (default `slates`) with `_id: "<username>$<slate>"`.
     /// Scales to millions of users and can be sharded on the user.
     #[default]
     SingleCollection,

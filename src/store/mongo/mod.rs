@@ -58,9 +58,9 @@ pub const DEFAULT_MAX_TIME: Duration = Duration::from_secs(5);
 /// slate documents carrying `_v` (the version: a fresh random `i64` on every write) and, for
 /// expiring workflow slates, `_expires`.
 /// [`Layout::SingleCollection`](crate::Layout::SingleCollection) keeps every slate in one
-/// collection under `_id: { u: <user>, s: <slate> }`;
+/// collection under `_id: "<user>$<slate>"`;
 /// [`Layout::CollectionPerUser`](crate::Layout::CollectionPerUser) gives each user a
-/// collection named after them, with `_id: "<slate>"`.
+/// collection `slates.user.<user>`, with `_id: "<slate>"`.
 ///
 /// Each operation is one command on one document, so MongoDB's single-document atomicity
 /// is the only concurrency control; nothing is locked across a request. The same command

@@ -296,7 +296,7 @@ impl MongoStore {
         Ok(result.deleted_count == 1)
     }
 
-    /// Single collection: one `delete` of the `_id` range `{u: user, s: *}` (served by the
+    /// Single collection: one `delete` of the user's `_id` range (served by the
     /// `_id` index). Collection per user: one `drop`.
     pub(super) async fn do_delete_user_slates(&self, user: &Username) -> Result<()> {
         let prepared = self.prepared()?;
@@ -330,8 +330,9 @@ impl MongoStore {
 }
 
 /// The `_id` of a slate in [`Layout::SingleCollection`]: `"<user>$<slate>"`. A string, so
-/// that reading a slate is a point read on every server (FerretDB 1.x uses its index only for
-/// a filter that is exactly `{_id: <string>}`). Unambiguous, because neither usernames nor
+/// that reading a slate is a lookup by the `_id` index on every server (FerretDB 1.x pushes
+/// down only a filter that is exactly `{_id: <string>}`; a document `_id` is filtered by
+/// reading the whole collection). Unambiguous, because neither usernames nor
 /// slate names may contain `$`; a user's slates are one contiguous `_id` range, so the
 /// collection can be sharded on `{_id: 1}` with a user's slates together.
 pub(super) fn single_collection_id(key: &SlateKey) -> String {

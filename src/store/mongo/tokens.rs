@@ -28,7 +28,7 @@ impl MongoStore {
         Ok(())
     }
 
-    /// One `find` on `_id` alone (a point read on every server), then `expires > now` checked
+    /// One `find` on `_id` alone (a point read by the `_id` index), then `expires > now` checked
     /// here: an expired token is refused at once, whatever the TTL monitor has done.
     pub(super) async fn do_find_token(
         &self,

@@ -1246,15 +1246,15 @@ mod mongo_scenarios {
         ));
         if server.ferretdb {
             table.note(
-                "Why FerretDB 1.x is not flat: for a filter that is exactly `{_id: <string>}` \
-                 its SQLite backend pushes the filter down into SQL (`filterPushdown: true`), \
-                 as `WHERE _ferretdb_sjson->'$._id' = ?` (its debug log shows the SQL), but its \
-                 unique `_id` index is on the expression `_ferretdb_sjson->\"_id\"`; SQLite \
-                 matches index expressions by their text, so the query scans the table (the \
-                 plan above), evaluating the JSON of every row in SQL instead of decoding every \
-                 document in Go as the previous filter did. A point read's cost therefore still \
-                 grows with the collection, about linearly. MongoDB answers `{_id: <value>}` \
-                 from its `_id` index.",
+                "FerretDB 1.x and `{_id}`: for a filter that is exactly `{_id: <string>}` its \
+                 SQLite backend pushes the filter down into SQL (`filterPushdown: true`). \
+                 Upstream 1.24 writes it as `WHERE _ferretdb_sjson->'$._id' = ?` while its \
+                 unique `_id` index is on `_ferretdb_sjson->\"_id\"`; SQLite matches index \
+                 expressions by their text, so upstream scans the table (plan `SCAN`) and a \
+                 point read grows about linearly with the collection. The FerretDB built by \
+                 `.ci/install-ferretdb` carries a one-line patch that queries with the index's \
+                 own expression (plan `SEARCH ... USING INDEX`). The plan above says which \
+                 one ran. MongoDB answers `{_id: <value>}` from its `_id` index.",
             );
         }
         table.note(

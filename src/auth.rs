@@ -13,6 +13,7 @@ use crate::request::{CookieChange, LiveToken, RequestState};
 use crate::stats::bump;
 use crate::store::TokenRecord;
 use crate::token::Token;
+use crate::token::TokenHash;
 
 /// Extractor that logs users in and out. Works on anonymous requests too (that is where
 /// `login` happens). Cookie changes are sent on this request's response.
@@ -55,12 +56,9 @@ impl Auth {
         let user = Username::new(username)?;
         let _one_at_a_time = self.state.auth_ops.lock().await;
         if let Some(old) = self.state.current() {
-            if let Err(e) = self.store().delete_token(&old.hash).await {
-                self.store_error("login (delete previous token)", &e);
-                self.unknown_outcome(&old.hash).await;
-                return Err(e);
-            }
-            self.state.record(None, CookieChange::Remove);
+            let step = self.store().delete_token(&old.hash);
+            self.deleting("login (delete previous token)", &old.hash, step)
+                .await?;
         }
         let now = self.shared().config.clock.now();
         self.issue(user, now).await?;
@@ -75,11 +73,8 @@ impl Auth {
     pub async fn logout(&self) -> Result<()> {
         let _one_at_a_time = self.state.auth_ops.lock().await;
         if let Some(current) = self.state.current() {
-            if let Err(e) = self.store().delete_token(&current.hash).await {
-                self.store_error("logout", &e);
-                self.unknown_outcome(&current.hash).await;
-                return Err(e);
-            }
+            let step = self.store().delete_token(&current.hash);
+            self.deleting("logout", &current.hash, step).await?;
             bump(&self.shared().counters.logouts);
         }
         self.state.record(None, CookieChange::Remove);
@@ -93,16 +88,11 @@ impl Auth {
     pub async fn logout_everywhere(&self) -> Result<u64> {
         let _one_at_a_time = self.state.auth_ops.lock().await;
         let current = self.state.current().ok_or(Error::NotLoggedIn)?;
-        let n = match self.store().delete_user_tokens(&current.user).await {
-            Ok(n) => n,
-            Err(e) => {
-                self.store_error("logout everywhere", &e);
-                self.unknown_outcome(&current.hash).await;
-                return Err(e);
-            }
-        };
+        let step = self.store().delete_user_tokens(&current.user);
+        let n = self
+            .deleting("logout everywhere", &current.hash, step)
+            .await?;
         bump(&self.shared().counters.logouts);
-        self.state.record(None, CookieChange::Remove);
         Ok(n)
     }
 
@@ -120,21 +110,17 @@ impl Auth {
         let old = self.state.current().ok_or(Error::NotLoggedIn)?;
         let config = &self.shared().config;
         let grace = config.rotation_grace;
-        let retired = if grace.is_zero() {
-            self.store().delete_token(&old.hash).await
-        } else {
-            let now = config.clock.now();
-            self.store().retire_token(&old.hash, now + grace, now).await
-        };
-        if let Err(e) = retired {
-            self.store_error("rotate (retire the old token)", &e);
-            if grace.is_zero() {
-                self.unknown_outcome(&old.hash).await;
-            }
-            return Err(e);
-        }
         if grace.is_zero() {
-            self.state.record(None, CookieChange::Remove);
+            let step = self.store().delete_token(&old.hash);
+            self.deleting("rotate (delete the old token)", &old.hash, step)
+                .await?;
+        } else {
+            // The old token stays live for its grace whatever the outcome: no cookie change.
+            let now = config.clock.now();
+            self.store()
+                .retire_token(&old.hash, now + grace, now)
+                .await
+                .inspect_err(|e| self.store_error("rotate (retire the old token)", e))?;
         }
         // The new token continues the same login: its absolute lifetime counts from it.
         self.issue(old.user, old.created).await
@@ -189,11 +175,34 @@ impl Auth {
         Ok(())
     }
 
+    /// Runs a store `step` that deletes the request's current token `hash` (with others,
+    /// for "log out everywhere"). Done: the response removes the cookie. Failed: the error
+    /// is returned and, since the delete may have happened all the same, the response does
+    /// not hand that token out ([`unknown_outcome`](Self::unknown_outcome)).
+    async fn deleting<T>(
+        &self,
+        what: &str,
+        hash: &TokenHash,
+        step: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        match step.await {
+            Ok(done) => {
+                self.state.record(None, CookieChange::Remove);
+                Ok(done)
+            }
+            Err(e) => {
+                self.store_error(what, &e);
+                self.unknown_outcome(hash).await;
+                Err(e)
+            }
+        }
+    }
+
     /// After a failed delete of the request's current token `hash`, which may or may not
     /// have been applied: the response must not hand that token out. Issued by this request
     /// (the browser does not hold it yet): delete it again, best effort, and remove the
     /// cookie. The browser's own token: leave its cookie as it is (no renewal either).
-    async fn unknown_outcome(&self, hash: &crate::token::TokenHash) {
+    async fn unknown_outcome(&self, hash: &TokenHash) {
         if self.state.pending_set_of(hash) {
             let _ = self.store().delete_token(hash).await;
             self.state.record(None, CookieChange::Remove);

@@ -133,27 +133,6 @@ fn live_filter(id: Bson, now: time::OffsetDateTime) -> Document {
     doc! {"_id": id, "$or": [{"_expires": Bson::Null}, {"_expires": {"$gt": date(now)}}]}
 }
 
-/// Issue 10, point 7: a server whose updates are not atomic (FerretDB 1.x) is announced with
-/// one loud warning when the store is prepared; MongoDB is not.
-#[tokio::test(flavor = "current_thread")]
-async fn non_atomic_server_is_announced_once() {
-    let (logs, _guard) = common::logs::capture();
-    let Some(store) = mongo::store("mongo_commands::announce").await else {
-        return;
-    };
-    Slates::builder(store.clone()).build().await.expect("build");
-    // Preparing the same store again (an idempotent `build`) says nothing new.
-    Slates::builder(store).build().await.expect("build again");
-    let text = logs.text();
-    let warnings = text.matches("CAN BE LOST").count();
-    if mongo::is_ferretdb().await {
-        assert_eq!(warnings, 1, "one loud warning on FerretDB:\n{text}");
-        assert!(text.contains("WARN"), "{text}");
-    } else {
-        assert_eq!(warnings, 0, "no warning on MongoDB:\n{text}");
-    }
-}
-
 // ------------------------------------------------------------------ tokens
 
 async fn token_commands(test: &str, layout: Layout) {

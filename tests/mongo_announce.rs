@@ -9,14 +9,7 @@ use slates::Slates;
 
 #[tokio::test(flavor = "current_thread")]
 async fn non_atomic_server_is_announced_once() {
-    let logs = common::logs::LogBuffer::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+    let logs = common::logs::capture_global();
     let Some(store) = mongo::store("mongo_announce").await else {
         return;
     };

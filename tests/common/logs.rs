@@ -23,9 +23,10 @@ impl std::io::Write for LogBuffer {
     }
 }
 
-/// Captures every event of this thread at every level until the guard is dropped (use a
-/// current-thread runtime so that the whole test runs on this thread).
-pub fn capture() -> (LogBuffer, tracing::subscriber::DefaultGuard) {
+/// Captures every event of the whole test process at every level, as its global default
+/// subscriber: call it once, in a test binary with a single test (a thread-local subscriber
+/// can miss events whose callsites other tests registered first, on other threads).
+pub fn capture_global() -> LogBuffer {
     let logs = LogBuffer::default();
     let writer = logs.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -33,5 +34,6 @@ pub fn capture() -> (LogBuffer, tracing::subscriber::DefaultGuard) {
         .with_writer(move || writer.clone())
         .with_ansi(false)
         .finish();
-    (logs, tracing::subscriber::set_default(subscriber))
+    tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+    logs
 }

@@ -342,3 +342,46 @@ pub fn request(method: &str, path: &str, body: &str, fail_next: Option<u32>) -> 
     }
     b.body(Body::from(body.to_owned())).unwrap()
 }
+
+// ---------------------------------------------------------------- tokens in bytes
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The raw 32 bytes behind a cookie value.
+pub fn token_bytes(cookie: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cookie)
+        .expect("a base64url cookie");
+    assert_eq!(bytes.len(), 32);
+    bytes
+}
+
+/// Every form in which the token itself could have been stored (or logged).
+pub fn token_forms(cookie: &str) -> Vec<(&'static str, Vec<u8>)> {
+    use base64::Engine as _;
+    let raw = token_bytes(cookie);
+    vec![
+        ("cookie value", cookie.as_bytes().to_vec()),
+        (
+            "standard base64",
+            base64::engine::general_purpose::STANDARD
+                .encode(&raw)
+                .into_bytes(),
+        ),
+        ("hex", hex(&raw).into_bytes()),
+        ("upper hex", hex(&raw).to_uppercase().into_bytes()),
+        ("raw bytes", raw),
+    ]
+}
+
+pub fn sha256_hex(cookie: &str) -> String {
+    use sha2::Digest as _;
+    hex(&sha2::Sha256::digest(token_bytes(cookie)))
+}

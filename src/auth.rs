@@ -11,7 +11,8 @@ use crate::names::Username;
 use crate::rejection::MissingLayer;
 use crate::request::{CookieChange, LiveToken, RequestState};
 use crate::stats::bump;
-use crate::store::TokenRecord;
+use crate::core::Core;
+use crate::store::{TokenRecord, TokenStore};
 use crate::token::Token;
 use crate::token::TokenHash;
 
@@ -60,9 +61,9 @@ impl Auth {
             self.deleting("login (delete previous token)", &old.hash, step)
                 .await?;
         }
-        let now = self.shared().config.clock.now();
+        let now = self.core().config.clock.now();
         self.issue(user, now).await?;
-        bump(&self.shared().counters.logins);
+        bump(&self.core().counters.logins);
         Ok(())
     }
 
@@ -75,7 +76,7 @@ impl Auth {
         if let Some(current) = self.state.current() {
             let step = self.store().delete_token(&current.hash);
             self.deleting("logout", &current.hash, step).await?;
-            bump(&self.shared().counters.logouts);
+            bump(&self.core().counters.logouts);
         }
         self.state.record(None, CookieChange::Remove);
         Ok(())
@@ -92,7 +93,7 @@ impl Auth {
         let n = self
             .deleting("logout everywhere", &current.hash, step)
             .await?;
-        bump(&self.shared().counters.logouts);
+        bump(&self.core().counters.logouts);
         Ok(n)
     }
 
@@ -108,7 +109,7 @@ impl Auth {
     pub async fn rotate(&self) -> Result<()> {
         let _one_at_a_time = self.state.auth_ops.lock().await;
         let old = self.state.current().ok_or(Error::NotLoggedIn)?;
-        let config = &self.shared().config;
+        let config = &self.core().config;
         let grace = config.rotation_grace;
         if grace.is_zero() {
             let step = self.store().delete_token(&old.hash);
@@ -129,7 +130,7 @@ impl Auth {
     /// Inserts a fresh token for `user`, logged in at `created`, and records it as the
     /// request's cookie change.
     async fn issue(&self, user: Username, created: OffsetDateTime) -> Result<()> {
-        let config = &self.shared().config;
+        let config = &self.core().config;
         let now = config.clock.now();
         // Idle deadline, capped by the absolute lifetime of the login (a rotation late in
         // it gets what is left). `build` checked that the idle timeout is within the
@@ -211,19 +212,16 @@ impl Auth {
         }
     }
 
-    fn shared(&self) -> &crate::slates::Shared {
-        &self.state.slates.shared
+    fn core(&self) -> &Core {
+        &self.state.core
     }
 
-    fn store(&self) -> &dyn crate::store::Store {
-        &*self.shared().store
+    fn store(&self) -> &dyn TokenStore {
+        &*self.core().tokens
     }
 
     fn store_error(&self, what: &str, e: &Error) {
-        if e.is_store_failure() {
-            bump(&self.shared().counters.store_errors);
-            tracing::error!(error = %e, "slates {what} failed");
-        }
+        self.core().store_error(what, e);
     }
 }
 

@@ -1,31 +1,23 @@
-//! Configuration: [`SlatesBuilder`] and the settled [`Config`] it produces.
+//! The settled [`Config`] of an engine, as [`EngineBuilder`](crate::EngineBuilder) leaves it.
 
 use std::sync::Arc;
 
-use cookie::SameSite;
 use time::Duration;
 
-use crate::clock::{Clock, SystemClock};
-use crate::error::{Error, Result};
-use crate::slates::Slates;
-use crate::stats::Counters;
-use crate::store::{Layout, Store, StoreOptions};
+use crate::clock::Clock;
+use crate::cookie::CookieSettings;
+use crate::rejection::WhenLoggedOut;
+use crate::store::StoreOptions;
 
-/// Settled configuration, readable through [`Slates::config`].
+/// Settled configuration, readable through [`Engine::config`](crate::Engine::config).
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct Config {
-    /// Cookie name: `__Host-slates` by default when the cookie is `Secure`, host-only and on
-    /// `Path=/` (so that a sibling subdomain cannot plant one), else `slates`.
-    pub cookie_name: String,
-    /// Cookie `Domain`, if any (not allowed with the `__Host-` prefix).
-    pub cookie_domain: Option<String>,
-    /// Cookie `Path` (default `/`).
-    pub cookie_path: String,
-    /// Whether the cookie is `Secure` (default `true`).
-    pub secure: bool,
-    /// Cookie `SameSite` (default `Lax`).
-    pub same_site: SameSite,
+    /// The token cookie's attributes.
+    pub cookie: CookieSettings,
+    /// What [`CurrentUser`](crate::CurrentUser) answers when nobody is logged in (default
+    /// 401).
+    pub when_logged_out: WhenLoggedOut,
     /// Idle timeout (default 7 days): a token not used for this long stops working. Each
     /// renewal moves the deadline to `now + idle_timeout`.
     pub idle_timeout: Duration,
@@ -38,7 +30,8 @@ pub struct Config {
     /// How long the old token keeps working after [`Auth::rotate`](crate::Auth::rotate)
     /// (default 10 seconds).
     pub rotation_grace: Duration,
-    /// Attempts a compare-and-swap helper makes before [`Error::Conflict`] (default 64).
+    /// Attempts a compare-and-swap helper makes before
+    /// [`Error::Conflict`](crate::Error::Conflict) (default 64).
     pub cas_attempts: u32,
     /// What the store was prepared with.
     pub store: StoreOptions,
@@ -46,303 +39,6 @@ pub struct Config {
     pub clock: Arc<dyn Clock>,
 }
 
-/// Builds a [`Slates`]. Setters consume and return the builder; every check happens in
-/// [`build`](Self::build), so a bad configuration fails at start-up, not at the first request.
-///
-/// Defaults follow OWASP's session management advice
-/// (<https://cheatsheetseries.owasp.org/cheatsheets/Session_Management_Cheat_Sheet.html>):
-/// cookie `__Host-slates`, `HttpOnly`, `Secure`, `SameSite=Lax`, `Path=/`; 256-bit tokens;
-/// an idle timeout of 7 days (renewed by activity once half of it has passed) and an
-/// absolute lifetime of 30 days from login.
-///
-/// Why these timeouts: OWASP's figures (minutes of idle time, hours of absolute lifetime)
-/// are for high-value applications such as banking, where a user logs in for one task. The
-/// defaults here suit the common "stay logged in on my own device" web app: a user seen
-/// at least once a week stays in for up to a month, then logs in again; a token stolen from
-/// a device that is no longer used dies within a week. Apps with more at stake set
-/// [`idle_timeout`](Self::idle_timeout) and [`absolute_lifetime`](Self::absolute_lifetime)
-/// to OWASP's values.
-#[must_use = "call .build().await to get a Slates"]
-pub struct SlatesBuilder {
-    store: Arc<dyn Store>,
-    config: Config,
-    /// The cookie name, if set; the default depends on the other cookie settings.
-    cookie_name: Option<String>,
-}
-
 /// Longest accepted duration setting: 400 days, the longest `Max-Age` browsers honour
 /// (RFC 6265bis), and far from any arithmetic overflow.
 pub const MAX_DURATION: Duration = Duration::days(400);
-
-impl SlatesBuilder {
-    pub(crate) fn new(store: Arc<dyn Store>) -> Self {
-        SlatesBuilder {
-            store,
-            cookie_name: None,
-            config: Config {
-                cookie_name: String::new(),
-                cookie_domain: None,
-                cookie_path: "/".into(),
-                secure: true,
-                same_site: SameSite::Lax,
-                idle_timeout: Duration::days(7),
-                absolute_lifetime: Duration::days(30),
-                renew_after: 0.5,
-                rotation_grace: Duration::seconds(10),
-                cas_attempts: 64,
-                store: StoreOptions::default(),
-                clock: Arc::new(SystemClock),
-            },
-        }
-    }
-
-    /// The cookie name. Default: `__Host-slates` when the cookie is `Secure`, has no
-    /// `Domain` and `Path=/` (the defaults), else `slates`.
-    ///
-    /// A name starting with `__Host-` makes the browser refuse the cookie unless it is
-    /// `Secure`, has `Path=/` and no `Domain`, which stops a sibling subdomain (or a man in
-    /// the middle on plain http) from planting one next to the real one: a second cookie of
-    /// the same name makes the request ambiguous, and slates then treats it as anonymous.
-    /// The trade-off: such a cookie cannot be shared with subdomains, and needs https
-    /// (browsers treat `http://localhost` as secure, other plain-http hosts need
-    /// [`secure(false)`](Self::secure), which falls back to `slates`). `build` checks that
-    /// the configuration agrees with the prefix.
-    pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
-        self.cookie_name = Some(name.into());
-        self
-    }
-
-    /// The cookie `Domain` (default: none, host-only).
-    pub fn cookie_domain(mut self, domain: impl Into<String>) -> Self {
-        self.config.cookie_domain = Some(domain.into());
-        self
-    }
-
-    /// The cookie `Path` (default `/`).
-    pub fn cookie_path(mut self, path: impl Into<String>) -> Self {
-        self.config.cookie_path = path.into();
-        self
-    }
-
-    /// Whether the cookie is `Secure` (default `true`). Switch off only for plain-http
-    /// development.
-    pub fn secure(mut self, secure: bool) -> Self {
-        self.config.secure = secure;
-        self
-    }
-
-    /// The cookie `SameSite` attribute (default `Lax`).
-    pub fn same_site(mut self, same_site: SameSite) -> Self {
-        self.config.same_site = same_site;
-        self
-    }
-
-    /// Idle timeout (default 7 days): a token unused for this long stops working; a request
-    /// renews it (see [`renew_after`](Self::renew_after)) up to the absolute lifetime. Whole
-    /// milliseconds from 1 second to [`MAX_DURATION`], at most the absolute lifetime.
-    ///
-    /// After a redeploy with a *shorter* idle timeout, an existing token keeps the expiry it
-    /// was given until it is renewed (the absolute lifetime, by contrast, applies at once).
-    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.config.idle_timeout = timeout;
-        self
-    }
-
-    /// Absolute lifetime (default 30 days): a token stops working this long after its
-    /// login, however active; neither renewal nor rotation extends it. Whole milliseconds
-    /// from 1 second to [`MAX_DURATION`].
-    pub fn absolute_lifetime(mut self, lifetime: Duration) -> Self {
-        self.config.absolute_lifetime = lifetime;
-        self
-    }
-
-    /// Share of the idle timeout after which a request renews the token (default `0.5`):
-    /// one atomic update of `expires` and a fresh cookie. `1.0` switches renewal off.
-    pub fn renew_after(mut self, share: f64) -> Self {
-        self.config.renew_after = share;
-        self
-    }
-
-    /// How long the old token keeps working after [`Auth::rotate`](crate::Auth::rotate)
-    /// (default 10 s), so requests already in flight are not logged out. Zero deletes it.
-    /// At most the idle timeout.
-    pub fn rotation_grace(mut self, grace: Duration) -> Self {
-        self.config.rotation_grace = grace;
-        self
-    }
-
-    /// Attempts the compare-and-swap helper [`Slate::modify`](crate::Slate::modify) makes
-    /// before giving up with [`Error::Conflict`] (default 64).
-    pub fn cas_attempts(mut self, attempts: u32) -> Self {
-        self.config.cas_attempts = attempts;
-        self
-    }
-
-    /// The slate layout in MongoDB (default [`Layout::SingleCollection`]).
-    pub fn layout(mut self, layout: Layout) -> Self {
-        self.config.store.layout = layout;
-        self
-    }
-
-    /// The token collection (default `_auth`). Must start with `_`, which usernames cannot,
-    /// so it never collides with a per-user collection.
-    pub fn auth_collection(mut self, name: impl Into<String>) -> Self {
-        self.config.store.auth_collection = name.into();
-        self
-    }
-
-    /// The prefix of the per-user collections of [`Layout::CollectionPerUser`] (default
-    /// `slates.user.`): user `ada`'s slates live in `slates.user.ada`, never in a collection
-    /// of the app's. Must be non-empty and should be a prefix the app does not use.
-    pub fn user_collection_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.config.store.user_collection_prefix = prefix.into();
-        self
-    }
-
-    /// The slates collection of [`Layout::SingleCollection`] (default `slates`).
-    pub fn slates_collection(mut self, name: impl Into<String>) -> Self {
-        self.config.store.slates_collection = name.into();
-        self
-    }
-
-    /// The time source (default the system clock). Tests pass a
-    /// [`ManualClock`](crate::ManualClock).
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.config.clock = Arc::new(clock);
-        self
-    }
-
-    /// Checks the configuration, prepares the store (creates indexes) and returns the
-    /// [`Slates`] handle.
-    pub async fn build(mut self) -> Result<Slates> {
-        let c = &mut self.config;
-        c.cookie_name = self.cookie_name.unwrap_or_else(|| {
-            let host_only = c.secure && c.cookie_domain.is_none() && c.cookie_path == "/";
-            if host_only { "__Host-slates" } else { "slates" }.to_owned()
-        });
-        validate(&self.config)?;
-        self.store.prepare(&self.config.store).await?;
-        Ok(Slates::from_parts(
-            self.store,
-            Arc::new(self.config),
-            Arc::new(Counters::default()),
-        ))
-    }
-}
-
-fn validate(c: &Config) -> Result<()> {
-    let bad = |msg: &str| Err(Error::Config(msg.to_owned()));
-    let name = &c.cookie_name;
-    if name.is_empty()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-    {
-        return bad("cookie name must be a non-empty RFC 6265 token");
-    }
-    if name.starts_with("__Host-") {
-        if !c.secure {
-            return bad("a `__Host-` cookie must be Secure");
-        }
-        if c.cookie_domain.is_some() {
-            return bad("a `__Host-` cookie must not set a Domain");
-        }
-        if c.cookie_path != "/" {
-            return bad("a `__Host-` cookie must have Path=/");
-        }
-    }
-    if name.starts_with("__Secure-") && !c.secure {
-        return bad("a `__Secure-` cookie must be Secure");
-    }
-    if !c.cookie_path.starts_with('/')
-        || !c
-            .cookie_path
-            .bytes()
-            .all(|b| (0x20..0x7f).contains(&b) && b != b';')
-    {
-        return bad("cookie path must start with `/` and hold only printable ASCII without `;`");
-    }
-    if let Some(domain) = &c.cookie_domain {
-        if !valid_domain(domain) {
-            return bad("cookie domain must be a host name: letters, digits, `-` and `.` labels");
-        }
-    }
-    // Whole milliseconds: stores keep times to the millisecond, and a finer part would make
-    // the memory store and MongoDB disagree at the edge. At least a second: a cookie's
-    // `Max-Age` counts whole seconds, and 0 would make the browser drop it at once.
-    let whole_ms = |d: Duration| d.subsec_nanoseconds() % 1_000_000 == 0;
-    let in_range = |d: Duration| d >= Duration::SECOND && d <= MAX_DURATION && whole_ms(d);
-    if !in_range(c.idle_timeout) || !in_range(c.absolute_lifetime) {
-        return bad(
-            "idle timeout and absolute lifetime must be whole milliseconds from 1 second to \
-             400 days",
-        );
-    }
-    if c.idle_timeout > c.absolute_lifetime {
-        return bad("the idle timeout must not exceed the absolute lifetime");
-    }
-    if !(c.renew_after > 0.0 && c.renew_after <= 1.0) {
-        return bad("renew_after must be in (0, 1]");
-    }
-    if c.rotation_grace < Duration::ZERO
-        || c.rotation_grace > c.idle_timeout
-        || !whole_ms(c.rotation_grace)
-    {
-        return bad("rotation grace must be whole milliseconds between zero and the idle timeout");
-    }
-    if c.same_site == SameSite::None && !c.secure {
-        return bad("a SameSite=None cookie must be Secure (browsers refuse it otherwise)");
-    }
-    if c.cas_attempts == 0 {
-        return bad("cas_attempts must be at least 1");
-    }
-    for coll in [&c.store.auth_collection, &c.store.slates_collection] {
-        if coll.is_empty() || coll.len() > 120 || coll.contains(['$', '\0']) {
-            return bad("collection names must be 1-120 bytes without `$` or NUL");
-        }
-        if coll.starts_with("system.") {
-            return bad("collection names must not start with `system.`");
-        }
-    }
-    let prefix = &c.store.user_collection_prefix;
-    if prefix.is_empty()
-        || prefix.len() > 64
-        || prefix.contains(['$', '\0'])
-        || prefix.starts_with("system.")
-        || prefix.starts_with('.')
-    {
-        return bad(
-            "the user collection prefix must be 1-64 bytes without `$` or NUL, not \
-                    starting with `.` or `system.`",
-        );
-    }
-    if !c.store.auth_collection.starts_with('_') {
-        return bad("the auth collection name must start with `_`");
-    }
-    if c.store.auth_collection == c.store.slates_collection {
-        return bad("the auth and slates collections must differ");
-    }
-    // Last, the cookie the layer will send must be a valid header: whatever slipped through
-    // the checks above fails here, at start-up, not as an empty `Set-Cookie` later.
-    if crate::cookie::check_headers(c).is_err() {
-        return bad("the cookie settings do not make a valid Set-Cookie header");
-    }
-    Ok(())
-}
-
-/// A cookie `Domain`: an optional leading dot, then dot-separated labels of 1-63 letters,
-/// digits and hyphens (not at either end of a label), 253 bytes at most.
-fn valid_domain(domain: &str) -> bool {
-    let host = domain.strip_prefix('.').unwrap_or(domain);
-    !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
-}

@@ -5,8 +5,26 @@ use http::header::COOKIE;
 use http::{HeaderMap, HeaderValue};
 use time::{Duration, OffsetDateTime};
 
-use crate::config::Config;
 use crate::token::Token;
+
+/// The token cookie's attributes: what the cookie code needs of the configuration, settled
+/// by [`EngineBuilder::build`](crate::EngineBuilder::build) and readable through
+/// [`Config::cookie`](crate::Config::cookie).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CookieSettings {
+    /// Cookie name: `__Host-slates` by default when the cookie is `Secure`, host-only and on
+    /// `Path=/` (so that a sibling subdomain cannot plant one), else `slates`.
+    pub name: String,
+    /// Cookie `Domain`, if any (not allowed with the `__Host-` prefix).
+    pub domain: Option<String>,
+    /// Cookie `Path` (default `/`).
+    pub path: String,
+    /// Whether the cookie is `Secure` (default `true`).
+    pub secure: bool,
+    /// Cookie `SameSite` (default `Lax`).
+    pub same_site: cookie::SameSite,
+}
 
 /// What the `Cookie` headers say about the token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,21 +102,21 @@ fn values_named<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item = &'a 
     })
 }
 
-fn base<'c>(config: &Config, value: String) -> Cookie<'c> {
-    let mut c = Cookie::new(config.cookie_name.clone(), value);
+fn base<'c>(settings: &CookieSettings, value: String) -> Cookie<'c> {
+    let mut c = Cookie::new(settings.name.clone(), value);
     c.set_http_only(true);
-    c.set_secure(config.secure);
-    c.set_same_site(config.same_site);
-    c.set_path(config.cookie_path.clone());
-    if let Some(domain) = &config.cookie_domain {
+    c.set_secure(settings.secure);
+    c.set_same_site(settings.same_site);
+    c.set_path(settings.path.clone());
+    if let Some(domain) = &settings.domain {
         c.set_domain(domain.clone());
     }
     c
 }
 
 /// The `Set-Cookie` value that hands `token` to the browser for `max_age`.
-pub(crate) fn set_cookie(config: &Config, token: &Token, max_age: Duration) -> HeaderValue {
-    let mut c = base(config, token.encode());
+pub(crate) fn set_cookie(settings: &CookieSettings, token: &Token, max_age: Duration) -> HeaderValue {
+    let mut c = base(settings, token.encode());
     c.set_max_age(max_age.max(Duration::ZERO));
     header_value(&c)
 }
@@ -106,8 +124,8 @@ pub(crate) fn set_cookie(config: &Config, token: &Token, max_age: Duration) -> H
 /// The `Set-Cookie` value that makes the browser drop the cookie. It is the same bytes
 /// every time, whatever the reason (logout, unknown, expired or malformed token), so the
 /// response says nothing about which it was.
-pub(crate) fn removal_cookie(config: &Config) -> HeaderValue {
-    let mut c = base(config, String::new());
+pub(crate) fn removal_cookie(settings: &CookieSettings) -> HeaderValue {
+    let mut c = base(settings, String::new());
     c.set_max_age(Duration::ZERO);
     c.set_expires(Expiration::DateTime(OffsetDateTime::UNIX_EPOCH));
     header_value(&c)
@@ -125,10 +143,10 @@ fn try_header_value(c: &Cookie<'_>) -> Result<HeaderValue, http::header::Invalid
 
 /// Whether the configured cookie makes valid `Set-Cookie` headers, both the one that hands
 /// out a token and the one that removes it. Called by `build`.
-pub(crate) fn check_headers(config: &Config) -> Result<(), http::header::InvalidHeaderValue> {
-    let token = base(config, "A".repeat(crate::token::TOKEN_LEN));
+pub(crate) fn check_headers(settings: &CookieSettings) -> Result<(), http::header::InvalidHeaderValue> {
+    let token = base(settings, "A".repeat(crate::token::TOKEN_LEN));
     try_header_value(&token)?;
-    let mut removal = base(config, String::new());
+    let mut removal = base(settings, String::new());
     removal.set_expires(Expiration::DateTime(OffsetDateTime::UNIX_EPOCH));
     try_header_value(&removal).map(drop)
 }

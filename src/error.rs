@@ -98,6 +98,15 @@ pub enum Error {
     /// A value could not be converted to BSON.
     #[error("could not serialize to BSON: {0}")]
     Serialize(#[from] bson::ser::Error),
+    /// A value given for a field does not serialize to BSON (for example a `u64` over
+    /// `i64::MAX`, or a map with non-string keys). Nothing was written.
+    #[error("the value for field `{field}` does not serialize to BSON: {reason}")]
+    Unserializable {
+        /// The field path.
+        field: String,
+        /// What the serializer said.
+        reason: String,
+    },
     /// A stored document could not be converted to the requested type.
     #[error("could not deserialize from BSON: {0}")]
     Deserialize(#[from] bson::de::Error),

@@ -1,22 +1,25 @@
 //! [`SlatesLayer`]: the tower layer.
 
+use std::sync::Arc;
+
 use tower_layer::Layer;
 
+use crate::core::Core;
 use crate::service::SlatesService;
-use crate::slates::Slates;
 
-/// Resolves the token cookie to a user on every request, loads the user slate, and leaves
-/// what the extractors ([`CurrentUser`](crate::CurrentUser), [`UserSlates`](crate::UserSlates),
-/// [`Auth`](crate::Auth), [`Slates`]) need in the request extensions; applies the cookie
-/// changes they ask for on the response. Get one from [`Slates::layer`]. Cheap to clone.
-#[derive(Clone, Debug)]
+/// Resolves the token cookie to a user on every request, loads the user's profile, and
+/// leaves what the extractors ([`CurrentUser`](crate::CurrentUser),
+/// [`UserSlates`](crate::UserSlates), [`Auth`](crate::Auth), [`Engine`](crate::Engine))
+/// need in the request extensions; applies the cookie changes they ask for on the response.
+/// Get one from [`Engine::layer`](crate::Engine::layer). Cheap to clone.
+#[derive(Clone)]
 pub struct SlatesLayer {
-    slates: Slates,
+    core: Arc<Core>,
 }
 
 impl SlatesLayer {
-    pub(crate) fn new(slates: Slates) -> Self {
-        SlatesLayer { slates }
+    pub(crate) fn new(core: Arc<Core>) -> Self {
+        SlatesLayer { core }
     }
 }
 
@@ -24,6 +27,12 @@ impl<S> Layer<S> for SlatesLayer {
     type Service = SlatesService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SlatesService::new(inner, self.slates.clone())
+        SlatesService::new(inner, Arc::clone(&self.core))
+    }
+}
+
+impl std::fmt::Debug for SlatesLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlatesLayer").finish_non_exhaustive()
     }
 }

@@ -9,9 +9,16 @@
 //! slates splits the bag:
 //! - an `_auth` collection maps the SHA-256 of a random token to a username, with its own
 //!   expiry (tokens expire; user data never does);
-//! - each user has a **user slate** (`_id: "user"`), loaded by the layer with the token check;
+//! - each user has a **profile** (the user slate, `_id: "user"`), loaded by the layer with
+//!   the token check;
 //! - each multi-step task has its own **workflow slate**, read and written only by the pages
-//!   of that task, each write one atomic operation on one small document.
+//!   of that task, each write one atomic operation on one small document. A
+//!   [`Workflow`] declares it once: name, document type, expiry.
+//!
+//! The names: the [`Engine`] is the configured system (stores, settings, counters) and
+//! makes the [`SlatesLayer`]; in a handler, [`CurrentUser`] is who is logged in with the
+//! profile as loaded, [`UserSlates`] hands out that user's slates, [`Slate<T>`](Slate) is a
+//! typed handle to one of them ([`RawSlate`] an untyped one), and [`Auth`] logs in and out.
 //!
 //! No lock is held while a handler runs: two tabs of the same user run side by side, and
 //! concurrent increments, pushes and compare-and-swap updates are never lost.
@@ -19,11 +26,15 @@
 //! ## Usage with axum
 //!
 //! ```
-//! use axum::{routing::{get, post}, Form, Router};
-//! use slates::{Auth, CurrentUser, MemoryStore, Slates, UserSlates};
+//! use axum::{routing::post, Form, Router};
+//! use slates::{Auth, CurrentUser, Engine, MemoryStore, UserSlates, Workflow};
 //!
 //! #[derive(serde::Deserialize)]
 //! struct Login { username: String }
+//!
+//! #[derive(Default, serde::Serialize, serde::Deserialize)]
+//! struct Visits { hits: i64 }
+//! const VISITS: Workflow<Visits> = Workflow::new("visits");
 //!
 //! async fn login(auth: Auth, Form(f): Form<Login>) -> Result<&'static str, slates::Error> {
 //!     // Check the password here: that is the app's job.
@@ -32,21 +43,20 @@
 //! }
 //!
 //! async fn hits(user: CurrentUser, slates: UserSlates) -> Result<String, slates::Error> {
-//!     let n = slates.slate("counter").inc("hits", 1).await?; // one atomic $inc
+//!     let n = slates.workflow(&VISITS).inc("hits", 1).await?; // one atomic $inc
 //!     Ok(format!("{} has {n} hits", user.username()))
 //! }
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let slates = Slates::builder(MemoryStore::new())
+//! let engine = Engine::builder(MemoryStore::new())
 //!     .secure(false) // plain http in development only
 //!     .build()
 //!     .await?;
 //! let app: Router = Router::new()
 //!     .route("/login", post(login))
 //!     .route("/hits", post(hits))
-//!     .route("/stats", get(slates::stats_handler))
-//!     .layer(slates.layer());
+//!     .layer(engine.layer());
 //!
 //! // Drive it without a server:
 //! use tower::ServiceExt;
@@ -66,9 +76,10 @@
 //! ## Data races
 //!
 //! Every [`Slate`] method is one atomic store operation (`$set`, `$inc`, `$push`,
-//! `$addToSet`, whole-document `put`, `delete`), except [`Slate::modify`], which reads,
-//! applies a closure and writes back only if the version (`_v`) is unchanged, retrying
-//! otherwise. Versions are random 64-bit values, fresh on every write, so a version read
+//! `$addToSet`, whole-document `put`, `delete`), except the `modify` family
+//! ([`Slate::modify`]), which reads, applies a closure and writes back only if the version
+//! (`_v`) is unchanged, retrying otherwise (and writes nothing when the closure declines or
+//! changes nothing). Versions are random 64-bit values, fresh on every write, so a version read
 //! before a slate was deleted (or expired) and written again never matches the new slate.
 //! Nothing is saved "at the end of the request", so there is no last-writer-wins.
 //!
@@ -78,7 +89,7 @@
 //!    store call.
 //! 2. It looks up SHA-256(token) in `_auth` and checks `expires > now` and the absolute
 //!    lifetime. Unknown or expired: anonymous, and the cookie is removed.
-//! 3. It loads the user slate (one read), renews the token if more than the configured
+//! 3. It loads the profile (one read), renews the token if more than the configured
 //!    share of the idle timeout has passed (one update that never resurrects a deleted or
 //!    rotated-out token, and never goes past the absolute lifetime), and puts the identity
 //!    in request extensions.
@@ -93,46 +104,63 @@
 //!
 //! [`MemoryStore`] is embedded: examples and your own unit tests run with no database.
 //! `MongoStore` (feature `mongodb`, on by default) is the production backend. Both pass the
-//! same behavioural suite.
+//! same behavioural suite. Tokens and slates are separate concerns ([`store::TokenStore`],
+//! [`store::SlateStore`]) and may live in different stores
+//! ([`Engine::builder_split`]).
 
 mod auth;
+mod builder;
 mod clock;
 mod config;
 mod cookie;
+mod core;
+mod current_user;
+mod engine;
 mod error;
 mod future;
 mod layer;
+mod modified;
 pub mod names;
+mod raw_slate;
+mod redirect;
 mod rejection;
 mod request;
+mod resolve;
 mod same_origin;
 mod service;
-mod slates;
+mod slate;
+mod slate_update;
 mod stats;
 pub mod store;
 mod token;
-mod user_slate;
-mod workflow_slate;
+mod user_slates;
+mod workflow;
 
 pub use crate::auth::Auth;
+pub use crate::builder::EngineBuilder;
 pub use crate::clock::{Clock, ManualClock, SystemClock};
-pub use crate::config::{Config, SlatesBuilder, MAX_DURATION};
-pub use crate::cookie::{token_from_headers, CookieToken};
+pub use crate::config::{Config, MAX_DURATION};
+pub use crate::cookie::{token_from_headers, CookieSettings, CookieToken};
+pub use crate::current_user::CurrentUser;
+pub use crate::engine::{stats_handler, Engine};
 pub use crate::error::{Error, NameKind, Result};
 pub use crate::future::ResponseFuture;
 pub use crate::layer::SlatesLayer;
+pub use crate::modified::Modified;
 pub use crate::names::{SlateName, Username};
-pub use crate::rejection::{LoginRequired, MissingLayer, NotLoggedIn};
+pub use crate::raw_slate::RawSlate;
+pub use crate::redirect::safe_next;
+pub use crate::rejection::{LoginRedirect, LoginRequired, MissingLayer, NotLoggedIn, WhenLoggedOut};
 pub use crate::same_origin::{is_cross_origin, same_origin_only};
 pub use crate::service::SlatesService;
-pub use crate::slates::Slates;
-pub use crate::stats::{stats_handler, LookupLatency, Stats};
+pub use crate::slate::Slate;
+pub use crate::slate_update::SlateUpdate;
+pub use crate::stats::{LookupLatency, Stats};
 #[cfg(feature = "mongodb")]
 pub use crate::store::MongoStore;
 pub use crate::store::{Layout, MemoryStore, SlateDoc, Store};
 pub use crate::token::{Token, TokenHash};
-pub use crate::user_slate::CurrentUser;
-pub use crate::workflow_slate::{Slate, SlateUpdate, UserSlates};
+pub use crate::workflow::Workflow;
 
 pub use bson;
 #[cfg(feature = "mongodb")]

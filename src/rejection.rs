@@ -1,19 +1,60 @@
-//! Rejections of the extractors: named types with a status and a body that names the fix.
+//! Rejections of the extractors, shaped like axum's own: named types with
+//! [`status`](LoginRequired::status) and [`body_text`](LoginRequired::body_text), logged at
+//! trace level (target `slates::rejection`) when turned into a response; and
+//! [`WhenLoggedOut`], the policy that picks the answer to an anonymous request.
 
 use axum::response::{IntoResponse, Response};
-use http::StatusCode;
+use http::header::LOCATION;
+use http::{HeaderValue, StatusCode};
 
-/// The slates layer is not installed on the route (500). Add `.layer(slates.layer())`.
+/// What [`CurrentUser`](crate::CurrentUser) and [`UserSlates`](crate::UserSlates) answer
+/// when nobody is logged in. Set with
+/// [`EngineBuilder::when_logged_out`](crate::EngineBuilder::when_logged_out).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum WhenLoggedOut {
+    /// 401 Unauthorized, always (the default: right for APIs).
+    #[default]
+    Unauthorized,
+    /// For HTML apps: a page visit (a `GET` or `HEAD` whose `Accept` header asks for
+    /// `text/html`) is redirected (303) to `login` with the page's path and query as a
+    /// `next` parameter (`/login?next=%2Fimport%2Freview`); other requests (an API call, a
+    /// form post) still get 401. The login handler should validate `next` with
+    /// [`safe_next`](crate::safe_next) before redirecting to it.
+    Redirect {
+        /// The login page: a path on this site (`/login`), checked at build.
+        login: String,
+    },
+}
+
+impl WhenLoggedOut {
+    /// [`WhenLoggedOut::Redirect`] to `login`.
+    pub fn redirect(login: impl Into<String>) -> Self {
+        WhenLoggedOut::Redirect {
+            login: login.into(),
+        }
+    }
+}
+
+/// The slates layer is not installed on the route (500). Add `.layer(engine.layer())`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MissingLayer;
 
+impl MissingLayer {
+    /// 500 Internal Server Error.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::INTERNAL_SERVER_ERROR
+    }
+
+    /// The response body.
+    pub fn body_text(&self) -> String {
+        "Missing slates request state. Is the slates layer installed on this route?".to_owned()
+    }
+}
+
 impl IntoResponse for MissingLayer {
     fn into_response(self) -> Response {
-        (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Missing slates request state. Is the slates layer installed on this route?",
-        )
-            .into_response()
+        respond(self.status(), self.body_text())
     }
 }
 
@@ -29,20 +70,94 @@ impl std::error::Error for MissingLayer {}
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotLoggedIn;
 
+impl NotLoggedIn {
+    /// 401 Unauthorized.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::UNAUTHORIZED
+    }
+
+    /// The response body.
+    pub fn body_text(&self) -> String {
+        "Not logged in.".to_owned()
+    }
+}
+
 impl IntoResponse for NotLoggedIn {
     fn into_response(self) -> Response {
-        (StatusCode::UNAUTHORIZED, "Not logged in.").into_response()
+        respond(self.status(), self.body_text())
+    }
+}
+
+/// A page visit with no valid login, sent to the login page (303 See Other), under
+/// [`WhenLoggedOut::Redirect`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginRedirect {
+    location: String,
+}
+
+impl LoginRedirect {
+    pub(crate) fn new(location: String) -> Self {
+        LoginRedirect { location }
+    }
+
+    /// Where the browser is sent: the login page with the `next` parameter.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// 303 See Other.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::SEE_OTHER
+    }
+
+    /// The response body.
+    pub fn body_text(&self) -> String {
+        format!("Not logged in. Log in at {}", self.location)
+    }
+}
+
+impl IntoResponse for LoginRedirect {
+    fn into_response(self) -> Response {
+        let mut response = respond(self.status(), self.body_text());
+        // The location was built from a checked login path and a percent-encoded `next`:
+        // always a valid header value; should it not be, the answer is still a 303 page.
+        if let Ok(value) = HeaderValue::try_from(self.location) {
+            response.headers_mut().insert(LOCATION, value);
+        }
+        response
     }
 }
 
 /// Rejection of [`CurrentUser`](crate::CurrentUser) and [`UserSlates`](crate::UserSlates).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LoginRequired {
     /// Anonymous request: 401.
     NotLoggedIn(NotLoggedIn),
+    /// Anonymous page visit under [`WhenLoggedOut::Redirect`]: 303 to the login page.
+    Redirect(LoginRedirect),
     /// Layer not installed: 500.
     MissingLayer(MissingLayer),
+}
+
+impl LoginRequired {
+    /// The status of the response.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            LoginRequired::NotLoggedIn(r) => r.status(),
+            LoginRequired::Redirect(r) => r.status(),
+            LoginRequired::MissingLayer(r) => r.status(),
+        }
+    }
+
+    /// The body of the response.
+    pub fn body_text(&self) -> String {
+        match self {
+            LoginRequired::NotLoggedIn(r) => r.body_text(),
+            LoginRequired::Redirect(r) => r.body_text(),
+            LoginRequired::MissingLayer(r) => r.body_text(),
+        }
+    }
 }
 
 impl From<MissingLayer> for LoginRequired {
@@ -55,7 +170,19 @@ impl IntoResponse for LoginRequired {
     fn into_response(self) -> Response {
         match self {
             LoginRequired::NotLoggedIn(r) => r.into_response(),
+            LoginRequired::Redirect(r) => r.into_response(),
             LoginRequired::MissingLayer(r) => r.into_response(),
         }
     }
+}
+
+/// A plain-text response, logged at trace level as axum logs its rejections.
+fn respond(status: StatusCode, body: String) -> Response {
+    tracing::trace!(
+        target: "slates::rejection",
+        status = status.as_u16(),
+        body = body.as_str(),
+        "rejecting request"
+    );
+    (status, body).into_response()
 }

@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use http::request::Parts;
 use time::OffsetDateTime;
 
+use crate::core::Core;
 use crate::names::Username;
 use crate::rejection::MissingLayer;
-use crate::slates::Slates;
 use crate::store::SlateDoc;
 use crate::token::{Token, TokenHash};
 
@@ -18,10 +18,10 @@ pub(crate) struct Identity {
     /// The login time of the token (its record's `created`).
     pub created: OffsetDateTime,
     pub expires: OffsetDateTime,
-    /// The user slate as loaded, or why the stored document could not be read (a malformed
-    /// document must not turn every request of the user into an error: only a handler that
-    /// asks for the user slate sees it).
-    pub user_slate: Result<Option<SlateDoc>, &'static str>,
+    /// The profile (user slate) as loaded, or why the stored document could not be read (a
+    /// malformed document must not turn every request of the user into an error: only a
+    /// handler that asks for the profile sees it).
+    pub profile: Result<Option<SlateDoc>, &'static str>,
 }
 
 /// A cookie change a handler asked for, applied by the service on the way out.
@@ -53,7 +53,7 @@ struct AuthState {
 
 /// Per-request state shared by the service and the extractors (one `Arc` in extensions).
 pub(crate) struct RequestState {
-    pub slates: Slates,
+    pub core: Arc<Core>,
     pub identity: Option<Identity>,
     /// Short critical sections only (read or swap a value); never held across an `.await`.
     auth: Mutex<AuthState>,
@@ -64,14 +64,14 @@ pub(crate) struct RequestState {
 }
 
 impl RequestState {
-    pub fn new(slates: Slates, identity: Option<Identity>) -> Self {
+    pub fn new(core: Arc<Core>, identity: Option<Identity>) -> Self {
         let current = identity.as_ref().map(|i| LiveToken {
             hash: i.hash,
             user: i.user.clone(),
             created: i.created,
         });
         RequestState {
-            slates,
+            core,
             identity,
             auth: Mutex::new(AuthState {
                 current,

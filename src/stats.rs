@@ -3,10 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use axum::Json;
 use serde::{Deserialize, Serialize};
-
-use crate::slates::Slates;
 
 const LATENCY_BUCKETS: usize = 32;
 
@@ -109,7 +106,8 @@ impl Counters {
 
 /// A snapshot of the counters since start-up, serializable to JSON.
 ///
-/// Read it with [`Slates::stats`], or mount [`stats_handler`].
+/// Read it with [`Engine::stats`](crate::Engine::stats), or mount
+/// [`stats_handler`](crate::stats_handler).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Stats {
@@ -162,15 +160,4 @@ pub struct LookupLatency {
     pub p50_micros_at_most: u64,
     /// Upper bound of the 99th percentile (power-of-two bucket), in microseconds.
     pub p99_micros_at_most: u64,
-}
-
-/// A ready handler that serves [`Stats`] as JSON. Mount it behind the layer (and behind your
-/// own access control):
-///
-/// ```
-/// use axum::{routing::get, Router};
-/// let app: Router = Router::new().route("/stats", get(slates::stats_handler));
-/// ```
-pub async fn stats_handler(slates: Slates) -> Json<Stats> {
-    Json(slates.stats())
 }

@@ -71,9 +71,16 @@ pub(crate) fn apply_update(doc: &mut Document, ops: &[UpdateOp]) -> Result<()> {
     Ok(())
 }
 
-/// The value at a dotted `path`, following array indexes as MongoDB does; `None` if the
-/// path does not exist.
-pub(crate) fn get_path<'d>(doc: &'d Document, path: &str) -> Option<&'d Bson> {
+/// The value at a dotted `path` (`"profile.tz"`, `"ids.0"`), following array indexes as
+/// MongoDB does; `None` if the path does not exist.
+///
+/// ```
+/// use bson::{doc, Bson};
+/// let d = doc! {"ids": [{"k": 1}, {"k": 2}]};
+/// assert_eq!(slates::store::get_path(&d, "ids.1.k"), Some(&Bson::Int32(2)));
+/// assert_eq!(slates::store::get_path(&d, "ids.x"), None);
+/// ```
+pub fn get_path<'d>(doc: &'d Document, path: &str) -> Option<&'d Bson> {
     let mut segments = path.split('.');
     let mut current = doc.get(segments.next()?)?;
     for segment in segments {

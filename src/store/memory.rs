@@ -4,17 +4,18 @@ use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};
 use std::future::ready;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bson::Document;
 use time::OffsetDateTime;
 
 use super::interpreter::apply_update;
-use super::update::{check_counter, integer_at, merge, values_size};
+use super::size::{check_size, check_values};
+use super::update::{check_counter, integer_at, merge};
 use super::{
-    fresh_version, Expiry, SlateDoc, SlateKey, Store, StoreFuture, StoreOptions, TokenRecord,
-    UpdateOp, Updated, MAX_DOCUMENT_BYTES,
+    fresh_version, Expiry, SlateDoc, SlateKey, SlateStore, StoreFuture, StoreOptions,
+    TokenRecord, TokenStore, UpdateOp, Updated,
 };
 use crate::error::{Error, Result};
 use crate::names::{SlateName, Username};
@@ -33,20 +34,15 @@ const SWEEP_EVERY: u64 = 256;
 /// Data is split into 64 shards, each behind its own short `std::sync::Mutex`; no lock is
 /// held across an `.await` (every operation completes synchronously). Clones share the data.
 ///
-/// For tests it counts the operations it serves ([`operations`](Self::operations)) and can
-/// simulate an outage ([`set_available`](Self::set_available),
-/// [`fail_next`](Self::fail_next)).
+/// To simulate an outage in tests, wrap it with the [`Faults`](super::Faults) decorator.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> slates::Result<()> {
-/// use slates::{MemoryStore, Slates};
-/// let store = MemoryStore::new();
-/// let slates = Slates::builder(store.clone()).build().await?;
-/// let n = slates.user_slates("ada")?.slate("counter").inc("hits", 1).await?;
+/// use slates::{Engine, MemoryStore};
+/// let engine = Engine::builder(MemoryStore::new()).build().await?;
+/// let n = engine.user_slates("ada")?.raw_slate("counter").inc("hits", 1).await?;
 /// assert_eq!(n, 1);
-/// store.set_available(false); // simulate an outage
-/// assert!(slates.user_slates("ada")?.slate("counter").inc("hits", 1).await.is_err());
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Default)]
@@ -59,10 +55,7 @@ struct Inner {
     tokens: Shards<TokenHash, TokenRecord, BuildHasherDefault<TokenHasher>>,
     user_tokens: Shards<Username, HashSet<TokenHash>>,
     slates: Shards<Username, HashMap<SlateName, Entry>>,
-    operations: AtomicU64,
     inserts: AtomicU64,
-    unavailable: AtomicBool,
-    fail_next: AtomicU32,
 }
 
 #[derive(Clone)]
@@ -169,23 +162,6 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// How many store operations have been served (or refused by fault injection) so far.
-    /// Tests use it to prove that a malformed cookie costs no store call.
-    pub fn operations(&self) -> u64 {
-        self.inner.operations.load(Ordering::SeqCst)
-    }
-
-    /// Simulates an outage: while `false`, every operation fails with
-    /// [`Error::Unavailable`] and changes nothing.
-    pub fn set_available(&self, available: bool) {
-        self.inner.unavailable.store(!available, Ordering::SeqCst);
-    }
-
-    /// Makes the next `n` operations fail with [`Error::Unavailable`], changing nothing.
-    pub fn fail_next(&self, n: u32) {
-        self.inner.fail_next.store(n, Ordering::SeqCst);
-    }
-
     /// Number of token records held, expired ones not yet swept included.
     pub fn token_count(&self) -> usize {
         self.inner.tokens.shards.iter().map(|s| lock(s).len()).sum()
@@ -234,21 +210,6 @@ impl MemoryStore {
         out
     }
 
-    fn check(&self) -> Result<()> {
-        self.inner.operations.fetch_add(1, Ordering::Relaxed);
-        if self.inner.unavailable.load(Ordering::SeqCst) {
-            return Err(outage());
-        }
-        let took = self
-            .inner
-            .fail_next
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-        if took.is_ok() {
-            return Err(outage());
-        }
-        Ok(())
-    }
-
     fn unindex_token(&self, user: &Username, hash: &TokenHash) {
         let mut index = self.inner.user_tokens.lock(user);
         if let Some(set) = index.get_mut(user) {
@@ -292,226 +253,17 @@ impl MemoryStore {
         out
     }
 
-    fn do_insert_token(&self, record: &TokenRecord) -> Result<()> {
-        self.check()?;
-        {
-            let mut map = self.inner.tokens.lock(&record.hash);
-            if map.contains_key(&record.hash) {
-                return Err(Error::DuplicateKey);
-            }
-            map.insert(record.hash, record.clone());
-        }
-        self.inner
-            .user_tokens
-            .lock(&record.user)
-            .entry(record.user.clone())
-            .or_default()
-            .insert(record.hash);
-        if self.inner.inserts.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
-            self.sweep_token_shard(self.inner.tokens.shard(&record.hash), record.created);
-        }
-        Ok(())
-    }
 
-    fn do_find_token(&self, hash: &TokenHash, now: OffsetDateTime) -> Result<Option<TokenRecord>> {
-        self.check()?;
-        let map = self.inner.tokens.lock(hash);
-        Ok(map.get(hash).filter(|r| r.expires > now).cloned())
-    }
 
-    fn do_renew_token(
-        &self,
-        hash: &TokenHash,
-        previous: OffsetDateTime,
-        expires: OffsetDateTime,
-        now: OffsetDateTime,
-    ) -> Result<bool> {
-        self.check()?;
-        let mut map = self.inner.tokens.lock(hash);
-        match map.get_mut(hash) {
-            Some(r) if r.expires > now && r.expires == previous && r.rotated.is_none() => {
-                r.expires = expires;
-                r.renewed = Some(now);
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
-    }
 
-    fn do_retire_token(
-        &self,
-        hash: &TokenHash,
-        at: OffsetDateTime,
-        now: OffsetDateTime,
-    ) -> Result<bool> {
-        self.check()?;
-        let mut map = self.inner.tokens.lock(hash);
-        match map.get_mut(hash) {
-            Some(r) => {
-                r.expires = r.expires.min(at);
-                r.rotated = Some(now);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
-    }
 
-    fn do_delete_token(&self, hash: &TokenHash) -> Result<bool> {
-        self.check()?;
-        let removed = self.inner.tokens.lock(hash).remove(hash);
-        match removed {
-            Some(record) => {
-                self.unindex_token(&record.user, hash);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
-    }
 
-    fn do_delete_user_tokens(&self, user: &Username) -> Result<u64> {
-        self.check()?;
-        let hashes = self
-            .inner
-            .user_tokens
-            .lock(user)
-            .remove(user)
-            .unwrap_or_default();
-        let mut n = 0;
-        for hash in hashes {
-            if self.inner.tokens.lock(&hash).remove(&hash).is_some() {
-                n += 1;
-            }
-        }
-        Ok(n)
-    }
 
-    fn do_get_slate(&self, key: &SlateKey, now: OffsetDateTime) -> Result<Option<SlateDoc>> {
-        self.check()?;
-        let shard = self.inner.slates.lock(&key.user);
-        Ok(shard
-            .get(&key.user)
-            .and_then(|slates| slates.get(&key.slate))
-            .filter(|e| e.live(now))
-            .map(Entry::to_slate_doc))
-    }
 
-    fn do_put_slate(
-        &self,
-        key: &SlateKey,
-        doc: &Document,
-        expiry: Expiry,
-        now: OffsetDateTime,
-    ) -> Result<i64> {
-        self.check()?;
-        check_size(key, doc)?;
-        self.with_slate(key, |slates| {
-            let current = slates.get(&key.slate).filter(|e| e.live(now));
-            let expires = expiry.resolve(current.and_then(|e| e.expires));
-            let version = fresh_version();
-            slates.insert(
-                key.slate.clone(),
-                Entry {
-                    doc: Arc::new(doc.clone()),
-                    version,
-                    expires,
-                },
-            );
-            Ok(version)
-        })
-    }
 
-    fn do_update_slate(
-        &self,
-        key: &SlateKey,
-        ops: &[UpdateOp],
-        expiry: Expiry,
-        counter: Option<&str>,
-        now: OffsetDateTime,
-    ) -> Result<Updated> {
-        self.check()?;
-        // What the Mongo store refuses before sending: values that alone exceed the limit.
-        let value_bytes = values_size(key, ops);
-        if value_bytes > MAX_DOCUMENT_BYTES {
-            return Err(Error::DocumentTooLarge {
-                size: value_bytes,
-                limit: MAX_DOCUMENT_BYTES,
-            });
-        }
-        if let Some(field) = counter {
-            check_counter(&merge(ops)?, field)?;
-        }
-        self.with_slate(key, |slates| {
-            // Applied to a copy: any refusal below leaves the stored slate as it was.
-            let (mut doc, old_expires) = match slates.get(&key.slate) {
-                Some(e) if e.live(now) => ((*e.doc).clone(), e.expires),
-                _ => (Document::new(), None),
-            };
-            apply_update(&mut doc, ops)?;
-            check_size(key, &doc)?;
-            let counter = match counter {
-                None => None,
-                Some(field) => Some(integer_at(&doc, field)?),
-            };
-            let version = fresh_version();
-            slates.insert(
-                key.slate.clone(),
-                Entry {
-                    doc: Arc::new(doc),
-                    version,
-                    expires: expiry.resolve(old_expires),
-                },
-            );
-            Ok(Updated { version, counter })
-        })
-    }
 
-    fn do_replace_slate_if(
-        &self,
-        key: &SlateKey,
-        expected: Option<i64>,
-        doc: &Document,
-        expires: Option<OffsetDateTime>,
-        now: OffsetDateTime,
-    ) -> Result<Option<i64>> {
-        self.check()?;
-        check_size(key, doc)?;
-        self.with_slate(key, |slates| {
-            let current = live_version(slates, &key.slate, now);
-            if current != expected {
-                return Ok(None);
-            }
-            let version = fresh_version();
-            slates.insert(
-                key.slate.clone(),
-                Entry {
-                    doc: Arc::new(doc.clone()),
-                    version,
-                    expires,
-                },
-            );
-            Ok(Some(version))
-        })
-    }
 
-    fn do_delete_slate(&self, key: &SlateKey, now: OffsetDateTime) -> Result<bool> {
-        self.check()?;
-        self.with_slate(key, |slates| {
-            Ok(slates.remove(&key.slate).is_some_and(|e| e.live(now)))
-        })
-    }
 
-    fn do_delete_user_slates(&self, user: &Username) -> Result<()> {
-        self.check()?;
-        self.inner.slates.lock(user).remove(user);
-        Ok(())
-    }
-}
-
-fn outage() -> Error {
-    Error::Unavailable(Box::new(std::io::Error::new(
-        std::io::ErrorKind::NotConnected,
-        "memory store: simulated outage",
-    )))
 }
 
 fn live_version(
@@ -522,34 +274,31 @@ fn live_version(
     slates.get(slate).filter(|e| e.live(now)).map(|e| e.version)
 }
 
-/// Size the stored document would have, counting what the Mongo store adds
-/// (`_id` with both key parts, `_v`, `_expires`).
-pub(crate) fn stored_size(key: &SlateKey, doc: &Document) -> usize {
-    const OVERHEAD: usize = 64;
-    bson::to_vec(doc).map(|v| v.len()).unwrap_or(usize::MAX)
-        + key.user.len()
-        + key.slate.len()
-        + OVERHEAD
-}
-
-fn check_size(key: &SlateKey, doc: &Document) -> Result<()> {
-    let size = stored_size(key, doc);
-    if size > MAX_DOCUMENT_BYTES {
-        return Err(Error::DocumentTooLarge {
-            size,
-            limit: MAX_DOCUMENT_BYTES,
-        });
-    }
-    Ok(())
-}
-
-impl Store for MemoryStore {
-    fn prepare<'a>(&'a self, _options: &'a StoreOptions) -> StoreFuture<'a, ()> {
+impl TokenStore for MemoryStore {
+    fn prepare_tokens<'a>(&'a self, _options: &'a StoreOptions) -> StoreFuture<'a, ()> {
         Box::pin(ready(Ok(())))
     }
 
     fn insert_token<'a>(&'a self, record: &'a TokenRecord) -> StoreFuture<'a, ()> {
-        Box::pin(ready(self.do_insert_token(record)))
+        Box::pin(async move {
+            {
+                let mut map = self.inner.tokens.lock(&record.hash);
+                if map.contains_key(&record.hash) {
+                    return Err(Error::DuplicateKey);
+                }
+                map.insert(record.hash, record.clone());
+            }
+            self.inner
+                .user_tokens
+                .lock(&record.user)
+                .entry(record.user.clone())
+                .or_default()
+                .insert(record.hash);
+            if self.inner.inserts.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+                self.sweep_token_shard(self.inner.tokens.shard(&record.hash), record.created);
+            }
+            Ok(())
+        })
     }
 
     fn find_token<'a>(
@@ -557,7 +306,10 @@ impl Store for MemoryStore {
         hash: &'a TokenHash,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, Option<TokenRecord>> {
-        Box::pin(ready(self.do_find_token(hash, now)))
+        Box::pin(async move {
+            let map = self.inner.tokens.lock(hash);
+            Ok(map.get(hash).filter(|r| r.expires > now).cloned())
+        })
     }
 
     fn renew_token<'a>(
@@ -567,7 +319,17 @@ impl Store for MemoryStore {
         expires: OffsetDateTime,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, bool> {
-        Box::pin(ready(self.do_renew_token(hash, previous, expires, now)))
+        Box::pin(async move {
+            let mut map = self.inner.tokens.lock(hash);
+            match map.get_mut(hash) {
+                Some(r) if r.expires > now && r.expires == previous && r.rotated.is_none() => {
+                    r.expires = expires;
+                    r.renewed = Some(now);
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        })
     }
 
     fn retire_token<'a>(
@@ -576,15 +338,54 @@ impl Store for MemoryStore {
         at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, bool> {
-        Box::pin(ready(self.do_retire_token(hash, at, now)))
+        Box::pin(async move {
+            let mut map = self.inner.tokens.lock(hash);
+            match map.get_mut(hash) {
+                Some(r) => {
+                    r.expires = r.expires.min(at);
+                    r.rotated = Some(now);
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
+        })
     }
 
     fn delete_token<'a>(&'a self, hash: &'a TokenHash) -> StoreFuture<'a, bool> {
-        Box::pin(ready(self.do_delete_token(hash)))
+        Box::pin(async move {
+            let removed = self.inner.tokens.lock(hash).remove(hash);
+            match removed {
+                Some(record) => {
+                    self.unindex_token(&record.user, hash);
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
+        })
     }
 
     fn delete_user_tokens<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, u64> {
-        Box::pin(ready(self.do_delete_user_tokens(user)))
+        Box::pin(async move {
+            let hashes = self
+                .inner
+                .user_tokens
+                .lock(user)
+                .remove(user)
+                .unwrap_or_default();
+            let mut n = 0;
+            for hash in hashes {
+                if self.inner.tokens.lock(&hash).remove(&hash).is_some() {
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+    }
+}
+
+impl SlateStore for MemoryStore {
+    fn prepare_slates<'a>(&'a self, _options: &'a StoreOptions) -> StoreFuture<'a, ()> {
+        Box::pin(ready(Ok(())))
     }
 
     fn get_slate<'a>(
@@ -592,7 +393,14 @@ impl Store for MemoryStore {
         key: &'a SlateKey,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, Option<SlateDoc>> {
-        Box::pin(ready(self.do_get_slate(key, now)))
+        Box::pin(async move {
+            let shard = self.inner.slates.lock(&key.user);
+            Ok(shard
+                .get(&key.user)
+                .and_then(|slates| slates.get(&key.slate))
+                .filter(|e| e.live(now))
+                .map(Entry::to_slate_doc))
+        })
     }
 
     fn put_slate<'a>(
@@ -602,7 +410,23 @@ impl Store for MemoryStore {
         expiry: Expiry,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, i64> {
-        Box::pin(ready(self.do_put_slate(key, doc, expiry, now)))
+        Box::pin(async move {
+            check_size(key, doc)?;
+            self.with_slate(key, |slates| {
+                let current = slates.get(&key.slate).filter(|e| e.live(now));
+                let expires = expiry.resolve(current.and_then(|e| e.expires));
+                let version = fresh_version();
+                slates.insert(
+                    key.slate.clone(),
+                    Entry {
+                        doc: Arc::new(doc.clone()),
+                        version,
+                        expires,
+                    },
+                );
+                Ok(version)
+            })
+        })
     }
 
     fn update_slate<'a>(
@@ -613,7 +437,36 @@ impl Store for MemoryStore {
         counter: Option<&'a str>,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, Updated> {
-        Box::pin(ready(self.do_update_slate(key, ops, expiry, counter, now)))
+        Box::pin(async move {
+            // What the Mongo store refuses before sending: values that alone exceed the limit.
+            check_values(key, ops)?;
+            if let Some(field) = counter {
+                check_counter(&merge(ops)?, field)?;
+            }
+            self.with_slate(key, |slates| {
+                // Applied to a copy: any refusal below leaves the stored slate as it was.
+                let (mut doc, old_expires) = match slates.get(&key.slate) {
+                    Some(e) if e.live(now) => ((*e.doc).clone(), e.expires),
+                    _ => (Document::new(), None),
+                };
+                apply_update(&mut doc, ops)?;
+                check_size(key, &doc)?;
+                let counter = match counter {
+                    None => None,
+                    Some(field) => Some(integer_at(&doc, field)?),
+                };
+                let version = fresh_version();
+                slates.insert(
+                    key.slate.clone(),
+                    Entry {
+                        doc: Arc::new(doc),
+                        version,
+                        expires: expiry.resolve(old_expires),
+                    },
+                );
+                Ok(Updated { version, counter })
+            })
+        })
     }
 
     fn replace_slate_if<'a>(
@@ -624,27 +477,51 @@ impl Store for MemoryStore {
         expires: Option<OffsetDateTime>,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, Option<i64>> {
-        Box::pin(ready(
-            self.do_replace_slate_if(key, expected, doc, expires, now),
-        ))
+        Box::pin(async move {
+            check_size(key, doc)?;
+            self.with_slate(key, |slates| {
+                let current = live_version(slates, &key.slate, now);
+                if current != expected {
+                    return Ok(None);
+                }
+                let version = fresh_version();
+                slates.insert(
+                    key.slate.clone(),
+                    Entry {
+                        doc: Arc::new(doc.clone()),
+                        version,
+                        expires,
+                    },
+                );
+                Ok(Some(version))
+            })
+        })
     }
 
     fn delete_slate<'a>(&'a self, key: &'a SlateKey, now: OffsetDateTime) -> StoreFuture<'a, bool> {
-        Box::pin(ready(self.do_delete_slate(key, now)))
+        Box::pin(async move {
+            self.with_slate(key, |slates| {
+                Ok(slates.remove(&key.slate).is_some_and(|e| e.live(now)))
+            })
+        })
     }
 
     fn delete_user_slates<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, ()> {
-        Box::pin(ready(self.do_delete_user_slates(user)))
+        Box::pin(async move {
+            self.inner.slates.lock(user).remove(user);
+            Ok(())
+        })
     }
 }
+
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use bson::doc;
 
-    #[test]
-    fn purge_and_sweep_remove_only_expired_records() {
+    #[tokio::test]
+    async fn purge_and_sweep_remove_only_expired_records() {
         use crate::names::{SlateName, Username};
         use crate::token::Token;
         use time::Duration;
@@ -662,32 +539,31 @@ mod tests {
         };
         let live = record(now + Duration::hours(1));
         let dead = record(now + Duration::minutes(1));
-        store.do_insert_token(&live).unwrap();
-        store.do_insert_token(&dead).unwrap();
+        store.insert_token(&live).await.unwrap();
+        store.insert_token(&dead).await.unwrap();
         let key = |s: &str| SlateKey::new(ada.clone(), SlateName::new(s).unwrap());
+        store.put_slate(&key("keep"), &doc! {"a": 1}, Expiry::Keep, now).await.unwrap();
         store
-            .do_put_slate(&key("keep"), &doc! {"a": 1}, Expiry::Keep, now)
-            .unwrap();
-        store
-            .do_put_slate(
+            .put_slate(
                 &key("gone"),
                 &doc! {"a": 1},
                 Expiry::At(now + Duration::minutes(1)),
                 now,
             )
+            .await
             .unwrap();
 
         let later = now + Duration::minutes(2);
         assert_eq!(store.purge_expired(later), 2);
         assert_eq!(store.token_count(), 1);
-        assert!(store.do_find_token(&live.hash, later).unwrap().is_some());
+        assert!(store.find_token(&live.hash, later).await.unwrap().is_some());
         assert_eq!(store.dump_slates().len(), 1);
         // The user index lost the purged token: logging out everywhere counts one.
-        assert_eq!(store.do_delete_user_tokens(&ada).unwrap(), 1);
+        assert_eq!(store.delete_user_tokens(&ada).await.unwrap(), 1);
 
         // The amortised sweep on insert uses the same shard sweep.
         let stale = record(now + Duration::minutes(1));
-        store.do_insert_token(&stale).unwrap();
+        store.insert_token(&stale).await.unwrap();
         let shard = store.inner.tokens.shard(&stale.hash);
         assert_eq!(store.sweep_token_shard(shard, later), 1);
         assert_eq!(store.token_count(), 0);

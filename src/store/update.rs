@@ -1,17 +1,14 @@
 //! Update semantics shared by every store: MongoDB's `$inc` arithmetic, its rule against
 //! conflicting operators in one update, how repeats of one operator on one field become one
-//! operator ([`merge`]), and the size of the values an update carries ([`values_size`]).
+//! operator ([`merge`]), and the counter rule of `inc`. The size rule is in `size.rs`.
 //!
 //! How MongoDB then applies the operators to a document is the update interpreter, in
 //! `interpreter.rs`.
 
-use std::mem::discriminant;
-
-use bson::{doc, Bson, Document};
+use bson::{Bson, Document};
 
 use super::interpreter::get_path;
-use super::memory::stored_size;
-use super::{SlateKey, UpdateOp};
+use super::UpdateOp;
 use crate::error::{Error, Result};
 
 /// Refuses what MongoDB refuses in one update (`ConflictingUpdateOperators`): two different
@@ -24,7 +21,7 @@ pub fn check_ops(ops: &[UpdateOp]) -> Result<()> {
         for b in &ops[..i] {
             let (fa, fb) = (a.field(), b.field());
             let clash = if fa == fb {
-                discriminant(a) != discriminant(b)
+                a.operator() != b.operator()
             } else {
                 overlaps(fa, fb)
             };
@@ -86,6 +83,10 @@ pub(crate) fn merge(ops: &[UpdateOp]) -> Result<Vec<(&str, FieldUpdate)>> {
             | (Some((_, FieldUpdate::AddToSet(items))), UpdateOp::AddToSet(_, v)) => {
                 items.push(v.clone())
             }
+            (Some((_, FieldUpdate::Push(items))), UpdateOp::PushAll(_, vs))
+            | (Some((_, FieldUpdate::AddToSet(items))), UpdateOp::AddAllToSet(_, vs)) => {
+                items.extend(vs.iter().cloned())
+            }
             (Some(_), _) => return Err(conflict(path)),
         }
     }
@@ -100,26 +101,14 @@ impl FieldUpdate {
             UpdateOp::Inc(_, by) => FieldUpdate::Inc(by.clone()),
             UpdateOp::Push(_, v) => FieldUpdate::Push(vec![v.clone()]),
             UpdateOp::AddToSet(_, v) => FieldUpdate::AddToSet(vec![v.clone()]),
+            UpdateOp::PushAll(_, vs) => FieldUpdate::Push(vs.clone()),
+            UpdateOp::AddAllToSet(_, vs) => FieldUpdate::AddToSet(vs.clone()),
         }
     }
 }
 
-/// The bytes the values of `ops` (`set`, `push` and `add_to_set`) take, each counted as a
-/// stored document of its own: over [`MAX_DOCUMENT_BYTES`](super::MAX_DOCUMENT_BYTES), the
-/// update is refused before it is applied or sent, whatever it would do to the document.
-pub(crate) fn values_size(key: &SlateKey, ops: &[UpdateOp]) -> usize {
-    ops.iter()
-        .filter_map(|op| match op {
-            UpdateOp::Set(p, v) | UpdateOp::Push(p, v) | UpdateOp::AddToSet(p, v) => {
-                Some(stored_size(key, &doc! {p.as_str(): v.clone()}))
-            }
-            UpdateOp::Unset(_) | UpdateOp::Inc(..) => None,
-        })
-        .sum()
-}
-
-/// The counter rule of [`Store::update_slate`](super::Store::update_slate) (what
-/// [`Slate::inc`](crate::Slate::inc) promises): the update increments `counter`, by an
+/// The counter rule of [`SlateStore::update_slate`](super::SlateStore::update_slate) (what
+/// [`RawSlate::inc`](crate::RawSlate::inc) promises): the update increments `counter`, by an
 /// integer in total. Checked before any store applies or sends the update, so a counter
 /// that could end up a double is refused with nothing written.
 pub(crate) fn check_counter(fields: &[(&str, FieldUpdate)], counter: &str) -> Result<()> {

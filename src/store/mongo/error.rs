@@ -5,6 +5,7 @@
 use mongodb::error::{ErrorKind, WriteFailure};
 
 use crate::error::{Error, NameKind};
+use crate::store::size::too_large;
 use crate::store::MAX_DOCUMENT_BYTES;
 
 /// Server error codes that mean "a document with this key exists".
@@ -117,14 +118,6 @@ pub(super) fn map_update(e: mongodb::error::Error, fields: &[&str]) -> Error {
             14 => "inc needs numbers on both sides",
             _ => "a parent of the field is not a document",
         },
-    }
-}
-
-/// [`Error::DocumentTooLarge`] for a document of `size` bytes.
-pub(super) fn too_large(size: usize) -> Error {
-    Error::DocumentTooLarge {
-        size,
-        limit: MAX_DOCUMENT_BYTES,
     }
 }
 

@@ -1,27 +1,22 @@
 //! `MongoStore`: the production backend, on the official `mongodb` driver.
 //!
-//! Every [`Store`] method is one command on one document (see the table on [`MongoStore`]);
-//! the files here hold the pieces: `tokens.rs` the `_auth` queries, `slates.rs` the slate
-//! queries and update documents, `error.rs` the mapping of driver errors.
+//! Every store method is one command on one document (see the table on [`MongoStore`]).
+//! This file holds the connection and its options; `indexes.rs` what `prepare` creates,
+//! `tokens.rs` the `_auth` queries ([`TokenStore`](super::TokenStore)), `slates.rs` the
+//! slate queries and update documents ([`SlateStore`](super::SlateStore)), `error.rs` the
+//! mapping of driver errors.
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bson::{doc, Document};
 use mongodb::options::{
-    ClientOptions, DatabaseOptions, IndexOptions, ReadConcern, ReadPreference, SelectionCriteria,
-    WriteConcern,
+    ClientOptions, DatabaseOptions, ReadConcern, ReadPreference, SelectionCriteria, WriteConcern,
 };
-use mongodb::{Client, Collection, Database, IndexModel};
+use mongodb::{Client, Database};
 use time::OffsetDateTime;
 
-use super::{
-    Expiry, SlateDoc, SlateKey, Store, StoreFuture, StoreOptions, TokenRecord, UpdateOp, Updated,
-};
 use crate::error::{Error, Result};
-use crate::names::Username;
-use crate::token::TokenHash;
 
 /// Applies the store's server-side time limit (`maxTimeMS`), if any, to a driver action
 /// that can carry one (`find`, `findAndModify`). The driver's insert, update and delete
@@ -37,8 +32,11 @@ macro_rules! limited {
 }
 
 mod error;
+mod indexes;
 mod slates;
 mod tokens;
+
+use indexes::Prepared;
 
 /// Database used when the connection string names none.
 pub const DEFAULT_DATABASE: &str = "slates";
@@ -51,7 +49,7 @@ pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(2);
 /// Default server-side limit on one command (`maxTimeMS`).
 pub const DEFAULT_MAX_TIME: Duration = Duration::from_secs(5);
 
-/// The production [`Store`]: MongoDB (or a MongoDB-wire server) through the official driver.
+/// The production [`Store`](super::Store): MongoDB (or a MongoDB-wire server) through the official driver.
 ///
 /// The data model is DESIGN.md §3: an `_auth` collection of
 /// `{ _id: <hex SHA-256 of the token>, user, created, expires, renewed?, rotated? }`, and
@@ -84,10 +82,10 @@ pub const DEFAULT_MAX_TIME: Duration = Duration::from_secs(5);
 /// retried, a wrong counter is an error, an expiry is carried over by compare-and-swap. The
 /// loop is bounded.
 ///
-/// [`prepare`](Store::prepare) (called by [`SlatesBuilder::build`](crate::SlatesBuilder::build))
-/// creates the indexes, idempotently: `_auth` `{user: 1}` and the TTL index
-/// `{expires: 1}` with `expireAfterSeconds: 0`, plus, in the single-collection layout, a TTL
-/// index on the slates' `_expires`. Reads still check expiry, whatever the TTL monitor has
+/// Preparing it (done by [`EngineBuilder::build`](crate::EngineBuilder::build)) creates the
+/// indexes, idempotently: `_auth` `{user: 1}` and the TTL index `{expires: 1}` with
+/// `expireAfterSeconds: 0`, plus, in the single-collection layout, a TTL index on the
+/// slates' `_expires`. Reads still check expiry, whatever the TTL monitor has
 /// done. It also asks `buildInfo` and logs a loud warning when the server is FerretDB, whose
 /// updates are not atomic under concurrency.
 ///
@@ -99,14 +97,14 @@ pub const DEFAULT_MAX_TIME: Duration = Duration::from_secs(5);
 /// Cloning is cheap: the driver's handles are `Arc`s inside.
 ///
 /// ```no_run
-/// use slates::{Layout, MongoStore, Slates};
+/// use slates::{Engine, Layout, MongoStore};
 /// use slates::mongodb::options::{Acknowledgment, WriteConcern};
 ///
 /// # async fn f() -> slates::Result<()> {
 /// let store = MongoStore::connect("mongodb://localhost:27017/slates")
 ///     .await?
 ///     .write_concern(WriteConcern::builder().w(Acknowledgment::Majority).build());
-/// let slates = Slates::builder(store)
+/// let engine = Engine::builder(store)
 ///     .layout(Layout::SingleCollection)
 ///     .build() // creates the indexes
 ///     .await?;
@@ -116,15 +114,7 @@ pub const DEFAULT_MAX_TIME: Duration = Duration::from_secs(5);
 pub struct MongoStore {
     db: Database,
     max_time: Option<Duration>,
-    prepared: Arc<OnceLock<Prepared>>,
-}
-
-/// What [`Store::prepare`] settled: the options, the collections and what the server can do.
-struct Prepared {
-    options: StoreOptions,
-    auth: Collection<Document>,
-    /// The slates collection of the single-collection layout.
-    slates: Collection<Document>,
+    prepared: Arc<Prepared>,
 }
 
 impl MongoStore {
@@ -169,7 +159,7 @@ impl MongoStore {
         MongoStore {
             db,
             max_time: Some(DEFAULT_MAX_TIME),
-            prepared: Arc::new(OnceLock::new()),
+            prepared: Arc::default(),
         }
     }
 
@@ -240,103 +230,8 @@ impl MongoStore {
             .client()
             .database_with_options(self.db.name(), options);
         // The collections of an earlier `prepare` carry the old options: prepare again.
-        self.prepared = Arc::new(OnceLock::new());
+        self.prepared = Arc::default();
         self
-    }
-
-    fn prepared(&self) -> Result<&Prepared> {
-        self.prepared.get().ok_or_else(|| {
-            Error::Config(
-                "MongoStore used before Store::prepare: build it with Slates::builder(store).build()"
-                    .to_owned(),
-            )
-        })
-    }
-
-    async fn do_prepare(&self, options: &StoreOptions) -> Result<()> {
-        if let Some(done) = self.prepared.get() {
-            return same_options(&done.options, options);
-        }
-        let auth = self.db.collection::<Document>(&options.auth_collection);
-        let slates = self.db.collection::<Document>(&options.slates_collection);
-        self.create_index(&auth, doc! {"user": 1}, None).await?;
-        let mut ttl_indexes = self
-            .create_index(&auth, doc! {"expires": 1}, Some(Duration::ZERO))
-            .await?;
-        if options.layout == super::Layout::SingleCollection {
-            ttl_indexes &= self
-                .create_index(&slates, doc! {"_expires": 1}, Some(Duration::ZERO))
-                .await?;
-        }
-        if !ttl_indexes {
-            tracing::warn!(
-                "the MongoDB server does not support TTL indexes (FerretDB 1.x?): expired \
-                 tokens and slates are refused at read time but not garbage-collected"
-            );
-        }
-        self.announce_non_atomic_server().await?;
-        tracing::debug!(database = self.db.name(), "slates MongoStore prepared");
-        let prepared = Prepared {
-            options: options.clone(),
-            auth,
-            slates,
-        };
-        match self.prepared.set(prepared) {
-            Ok(()) => Ok(()),
-            // A concurrent prepare won; it must have used the same options.
-            Err(_) => same_options(&self.prepared()?.options, options),
-        }
-    }
-
-    /// Logs one loud warning when the server is FerretDB (its `buildInfo` carries
-    /// `ferretdbVersion`): FerretDB 1.x applies an update as a read and a write in its
-    /// backend, so concurrent updates of one slate can be lost there, and slates' concurrency
-    /// guarantees do not hold. Returns whether the server is FerretDB.
-    async fn announce_non_atomic_server(&self) -> Result<bool> {
-        let info = self
-            .db
-            .run_command(doc! {"buildInfo": 1})
-            .await
-            .map_err(error::map)?;
-        let Ok(version) = info.get_str("ferretdbVersion") else {
-            return Ok(false);
-        };
-        tracing::warn!(
-            ferretdb = version,
-            "slates: this server is FerretDB, whose updates are not atomic under concurrency: \
-             concurrent writes to one slate CAN BE LOST here. Use it for development and \
-             tests only; run production on MongoDB"
-        );
-        Ok(true)
-    }
-
-    /// Creates an index (a TTL index if `ttl` is given). `Ok(false)` if the server does not
-    /// implement the option.
-    async fn create_index(
-        &self,
-        coll: &Collection<Document>,
-        keys: Document,
-        ttl: Option<Duration>,
-    ) -> Result<bool> {
-        let options = IndexOptions::builder().expire_after(ttl).build();
-        let model = IndexModel::builder().keys(keys).options(options).build();
-        match coll.create_index(model).await {
-            Ok(_) => Ok(true),
-            Err(e) if ttl.is_some() && error::code(&e) == Some(error::NOT_IMPLEMENTED) => Ok(false),
-            Err(e) => Err(error::map(e)),
-        }
-    }
-}
-
-fn same_options(prepared: &StoreOptions, asked: &StoreOptions) -> Result<()> {
-    if prepared == asked {
-        Ok(())
-    } else {
-        Err(Error::Config(
-            "this MongoStore was already prepared with other options (layout or collection \
-             names); use one store per configuration"
-                .to_owned(),
-        ))
     }
 }
 
@@ -357,100 +252,8 @@ impl fmt::Debug for MongoStore {
         f.debug_struct("MongoStore")
             .field("database", &self.db.name())
             .field("max_time", &self.max_time)
-            .field("prepared", &self.prepared.get().map(|p| &p.options))
+            .field("tokens", &self.prepared.tokens.get().map(|p| &p.options))
+            .field("slates", &self.prepared.slates.get().map(|p| &p.options))
             .finish()
-    }
-}
-
-impl Store for MongoStore {
-    fn prepare<'a>(&'a self, options: &'a StoreOptions) -> StoreFuture<'a, ()> {
-        Box::pin(self.do_prepare(options))
-    }
-
-    fn insert_token<'a>(&'a self, record: &'a TokenRecord) -> StoreFuture<'a, ()> {
-        Box::pin(self.do_insert_token(record))
-    }
-
-    fn find_token<'a>(
-        &'a self,
-        hash: &'a TokenHash,
-        now: OffsetDateTime,
-    ) -> StoreFuture<'a, Option<TokenRecord>> {
-        Box::pin(self.do_find_token(hash, now))
-    }
-
-    fn renew_token<'a>(
-        &'a self,
-        hash: &'a TokenHash,
-        previous: OffsetDateTime,
-        expires: OffsetDateTime,
-        now: OffsetDateTime,
-    ) -> StoreFuture<'a, bool> {
-        Box::pin(self.do_renew_token(hash, previous, expires, now))
-    }
-
-    fn retire_token<'a>(
-        &'a self,
-        hash: &'a TokenHash,
-        at: OffsetDateTime,
-        now: OffsetDateTime,
-    ) -> StoreFuture<'a, bool> {
-        Box::pin(self.do_retire_token(hash, at, now))
-    }
-
-    fn delete_token<'a>(&'a self, hash: &'a TokenHash) -> StoreFuture<'a, bool> {
-        Box::pin(self.do_delete_token(hash))
-    }
-
-    fn delete_user_tokens<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, u64> {
-        Box::pin(self.do_delete_user_tokens(user))
-    }
-
-    fn get_slate<'a>(
-        &'a self,
-        key: &'a SlateKey,
-        now: OffsetDateTime,
-    ) -> StoreFuture<'a, Option<SlateDoc>> {
-        Box::pin(self.do_get_slate(key, now))
-    }
-
-    fn put_slate<'a>(
-        &'a self,
-        key: &'a SlateKey,
-        doc: &'a Document,
-        expiry: Expiry,
-        now: OffsetDateTime,
-    ) -> StoreFuture<'a, i64> {
-        Box::pin(self.do_put_slate(key, doc, expiry, now))
-    }
-
-    fn update_slate<'a>(
-        &'a self,
-        key: &'a SlateKey,
-        ops: &'a [UpdateOp],
-        expiry: Expiry,
-        counter: Option<&'a str>,
-        now: OffsetDateTime,
-    ) -> StoreFuture<'a, Updated> {
-        Box::pin(self.do_update_slate(key, ops, expiry, counter, now))
-    }
-
-    fn replace_slate_if<'a>(
-        &'a self,
-        key: &'a SlateKey,
-        expected: Option<i64>,
-        doc: &'a Document,
-        expires: Option<OffsetDateTime>,
-        now: OffsetDateTime,
-    ) -> StoreFuture<'a, Option<i64>> {
-        Box::pin(self.do_replace_slate_if(key, expected, doc, expires, now))
-    }
-
-    fn delete_slate<'a>(&'a self, key: &'a SlateKey, now: OffsetDateTime) -> StoreFuture<'a, bool> {
-        Box::pin(self.do_delete_slate(key, now))
-    }
-
-    fn delete_user_slates<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, ()> {
-        Box::pin(self.do_delete_user_slates(user))
     }
 }

@@ -15,13 +15,13 @@ use time::OffsetDateTime;
 use super::{error, from_bson_date, to_bson_date, MongoStore};
 use crate::error::{Error, Result};
 use crate::names::Username;
-use crate::store::memory::stored_size;
+use crate::store::size::{check_size, check_values};
 use crate::store::update::{
-    check_counter, check_ops, integer_at, integer_or_absent, merge, values_size, FieldUpdate,
+    check_counter, check_ops, integer_at, integer_or_absent, merge, FieldUpdate,
 };
 use crate::store::{
-    fresh_version, Expiry, Layout, SlateDoc, SlateKey, StoreOptions, UpdateOp, Updated,
-    MAX_DOCUMENT_BYTES,
+    fresh_version, Expiry, Layout, SlateDoc, SlateKey, SlateStore, StoreFuture, StoreOptions,
+    UpdateOp, Updated,
 };
 
 /// Attempts of an operation whose upsert keeps colliding with another writer or with an
@@ -57,7 +57,7 @@ impl MongoStore {
     }
 
     fn target(&self, key: &SlateKey) -> Result<Target> {
-        let prepared = self.prepared()?;
+        let prepared = self.slate_settings()?;
         Ok(match prepared.options.layout {
             Layout::CollectionPerUser => Target {
                 coll: self.user_collection(&prepared.options, &key.user),
@@ -65,7 +65,7 @@ impl MongoStore {
             },
             // `Layout` is non-exhaustive only for other crates.
             Layout::SingleCollection => Target {
-                coll: prepared.slates.clone(),
+                coll: prepared.coll.clone(),
                 id: Bson::String(single_collection_id(key)),
             },
         })
@@ -80,173 +80,9 @@ impl MongoStore {
         Ok(found.map(|doc| Stored { doc }))
     }
 
-    pub(super) async fn do_get_slate(
-        &self,
-        key: &SlateKey,
-        now: OffsetDateTime,
-    ) -> Result<Option<SlateDoc>> {
-        let t = self.target(key)?;
-        match self.read(&t).await? {
-            None => Ok(None),
-            Some(stored) => stored.live(key, now),
-        }
-    }
 
-    /// Replaces the whole document with a fresh version.
-    ///
-    /// With an expiry: one `findAndModify` with a replacement document on `_id`, upsert.
-    /// Keeping the expiry: the same command filtered on "has no `_expires`", which serves a
-    /// permanent or absent slate in one command; an expiring slate makes the upsert collide,
-    /// and is then replaced by compare-and-swap carrying its expiry (or, if it had expired,
-    /// removed and written fresh).
-    pub(super) async fn do_put_slate(
-        &self,
-        key: &SlateKey,
-        doc: &Document,
-        expiry: Expiry,
-        now: OffsetDateTime,
-    ) -> Result<i64> {
-        check_size(key, doc)?;
-        let t = self.target(key)?;
-        for _ in 0..WRITE_ATTEMPTS {
-            let version = fresh_version();
-            let (filter, expires) = match expiry {
-                Expiry::At(at) => (doc! {"_id": t.id.clone()}, Some(at)),
-                Expiry::Keep => (
-                    doc! {"_id": t.id.clone(), "_expires": {"$exists": false}},
-                    None,
-                ),
-            };
-            let call = t
-                .coll
-                .find_one_and_replace(filter, stored_doc(doc, version, expires))
-                .upsert(true);
-            match limited!(self, call).await {
-                Ok(_) => return Ok(version),
-                Err(e) if error::is_duplicate_key(&e) => {}
-                Err(e) => return Err(error::map(e)),
-            }
-            // Collision: two upserts of an absent slate raced, or (keeping the expiry) the
-            // slate has an `_expires`.
-            match self.read(&t).await? {
-                None => continue,
-                Some(stored) => match stored.live(key, now) {
-                    Ok(None) => self.delete_expired(&t, now).await?,
-                    Ok(Some(current)) if expiry == Expiry::Keep => {
-                        let expected = Some(current.version);
-                        if let Some(v) = self.swap(&t, expected, doc, current.expires, now).await? {
-                            return Ok(v);
-                        }
-                    }
-                    Ok(Some(_)) => {}
-                    // Edited by hand into a shape slates cannot read: a `put` replaces the
-                    // whole document anyway, so it repairs it (its odd expiry is not kept).
-                    Err(Error::MalformedDocument { .. }) => {
-                        let replacement = stored_doc(doc, version, expires);
-                        (t.coll.replace_one(doc! {"_id": t.id.clone()}, replacement))
-                            .await
-                            .map_err(error::map)?;
-                        return Ok(version);
-                    }
-                    Err(e) => return Err(e),
-                },
-            }
-        }
-        Err(collided(key))
-    }
 
-    /// One command: the operators, `$set: {_v: <fresh>}` and `_expires` if given, on the
-    /// live document, upserted if there is none. Without a counter it is an `update` (no
-    /// document comes back); with one, a `findAndModify` returning the document after the
-    /// update, and filtered so that it matches only if the counter field is absent or an
-    /// integer: an `inc` that would leave a non-integer writes nothing.
-    ///
-    /// An upsert that collides (an expired document still in the collection, two upserts
-    /// racing, or a counter of the wrong type) is resolved by reading the document: an
-    /// expired one is removed by a conditional `delete` and the update retried, a race is
-    /// retried, a wrong counter is [`Error::TypeMismatch`]. The loop is bounded.
-    pub(super) async fn do_update_slate(
-        &self,
-        key: &SlateKey,
-        ops: &[UpdateOp],
-        expiry: Expiry,
-        counter: Option<&str>,
-        now: OffsetDateTime,
-    ) -> Result<Updated> {
-        let t = self.target(key)?;
-        let fields: Vec<&str> = ops.iter().map(UpdateOp::field).collect();
-        let mut filter = live(&t.id, now);
-        if let Some(field) = counter {
-            check_counter(&merge(ops)?, field)?;
-            // Positive form: FerretDB 1.x knows no `decimal` type alias, and this also keeps
-            // strings and other types out before `$inc` would refuse them.
-            let integer = doc! {"$or": [
-                {field: {"$exists": false}},
-                {field: {"$type": ["int", "long"]}},
-            ]};
-            filter.insert("$and", vec![integer]);
-        }
-        for _ in 0..WRITE_ATTEMPTS {
-            let version = fresh_version();
-            let update = build_update(key, ops, expiry, version)?;
-            let result = match counter {
-                None => (t.coll.update_one(filter.clone(), update).upsert(true))
-                    .await
-                    .map(|_| None),
-                Some(_) => {
-                    let call = t
-                        .coll
-                        .find_one_and_update(filter.clone(), update)
-                        .upsert(true)
-                        .return_document(ReturnDocument::After);
-                    limited!(self, call).await
-                }
-            };
-            match result {
-                Ok(after) => {
-                    let counter = match (counter, after) {
-                        (None, _) => None,
-                        (Some(field), Some(d)) => Some(integer_at(&d, field)?),
-                        (Some(_), None) => {
-                            return Err(error::malformed(
-                                key.slate.as_str(),
-                                "an upsert returned no document",
-                            ))
-                        }
-                    };
-                    return Ok(Updated { version, counter });
-                }
-                Err(e) if error::is_duplicate_key(&e) => {}
-                Err(e) => return Err(error::map_update(e, &fields)),
-            }
-            match self.read(&t).await? {
-                None => continue,
-                Some(stored) => match stored.live(key, now)? {
-                    None => self.delete_expired(&t, now).await?,
-                    Some(current) => {
-                        if let Some(field) = counter {
-                            integer_or_absent(&current.doc, field)?;
-                        }
-                    }
-                },
-            }
-        }
-        Err(collided(key))
-    }
 
-    /// Compare-and-swap, one `update` command with a replacement document.
-    pub(super) async fn do_replace_slate_if(
-        &self,
-        key: &SlateKey,
-        expected: Option<i64>,
-        doc: &Document,
-        expires: Option<OffsetDateTime>,
-        now: OffsetDateTime,
-    ) -> Result<Option<i64>> {
-        check_size(key, doc)?;
-        let t = self.target(key)?;
-        self.swap(&t, expected, doc, expires, now).await
-    }
 
     /// `expected = Some(v)`: replace the live document whose `_v` is `v`, no upsert.
     /// `expected = None`: replace an expired document or insert (upsert on a filter that a
@@ -281,45 +117,7 @@ impl MongoStore {
         }
     }
 
-    /// One `delete` on `_id` with the expiry filter: reports whether a live slate was
-    /// deleted. An expired document is left to the TTL index (single-collection layout) or
-    /// to the next write of that slate, which replaces it.
-    pub(super) async fn do_delete_slate(
-        &self,
-        key: &SlateKey,
-        now: OffsetDateTime,
-    ) -> Result<bool> {
-        let t = self.target(key)?;
-        let result = (t.coll.delete_one(live(&t.id, now)))
-            .await
-            .map_err(error::map)?;
-        Ok(result.deleted_count == 1)
-    }
 
-    /// Single collection: one `delete` of the user's `_id` range (served by the
-    /// `_id` index). Collection per user: one `drop`.
-    pub(super) async fn do_delete_user_slates(&self, user: &Username) -> Result<()> {
-        let prepared = self.prepared()?;
-        match prepared.options.layout {
-            Layout::CollectionPerUser => {
-                // Only ever a collection of slates' own prefix: never one of the app's.
-                let coll = self.user_collection(&prepared.options, user);
-                (coll.drop()).await.map_err(error::map)?;
-            }
-            Layout::SingleCollection => {
-                // A user's `_id`s are exactly the strings from "<user>$" (inclusive) to
-                // "<user>%" (exclusive): neither part holds a `$`, and `%` follows `$` in
-                // byte order. The range uses the `_id` index.
-                let filter = doc! {
-                    "_id": {"$gte": format!("{user}$"), "$lt": format!("{user}%")},
-                };
-                (prepared.slates.delete_many(filter))
-                    .await
-                    .map_err(error::map)?;
-            }
-        }
-        Ok(())
-    }
 
     /// Removes the document of `t` only if it has expired.
     async fn delete_expired(&self, t: &Target, now: OffsetDateTime) -> Result<()> {
@@ -328,6 +126,229 @@ impl MongoStore {
         Ok(())
     }
 }
+
+impl SlateStore for MongoStore {
+    fn prepare_slates<'a>(&'a self, options: &'a StoreOptions) -> StoreFuture<'a, ()> {
+        Box::pin(self.prepare_slate_collections(options))
+    }
+
+    fn get_slate<'a>(
+        &'a self,
+        key: &'a SlateKey,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<SlateDoc>> {
+        Box::pin(async move {
+            let t = self.target(key)?;
+            match self.read(&t).await? {
+                None => Ok(None),
+                Some(stored) => stored.live(key, now),
+            }
+        })
+    }
+
+    /// Replaces the whole document with a fresh version.
+    ///
+    /// With an expiry: one `findAndModify` with a replacement document on `_id`, upsert.
+    /// Keeping the expiry: the same command filtered on "has no `_expires`", which serves a
+    /// permanent or absent slate in one command; an expiring slate makes the upsert collide,
+    /// and is then replaced by compare-and-swap carrying its expiry (or, if it had expired,
+    /// removed and written fresh).
+    fn put_slate<'a>(
+        &'a self,
+        key: &'a SlateKey,
+        doc: &'a Document,
+        expiry: Expiry,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, i64> {
+        Box::pin(async move {
+            check_size(key, doc)?;
+            let t = self.target(key)?;
+            for _ in 0..WRITE_ATTEMPTS {
+                let version = fresh_version();
+                let (filter, expires) = match expiry {
+                    Expiry::At(at) => (doc! {"_id": t.id.clone()}, Some(at)),
+                    Expiry::Keep => (
+                        doc! {"_id": t.id.clone(), "_expires": {"$exists": false}},
+                        None,
+                    ),
+                };
+                let call = t
+                    .coll
+                    .find_one_and_replace(filter, stored_doc(doc, version, expires))
+                    .upsert(true);
+                match limited!(self, call).await {
+                    Ok(_) => return Ok(version),
+                    Err(e) if error::is_duplicate_key(&e) => {}
+                    Err(e) => return Err(error::map(e)),
+                }
+                // Collision: two upserts of an absent slate raced, or (keeping the expiry) the
+                // slate has an `_expires`.
+                match self.read(&t).await? {
+                    None => continue,
+                    Some(stored) => match stored.live(key, now) {
+                        Ok(None) => self.delete_expired(&t, now).await?,
+                        Ok(Some(current)) if expiry == Expiry::Keep => {
+                            let expected = Some(current.version);
+                            if let Some(v) = self.swap(&t, expected, doc, current.expires, now).await? {
+                                return Ok(v);
+                            }
+                        }
+                        Ok(Some(_)) => {}
+                        // Edited by hand into a shape slates cannot read: a `put` replaces the
+                        // whole document anyway, so it repairs it (its odd expiry is not kept).
+                        Err(Error::MalformedDocument { .. }) => {
+                            let replacement = stored_doc(doc, version, expires);
+                            (t.coll.replace_one(doc! {"_id": t.id.clone()}, replacement))
+                                .await
+                                .map_err(error::map)?;
+                            return Ok(version);
+                        }
+                        Err(e) => return Err(e),
+                    },
+                }
+            }
+            Err(collided(key))
+        })
+    }
+
+    /// One command: the operators, `$set: {_v: <fresh>}` and `_expires` if given, on the
+    /// live document, upserted if there is none. Without a counter it is an `update` (no
+    /// document comes back); with one, a `findAndModify` returning the document after the
+    /// update, and filtered so that it matches only if the counter field is absent or an
+    /// integer: an `inc` that would leave a non-integer writes nothing.
+    ///
+    /// An upsert that collides (an expired document still in the collection, two upserts
+    /// racing, or a counter of the wrong type) is resolved by reading the document: an
+    /// expired one is removed by a conditional `delete` and the update retried, a race is
+    /// retried, a wrong counter is [`Error::TypeMismatch`]. The loop is bounded.
+    fn update_slate<'a>(
+        &'a self,
+        key: &'a SlateKey,
+        ops: &'a [UpdateOp],
+        expiry: Expiry,
+        counter: Option<&'a str>,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Updated> {
+        Box::pin(async move {
+            let t = self.target(key)?;
+            let fields: Vec<&str> = ops.iter().map(UpdateOp::field).collect();
+            let mut filter = live(&t.id, now);
+            if let Some(field) = counter {
+                check_counter(&merge(ops)?, field)?;
+                // Positive form: FerretDB 1.x knows no `decimal` type alias, and this also keeps
+                // strings and other types out before `$inc` would refuse them.
+                let integer = doc! {"$or": [
+                    {field: {"$exists": false}},
+                    {field: {"$type": ["int", "long"]}},
+                ]};
+                filter.insert("$and", vec![integer]);
+            }
+            for _ in 0..WRITE_ATTEMPTS {
+                let version = fresh_version();
+                let update = build_update(key, ops, expiry, version)?;
+                let result = match counter {
+                    None => (t.coll.update_one(filter.clone(), update).upsert(true))
+                        .await
+                        .map(|_| None),
+                    Some(_) => {
+                        let call = t
+                            .coll
+                            .find_one_and_update(filter.clone(), update)
+                            .upsert(true)
+                            .return_document(ReturnDocument::After);
+                        limited!(self, call).await
+                    }
+                };
+                match result {
+                    Ok(after) => {
+                        let counter = match (counter, after) {
+                            (None, _) => None,
+                            (Some(field), Some(d)) => Some(integer_at(&d, field)?),
+                            (Some(_), None) => {
+                                return Err(error::malformed(
+                                    key.slate.as_str(),
+                                    "an upsert returned no document",
+                                ))
+                            }
+                        };
+                        return Ok(Updated { version, counter });
+                    }
+                    Err(e) if error::is_duplicate_key(&e) => {}
+                    Err(e) => return Err(error::map_update(e, &fields)),
+                }
+                match self.read(&t).await? {
+                    None => continue,
+                    Some(stored) => match stored.live(key, now)? {
+                        None => self.delete_expired(&t, now).await?,
+                        Some(current) => {
+                            if let Some(field) = counter {
+                                integer_or_absent(&current.doc, field)?;
+                            }
+                        }
+                    },
+                }
+            }
+            Err(collided(key))
+        })
+    }
+
+    /// Compare-and-swap, one `update` command with a replacement document.
+    fn replace_slate_if<'a>(
+        &'a self,
+        key: &'a SlateKey,
+        expected: Option<i64>,
+        doc: &'a Document,
+        expires: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<i64>> {
+        Box::pin(async move {
+            check_size(key, doc)?;
+            let t = self.target(key)?;
+            self.swap(&t, expected, doc, expires, now).await
+        })
+    }
+
+    /// One `delete` on `_id` with the expiry filter: reports whether a live slate was
+    /// deleted. An expired document is left to the TTL index (single-collection layout) or
+    /// to the next write of that slate, which replaces it.
+    fn delete_slate<'a>(&'a self, key: &'a SlateKey, now: OffsetDateTime) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let t = self.target(key)?;
+            let result = (t.coll.delete_one(live(&t.id, now)))
+                .await
+                .map_err(error::map)?;
+            Ok(result.deleted_count == 1)
+        })
+    }
+
+    /// Single collection: one `delete` of the user's `_id` range (served by the
+    /// `_id` index). Collection per user: one `drop`.
+    fn delete_user_slates<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let prepared = self.slate_settings()?;
+            match prepared.options.layout {
+                Layout::CollectionPerUser => {
+                    // Only ever a collection of slates' own prefix: never one of the app's.
+                    let coll = self.user_collection(&prepared.options, user);
+                    (coll.drop()).await.map_err(error::map)?;
+                }
+                Layout::SingleCollection => {
+                    // A user's `_id`s are exactly the strings from "<user>$" (inclusive) to
+                    // "<user>%" (exclusive): neither part holds a `$`, and `%` follows `$` in
+                    // byte order. The range uses the `_id` index.
+                    let filter = doc! {
+                        "_id": {"$gte": format!("{user}$"), "$lt": format!("{user}%")},
+                    };
+                    (prepared.coll.delete_many(filter))
+                        .await
+                        .map_err(error::map)?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
 
 /// The `_id` of a slate in [`Layout::SingleCollection`]: `"<user>$<slate>"`. A string, so
 /// that reading a slate is a lookup by the `_id` index on every server (FerretDB 1.x pushes
@@ -397,16 +418,6 @@ fn slate_from_doc(key: &SlateKey, mut doc: Document) -> Result<SlateDoc> {
     })
 }
 
-/// Refuses a whole document over the limit before sending it, with the memory store's
-/// accounting, so that both stores refuse the same documents.
-fn check_size(key: &SlateKey, doc: &Document) -> Result<()> {
-    let size = stored_size(key, doc);
-    if size > MAX_DOCUMENT_BYTES {
-        return Err(error::too_large(size));
-    }
-    Ok(())
-}
-
 /// The update document of `ops`: `$set`, `$unset`, `$inc`, `$push` and `$addToSet` (each
 /// with `$each`, so a value is never read as a modifier), plus `$set` of the fresh version
 /// `_v` and of `_expires` when the expiry is set.
@@ -425,10 +436,7 @@ fn build_update(
     let fields = merge(ops)?;
     // The values alone already exceed the limit: refuse before sending. (Growth past the
     // limit through small updates is refused by the server.)
-    let value_bytes = values_size(key, ops);
-    if value_bytes > MAX_DOCUMENT_BYTES {
-        return Err(error::too_large(value_bytes));
-    }
+    check_values(key, ops)?;
     let (mut set, mut unset, mut inc, mut push, mut add_to_set) = Default::default();
     for (path, update) in fields {
         let (target, value): (&mut Document, Bson) = match update {
@@ -513,7 +521,7 @@ mod tests {
 
     #[test]
     fn oversized_values_are_refused_before_sending() {
-        let big = "x".repeat(MAX_DOCUMENT_BYTES);
+        let big = "x".repeat(crate::store::MAX_DOCUMENT_BYTES);
         let ops = [UpdateOp::Set("blob".into(), Bson::String(big))];
         assert!(matches!(
             build_update(&key(), &ops, Expiry::Keep, 1),

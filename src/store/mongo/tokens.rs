@@ -6,103 +6,120 @@ use time::OffsetDateTime;
 use super::{error, from_bson_date, to_bson_date, MongoStore};
 use crate::error::Result;
 use crate::names::Username;
-use crate::store::TokenRecord;
+use crate::store::{StoreFuture, StoreOptions, TokenRecord, TokenStore};
 use crate::token::TokenHash;
 
-impl MongoStore {
-    pub(super) async fn do_insert_token(&self, record: &TokenRecord) -> Result<()> {
-        let auth = &self.prepared()?.auth;
-        let mut doc = doc! {
-            "_id": record.hash.to_hex(),
-            "user": record.user.as_str(),
-            "created": to_bson_date(record.created),
-            "expires": to_bson_date(record.expires),
-        };
-        if let Some(renewed) = record.renewed {
-            doc.insert("renewed", to_bson_date(renewed));
-        }
-        if let Some(rotated) = record.rotated {
-            doc.insert("rotated", to_bson_date(rotated));
-        }
-        (auth.insert_one(doc)).await.map_err(error::map)?;
-        Ok(())
+impl TokenStore for MongoStore {
+    fn prepare_tokens<'a>(&'a self, options: &'a StoreOptions) -> StoreFuture<'a, ()> {
+        Box::pin(self.prepare_token_collection(options))
+    }
+
+    fn insert_token<'a>(&'a self, record: &'a TokenRecord) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let auth = self.auth()?;
+            let mut doc = doc! {
+                "_id": record.hash.to_hex(),
+                "user": record.user.as_str(),
+                "created": to_bson_date(record.created),
+                "expires": to_bson_date(record.expires),
+            };
+            if let Some(renewed) = record.renewed {
+                doc.insert("renewed", to_bson_date(renewed));
+            }
+            if let Some(rotated) = record.rotated {
+                doc.insert("rotated", to_bson_date(rotated));
+            }
+            (auth.insert_one(doc)).await.map_err(error::map)?;
+            Ok(())
+        })
     }
 
     /// One `find` on `_id` alone (a point read by the `_id` index), then `expires > now` checked
     /// here: an expired token is refused at once, whatever the TTL monitor has done.
-    pub(super) async fn do_find_token(
-        &self,
-        hash: &TokenHash,
+    fn find_token<'a>(
+        &'a self,
+        hash: &'a TokenHash,
         now: OffsetDateTime,
-    ) -> Result<Option<TokenRecord>> {
-        let auth = &self.prepared()?.auth;
-        let found = limited!(self, auth.find_one(doc! {"_id": hash.to_hex()}))
-            .await
-            .map_err(error::map)?;
-        let record = found.map(|d| token_from_doc(*hash, &d)).transpose()?;
-        Ok(record.filter(|r| r.expires > now))
+    ) -> StoreFuture<'a, Option<TokenRecord>> {
+        Box::pin(async move {
+            let auth = self.auth()?;
+            let found = limited!(self, auth.find_one(doc! {"_id": hash.to_hex()}))
+                .await
+                .map_err(error::map)?;
+            let record = found.map(|d| token_from_doc(*hash, &d)).transpose()?;
+            Ok(record.filter(|r| r.expires > now))
+        })
     }
 
     /// One `update` filtered on `_id`, on the expiry the caller read and on "not rotated
     /// out"; never an upsert, so it cannot bring back a token that a logout deleted, nor
     /// undo a rotation.
-    pub(super) async fn do_renew_token(
-        &self,
-        hash: &TokenHash,
+    fn renew_token<'a>(
+        &'a self,
+        hash: &'a TokenHash,
         previous: OffsetDateTime,
         expires: OffsetDateTime,
         now: OffsetDateTime,
-    ) -> Result<bool> {
-        let auth = &self.prepared()?.auth;
-        let filter = doc! {
-            "_id": hash.to_hex(),
-            "expires": {"$eq": to_bson_date(previous), "$gt": to_bson_date(now)},
-            "rotated": {"$exists": false},
-        };
-        let update =
-            doc! {"$set": {"expires": to_bson_date(expires), "renewed": to_bson_date(now)}};
-        let result = (auth.update_one(filter, update))
-            .await
-            .map_err(error::map)?;
-        Ok(result.matched_count == 1)
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let auth = self.auth()?;
+            let filter = doc! {
+                "_id": hash.to_hex(),
+                "expires": {"$eq": to_bson_date(previous), "$gt": to_bson_date(now)},
+                "rotated": {"$exists": false},
+            };
+            let update =
+                doc! {"$set": {"expires": to_bson_date(expires), "renewed": to_bson_date(now)}};
+            let result = (auth.update_one(filter, update))
+                .await
+                .map_err(error::map)?;
+            Ok(result.matched_count == 1)
+        })
     }
 
     /// One `update`: `$min` lowers `expires` (never raises it) and `$set` marks the token
     /// rotated out; never an upsert.
-    pub(super) async fn do_retire_token(
-        &self,
-        hash: &TokenHash,
+    fn retire_token<'a>(
+        &'a self,
+        hash: &'a TokenHash,
         at: OffsetDateTime,
         now: OffsetDateTime,
-    ) -> Result<bool> {
-        let auth = &self.prepared()?.auth;
-        let update = doc! {
-            "$min": {"expires": to_bson_date(at)},
-            "$set": {"rotated": to_bson_date(now)},
-        };
-        let result = (auth.update_one(doc! {"_id": hash.to_hex()}, update))
-            .await
-            .map_err(error::map)?;
-        Ok(result.matched_count == 1)
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let auth = self.auth()?;
+            let update = doc! {
+                "$min": {"expires": to_bson_date(at)},
+                "$set": {"rotated": to_bson_date(now)},
+            };
+            let result = (auth.update_one(doc! {"_id": hash.to_hex()}, update))
+                .await
+                .map_err(error::map)?;
+            Ok(result.matched_count == 1)
+        })
     }
 
-    pub(super) async fn do_delete_token(&self, hash: &TokenHash) -> Result<bool> {
-        let auth = &self.prepared()?.auth;
-        let result = (auth.delete_one(doc! {"_id": hash.to_hex()}))
-            .await
-            .map_err(error::map)?;
-        Ok(result.deleted_count == 1)
+    fn delete_token<'a>(&'a self, hash: &'a TokenHash) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let auth = self.auth()?;
+            let result = (auth.delete_one(doc! {"_id": hash.to_hex()}))
+                .await
+                .map_err(error::map)?;
+            Ok(result.deleted_count == 1)
+        })
     }
 
     /// One `delete` of every token of `user` (served by the `{user: 1}` index).
-    pub(super) async fn do_delete_user_tokens(&self, user: &Username) -> Result<u64> {
-        let auth = &self.prepared()?.auth;
-        let result = (auth.delete_many(doc! {"user": user.as_str()}))
-            .await
-            .map_err(error::map)?;
-        Ok(result.deleted_count)
+    fn delete_user_tokens<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let auth = self.auth()?;
+            let result = (auth.delete_many(doc! {"user": user.as_str()}))
+                .await
+                .map_err(error::map)?;
+            Ok(result.deleted_count)
+        })
     }
 }
+
 
 fn token_from_doc(hash: TokenHash, doc: &Document) -> Result<TokenRecord> {
     let bad = |reason| error::malformed("_auth", reason);

@@ -1,4 +1,4 @@
-//! [`CurrentUser`]: the logged-in user and the user slate loaded by the layer.
+//! [`CurrentUser`]: the logged-in user and the profile the layer loaded.
 
 use std::sync::Arc;
 
@@ -10,16 +10,19 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::names::{SlateName, Username};
-use crate::rejection::{LoginRequired, MissingLayer, NotLoggedIn};
+use crate::redirect::login_required;
+use crate::rejection::{LoginRequired, MissingLayer};
 use crate::request::{Identity, RequestState};
 use crate::store::SlateDoc;
-use crate::workflow_slate::UserSlates;
+use crate::user_slates::UserSlates;
 
-/// Extractor for the logged-in user: the username and the user slate (document
-/// `_id: "user"`), already loaded by the layer in the same pass as the token check.
+/// Extractor for the logged-in user: the username and the profile (the user slate,
+/// document `_id: "user"`), already loaded by the layer in the same pass as the token check.
 ///
-/// Rejects anonymous requests with 401 ([`LoginRequired`]); use `Option<CurrentUser>` where
-/// login is optional.
+/// Rejects an anonymous request ([`LoginRequired`]) as configured with
+/// [`EngineBuilder::when_logged_out`](crate::EngineBuilder::when_logged_out): 401 by
+/// default, or a redirect to the login page. Use `Option<CurrentUser>` where login is
+/// optional.
 ///
 /// ```no_run
 /// use slates::CurrentUser;
@@ -27,7 +30,7 @@ use crate::workflow_slate::UserSlates;
 /// struct Profile { name: String, timezone: String }
 ///
 /// async fn page(user: CurrentUser) -> Result<String, slates::Error> {
-///     let profile: Option<Profile> = user.user_slate()?;
+///     let profile: Option<Profile> = user.profile()?;
 ///     Ok(format!("hello {} ({:?})", user.username(), profile.map(|p| p.timezone)))
 /// }
 /// ```
@@ -60,26 +63,28 @@ impl CurrentUser {
         self.identity().expires
     }
 
-    /// The user slate as loaded at the start of the request, raw (`None` if the user has
-    /// none yet, or if the stored document is malformed: see
-    /// [`user_slate`](Self::user_slate)). No copy is made.
-    pub fn raw_user_slate(&self) -> Option<&Document> {
+    /// The profile as loaded at the start of the request, raw (`None` if the user has none
+    /// yet, or if the stored document is malformed: see [`profile`](Self::profile)). No copy
+    /// is made.
+    pub fn raw_profile(&self) -> Option<&Document> {
         self.loaded().ok().flatten().map(|s| &*s.doc)
     }
 
-    /// The user slate's version as loaded, for a compare-and-swap of your own.
-    pub fn user_slate_version(&self) -> Option<i64> {
+    /// The profile's version as loaded.
+    pub fn profile_version(&self) -> Option<i64> {
         self.loaded().ok().flatten().map(|s| s.version)
     }
 
-    /// The user slate deserialized into `T` (`None` if the user has none yet).
+    /// The profile as loaded at the start of the request, deserialized into `T` (`None` if
+    /// the user has none yet). To write it, use
+    /// [`UserSlates::profile_slate`](crate::UserSlates::profile_slate).
     ///
     /// A stored document that slates cannot read (its `_v` or `_expires` edited by hand to
     /// another type) is [`Error::MalformedDocument`](crate::Error::MalformedDocument), and
     /// fields that do not fit `T` are [`Error::Deserialize`](crate::Error::Deserialize):
-    /// only this call fails, the request itself and handlers that do not read the user
-    /// slate proceed. A `put` of the user slate repairs a malformed document.
-    pub fn user_slate<T: DeserializeOwned>(&self) -> Result<Option<T>> {
+    /// only this call fails, the request itself and handlers that do not read the profile
+    /// proceed. A `put` of the profile repairs a malformed document.
+    pub fn profile<T: DeserializeOwned>(&self) -> Result<Option<T>> {
         match self.loaded()? {
             None => Ok(None),
             Some(s) => Ok(Some(bson::from_document((*s.doc).clone())?)),
@@ -87,7 +92,7 @@ impl CurrentUser {
     }
 
     fn loaded(&self) -> Result<Option<&SlateDoc>> {
-        match &self.identity().user_slate {
+        match &self.identity().profile {
             Ok(slate) => Ok(slate.as_ref()),
             Err(reason) => Err(Error::MalformedDocument {
                 what: SlateName::USER.to_owned(),
@@ -96,9 +101,9 @@ impl CurrentUser {
         }
     }
 
-    /// Handle to this user's slates (workflow slates and writes to the user slate).
+    /// This user's slates (workflows, writes to the profile).
     pub fn slates(&self) -> UserSlates {
-        UserSlates::new(self.state.slates.clone(), self.identity().user.clone())
+        UserSlates::new(Arc::clone(&self.state.core), self.identity().user.clone())
     }
 }
 
@@ -116,7 +121,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let state = RequestState::from_parts(parts)?;
         if state.identity.is_none() {
-            return Err(LoginRequired::NotLoggedIn(NotLoggedIn));
+            return Err(login_required(&state.core.config.when_logged_out, parts));
         }
         Ok(CurrentUser {
             state: Arc::clone(state),

@@ -1,0 +1,116 @@
+//! [`Engine`]: the configured slates system, the public face of the engine's shared state.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::Json;
+use http::request::Parts;
+use time::OffsetDateTime;
+
+use crate::config::Config;
+use crate::core::Core;
+use crate::error::Result;
+use crate::layer::SlatesLayer;
+use crate::names::Username;
+use crate::rejection::MissingLayer;
+use crate::request::RequestState;
+use crate::stats::{bump, Stats};
+use crate::store::{SlateStore, TokenStore};
+use crate::user_slates::UserSlates;
+
+/// The configured slates engine: the stores, the configuration and the statistics.
+///
+/// Cheap to clone (one `Arc`). Build one with [`Engine::builder`], install
+/// [`layer`](Self::layer) on the router, and use the extractors in handlers. It is also an
+/// extractor itself (behind the layer), for handlers that need the configuration, the
+/// statistics or another user's slates (an admin page).
+#[derive(Clone)]
+pub struct Engine {
+    core: Arc<Core>,
+}
+
+impl Engine {
+    pub(crate) fn from_core(core: Core) -> Self {
+        Engine {
+            core: Arc::new(core),
+        }
+    }
+
+    /// The tower layer to put on the router.
+    pub fn layer(&self) -> SlatesLayer {
+        SlatesLayer::new(Arc::clone(&self.core))
+    }
+
+    /// A snapshot of the statistics.
+    pub fn stats(&self) -> Stats {
+        self.core.counters.snapshot()
+    }
+
+    /// The settled configuration.
+    pub fn config(&self) -> &Config {
+        &self.core.config
+    }
+
+    /// The token store, for tools and tests.
+    pub fn token_store(&self) -> &Arc<dyn TokenStore> {
+        &self.core.tokens
+    }
+
+    /// The slate store, for tools and tests.
+    pub fn slate_store(&self) -> &Arc<dyn SlateStore> {
+        &self.core.slates
+    }
+
+    /// The configured clock's current time.
+    pub fn now(&self) -> OffsetDateTime {
+        self.core.now()
+    }
+
+    /// The slates of `username`, outside any request: for background jobs, admin tools and
+    /// tests. Fails with [`Error::InvalidName`](crate::Error::InvalidName) on a bad name.
+    pub fn user_slates(&self, username: &str) -> Result<UserSlates> {
+        Ok(UserSlates::new(
+            Arc::clone(&self.core),
+            Username::new(username)?,
+        ))
+    }
+
+    /// Deletes every token of `username` (log out everywhere, e.g. after a password reset
+    /// done by an admin). Returns how many tokens were deleted.
+    pub async fn logout_user(&self, username: &str) -> Result<u64> {
+        let user = Username::new(username)?;
+        let n = self.core.track(self.core.tokens.delete_user_tokens(&user).await)?;
+        bump(&self.core.counters.logouts);
+        Ok(n)
+    }
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("cookie_name", &self.core.config.cookie.name)
+            .field("layout", &self.core.config.store.layout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Engine {
+    type Rejection = MissingLayer;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Engine {
+            core: Arc::clone(&RequestState::from_parts(parts)?.core),
+        })
+    }
+}
+
+/// A ready handler that serves [`Stats`] as JSON. Mount it behind the layer and behind your
+/// own access control (the counters describe your traffic: do not serve them publicly):
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// let app: Router = Router::new().route("/stats", get(slates::stats_handler));
+/// ```
+pub async fn stats_handler(engine: Engine) -> Json<Stats> {
+    Json(engine.stats())
+}

@@ -1,0 +1,346 @@
+//! [`RawSlate`]: one slate document of one user, untyped: every method one atomic store
+//! operation, except the read-modify-write helpers, a compare-and-swap loop on the version.
+
+use std::sync::Arc;
+
+use bson::{Bson, Document};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use time::{Duration, OffsetDateTime};
+
+use crate::core::Core;
+use crate::error::{Error, NameKind, Result};
+use crate::modified::Modified;
+use crate::names::{validate_field, SlateName, Username, RESERVED_FIELDS};
+use crate::slate_update::{to_bson, SlateUpdate};
+use crate::stats::bump;
+use crate::store::{check_ops, Expiry, SlateDoc, SlateKey, UpdateOp, Updated};
+
+/// One slate document of one user, with any shape: fields are read into any `Deserialize`
+/// type and written from any `Serialize` value. Get one from
+/// [`UserSlates::raw_slate`](crate::UserSlates::raw_slate); for a workflow with a document
+/// type of its own, prefer the typed [`Slate`](crate::Slate) of a
+/// [`Workflow`](crate::Workflow).
+///
+/// Every method is one atomic store operation, except the `modify` family, a
+/// compare-and-swap loop on the version.
+///
+/// ```no_run
+/// # async fn f(slates: slates::UserSlates) -> slates::Result<()> {
+/// use time::Duration;
+/// let upload = slates.raw_slate("new_id_set").expires_in(Duration::minutes(30));
+/// upload.set("name", "batch 7").await?;
+/// upload.push_all("ids", [42, 43]).await?;
+/// let hits = slates.raw_slate("counter").inc("hits", 1).await?;
+/// upload.delete().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RawSlate {
+    core: Arc<Core>,
+    key: std::result::Result<SlateKey, &'static str>,
+    expires_in: Option<Duration>,
+}
+
+impl RawSlate {
+    /// A handle to `user`'s slate `name`; an invalid name is reported by the first
+    /// operation.
+    pub(crate) fn new(core: Arc<Core>, user: Username, name: &str) -> Self {
+        let key = SlateName::new(name)
+            .map(|slate| SlateKey::new(user, slate))
+            .map_err(|e| match e {
+                Error::InvalidName { reason, .. } => reason,
+                _ => "invalid",
+            });
+        RawSlate {
+            core,
+            key,
+            expires_in: None,
+        }
+    }
+
+    /// From now on, every write through this handle sets the slate to expire `ttl` after
+    /// the write (sliding expiry): an abandoned workflow disappears on its own. An expired
+    /// slate reads as absent.
+    ///
+    /// **The expiry rule**, for every write (`set`, `unset`, `inc`, `push`, `push_all`,
+    /// `add_to_set`, `add_all_to_set`, `update`, `put`, the `modify` family): through a
+    /// handle with an expiry (this method, or a [`Workflow`](crate::Workflow) declared with
+    /// [`expires_after`](crate::Workflow::expires_after)), the slate expires `ttl` after the
+    /// write; through a handle without one, the write keeps the slate's current expiry (a
+    /// slate that did not exist, or had expired, is created without one). No write makes an
+    /// expiring slate permanent by omission. A `modify` that writes nothing does not slide
+    /// the expiry.
+    pub fn expires_in(mut self, ttl: Duration) -> Self {
+        self.expires_in = Some(ttl);
+        self
+    }
+
+    pub(crate) fn with_expiry(mut self, ttl: Option<Duration>) -> Self {
+        self.expires_in = ttl;
+        self
+    }
+
+    /// The slate name, or `None` if the name given was invalid (every operation then
+    /// fails with [`Error::InvalidName`]).
+    pub fn name(&self) -> Option<&str> {
+        self.key.as_ref().ok().map(|k| k.slate.as_str())
+    }
+
+    /// Reads the slate into `T`; `None` if absent or expired.
+    pub async fn get<T: DeserializeOwned>(&self) -> Result<Option<T>> {
+        match self.get_doc().await? {
+            None => Ok(None),
+            Some(s) => Ok(Some(from_doc(s.doc)?)),
+        }
+    }
+
+    /// Reads the raw document with its version and expiry; `None` if absent or expired.
+    pub async fn get_doc(&self) -> Result<Option<SlateDoc>> {
+        let key = self.key()?;
+        let core = &self.core;
+        bump(&core.counters.slate_reads);
+        core.track(core.slates.get_slate(key, core.now()).await)
+    }
+
+    /// Replaces the whole slate with `value` (upsert). Top-level fields `_id`, `_v` and
+    /// `_expires` are reserved. The expiry follows the rule of
+    /// [`expires_in`](Self::expires_in). Returns the new version.
+    pub async fn put<T: Serialize + ?Sized>(&self, value: &T) -> Result<i64> {
+        let key = self.key()?;
+        let doc = to_document(value)?;
+        let core = &self.core;
+        bump(&core.counters.slate_writes);
+        let now = core.now();
+        let expiry = self.expiry(now);
+        core.track(core.slates.put_slate(key, &doc, expiry, now).await)
+    }
+
+    /// Sets one field (dotted paths reach into sub-documents and arrays). Returns the new
+    /// version.
+    pub async fn set(&self, field: &str, value: impl Serialize) -> Result<i64> {
+        let op = UpdateOp::Set(field.to_owned(), to_bson(field, &value)?);
+        Ok(self.apply(vec![op], None).await?.version)
+    }
+
+    /// Removes one field. Returns the new version.
+    pub async fn unset(&self, field: &str) -> Result<i64> {
+        let op = UpdateOp::Unset(field.to_owned());
+        Ok(self.apply(vec![op], None).await?.version)
+    }
+
+    /// Adds `by` to the integer `field` (absent counts as 0) and returns the new value, in
+    /// one atomic operation: concurrent increments are never lost. A field that holds
+    /// anything but an integer (a double, a string, …) is [`Error::TypeMismatch`] and
+    /// nothing is written.
+    pub async fn inc(&self, field: &str, by: i64) -> Result<i64> {
+        let op = UpdateOp::Inc(field.to_owned(), Bson::Int64(by));
+        let updated = self.apply(vec![op], Some(field)).await?;
+        updated.counter.ok_or_else(|| Error::TypeMismatch {
+            field: field.to_owned(),
+            reason: "inc returned no integer",
+        })
+    }
+
+    /// Appends `value` to the array `field`. Returns the new version.
+    pub async fn push(&self, field: &str, value: impl Serialize) -> Result<i64> {
+        let op = UpdateOp::Push(field.to_owned(), to_bson(field, &value)?);
+        Ok(self.apply(vec![op], None).await?.version)
+    }
+
+    /// Appends every one of `values`, in order, to the array `field` (one `$push` with
+    /// `$each`); an absent field becomes an array of them. Returns the new version.
+    pub async fn push_all<V: Serialize>(
+        &self,
+        field: &str,
+        values: impl IntoIterator<Item = V>,
+    ) -> Result<i64> {
+        self.update(SlateUpdate::new().push_all(field, values)).await
+    }
+
+    /// Appends `value` to the array `field` unless an equal element is there. Returns the
+    /// new version.
+    pub async fn add_to_set(&self, field: &str, value: impl Serialize) -> Result<i64> {
+        let op = UpdateOp::AddToSet(field.to_owned(), to_bson(field, &value)?);
+        Ok(self.apply(vec![op], None).await?.version)
+    }
+
+    /// Appends each of `values` to the array `field` unless an equal element is there (one
+    /// `$addToSet` with `$each`). Returns the new version.
+    pub async fn add_all_to_set<V: Serialize>(
+        &self,
+        field: &str,
+        values: impl IntoIterator<Item = V>,
+    ) -> Result<i64> {
+        self.update(SlateUpdate::new().add_all_to_set(field, values))
+            .await
+    }
+
+    /// Applies several operators in one atomic operation. Returns the new version.
+    pub async fn update(&self, update: SlateUpdate) -> Result<i64> {
+        Ok(self.apply(update.into_ops()?, None).await?.version)
+    }
+
+    /// Read-modify-write of an existing slate, with compare-and-swap on the version: reads
+    /// the slate into `T` and runs `f` on it.
+    ///
+    /// - No slate (absent or expired): `f` does not run, nothing is written:
+    ///   [`Modified::Missing`]. Creating it is explicit:
+    ///   [`modify_or_default`](Self::modify_or_default),
+    ///   [`modify_or_insert_with`](Self::modify_or_insert_with).
+    /// - `f` returns `None`: it declined, nothing is written: [`Modified::Declined`].
+    /// - `f` left the document as it was: nothing is written (no new version, the expiry
+    ///   does not slide): [`Modified::Unchanged`].
+    /// - Otherwise the result is written only if nobody wrote in between (not even by
+    ///   deleting and re-creating the slate: versions are never reused); if somebody did,
+    ///   the slate is read again and `f` runs again, up to the configured attempts, then
+    ///   [`Error::Conflict`]. So keep `f` free of side effects. [`Modified::Written`].
+    ///
+    /// Fields of the stored document that `T` does not keep are dropped by a write. The
+    /// expiry follows the rule of [`expires_in`](Self::expires_in).
+    pub async fn modify<T, R>(&self, f: impl FnMut(&mut T) -> Option<R>) -> Result<Modified<R>>
+    where
+        T: Serialize + DeserializeOwned,
+    {
+        self.modify_inner(None::<fn() -> T>, f).await
+    }
+
+    /// Like [`modify`](Self::modify), but a missing slate starts as `T::default()` and is
+    /// created (unless `f` declines).
+    pub async fn modify_or_default<T, R>(
+        &self,
+        f: impl FnMut(&mut T) -> Option<R>,
+    ) -> Result<Modified<R>>
+    where
+        T: Serialize + DeserializeOwned + Default,
+    {
+        self.modify_inner(Some(T::default), f).await
+    }
+
+    /// Like [`modify`](Self::modify), but a missing slate starts as `init()` and is created
+    /// (unless `f` declines).
+    pub async fn modify_or_insert_with<T, R>(
+        &self,
+        init: impl FnMut() -> T,
+        f: impl FnMut(&mut T) -> Option<R>,
+    ) -> Result<Modified<R>>
+    where
+        T: Serialize + DeserializeOwned,
+    {
+        self.modify_inner(Some(init), f).await
+    }
+
+    async fn modify_inner<T, R>(
+        &self,
+        mut init: Option<impl FnMut() -> T>,
+        mut f: impl FnMut(&mut T) -> Option<R>,
+    ) -> Result<Modified<R>>
+    where
+        T: Serialize + DeserializeOwned,
+    {
+        let key = self.key()?;
+        let core = &self.core;
+        let attempts = core.config.cas_attempts;
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                bump(&core.counters.cas_retries);
+                tokio::task::yield_now().await;
+            }
+            let (mut value, expected, old_expires) = match self.get_doc().await? {
+                Some(s) => (from_doc(s.doc)?, Some(s.version), s.expires),
+                None => match init.as_mut() {
+                    Some(init) => (init(), None, None),
+                    None => return Ok(Modified::Missing),
+                },
+            };
+            // What the document was, as `T` writes it: `f` changed nothing if it is the same.
+            let before = expected.map(|_| to_document(&value)).transpose()?;
+            let Some(out) = f(&mut value) else {
+                return Ok(Modified::Declined);
+            };
+            let doc = to_document(&value)?;
+            if before.as_ref() == Some(&doc) {
+                return Ok(Modified::Unchanged(out));
+            }
+            bump(&core.counters.slate_writes);
+            let now = core.now();
+            // The compare-and-swap makes sure the expiry read is still the stored one.
+            let expires = self.expiry(now).resolve(old_expires);
+            let written = core.slates.replace_slate_if(key, expected, &doc, expires, now);
+            if let Some(version) = core.track(written.await)? {
+                return Ok(Modified::Written {
+                    value: out,
+                    version,
+                });
+            }
+            bump(&core.counters.cas_conflicts);
+        }
+        Err(Error::Conflict {
+            slate: key.slate.to_string(),
+            attempts,
+        })
+    }
+
+    /// Deletes the slate (the task is finished). Returns whether a live slate was deleted.
+    pub async fn delete(&self) -> Result<bool> {
+        let key = self.key()?;
+        let core = &self.core;
+        bump(&core.counters.slate_writes);
+        core.track(core.slates.delete_slate(key, core.now()).await)
+    }
+
+    async fn apply(&self, ops: Vec<UpdateOp>, counter: Option<&str>) -> Result<Updated> {
+        let key = self.key()?;
+        for op in &ops {
+            validate_field(op.field())?;
+        }
+        check_ops(&ops)?;
+        let core = &self.core;
+        bump(&core.counters.slate_writes);
+        let now = core.now();
+        let expiry = self.expiry(now);
+        let updated = core.slates.update_slate(key, &ops, expiry, counter, now);
+        core.track(updated.await)
+    }
+
+    fn key(&self) -> Result<&SlateKey> {
+        self.key
+            .as_ref()
+            .map_err(|reason| Error::invalid(NameKind::SlateName, reason))
+    }
+
+    /// What a write at `now` does to the expiry (the rule of [`expires_in`](Self::expires_in)).
+    fn expiry(&self, now: OffsetDateTime) -> Expiry {
+        self.expires_in
+            .map_or(Expiry::Keep, |ttl| Expiry::At(now + ttl))
+    }
+}
+
+impl std::fmt::Debug for RawSlate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawSlate")
+            .field("key", &self.key)
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
+}
+
+fn from_doc<T: DeserializeOwned>(doc: Arc<Document>) -> Result<T> {
+    Ok(bson::from_document(Arc::unwrap_or_clone(doc))?)
+}
+
+fn to_document<T: Serialize + ?Sized>(value: &T) -> Result<Document> {
+    let Bson::Document(doc) = bson::to_bson(value)? else {
+        return Err(Error::TypeMismatch {
+            field: String::new(),
+            reason: "a slate must serialize to a document (a struct or a map)",
+        });
+    };
+    if RESERVED_FIELDS.iter().any(|f| doc.contains_key(f)) {
+        return Err(Error::invalid(
+            NameKind::Field,
+            "`_id`, `_v` and `_expires` are reserved",
+        ));
+    }
+    Ok(doc)
+}

@@ -1,0 +1,167 @@
+//! Token cookie to identity: the token lookup, the profile load and the renewal the layer
+//! does before the handler runs.
+
+use std::time::Instant;
+
+use time::OffsetDateTime;
+
+use crate::config::Config;
+use crate::cookie::CookieToken;
+use crate::core::Core;
+use crate::error::Error;
+use crate::names::SlateName;
+use crate::request::{CookieChange, Identity};
+use crate::stats::bump;
+use crate::store::{SlateKey, TokenRecord};
+use crate::token::TokenHash;
+
+/// Token cookie to identity: at most one token lookup, one user slate read and, when due, one
+/// renewal. Returns the cookie change the layer itself wants (removal of a bad cookie or a
+/// renewed one), which a handler's own change overrides.
+pub(crate) async fn resolve(
+    core: &Core,
+    cookie: CookieToken,
+) -> Result<(Option<Identity>, Option<CookieChange>), Error> {
+    let counters = &core.counters;
+    let config = &core.config;
+    bump(&counters.requests);
+    let token = match cookie {
+        CookieToken::Absent => {
+            bump(&counters.anonymous);
+            return Ok((None, None));
+        }
+        CookieToken::Malformed => {
+            bump(&counters.malformed_tokens);
+            bump(&counters.anonymous);
+            tracing::debug!("malformed slates cookie: treated as anonymous");
+            return Ok((None, Some(CookieChange::Remove)));
+        }
+        CookieToken::Present(token) => token,
+    };
+    let hash = token.hash();
+    let now = config.clock.now();
+    let started = Instant::now();
+    let record = find_token(core, &hash, now).await?;
+    counters.record_lookup(started.elapsed());
+    // The absolute lifetime counts from login with the configuration in force now, so a
+    // redeploy that shortens it applies to existing tokens too.
+    let Some(record) = record.filter(|r| now < absolute_end(config, r)) else {
+        return Ok(refused(core, &hash));
+    };
+    let key = SlateKey::new(record.user.clone(), SlateName::user());
+    let profile = match core.slates.get_slate(&key, now).await {
+        Ok(slate) => Ok(slate),
+        Err(Error::MalformedDocument { reason, .. }) => {
+            tracing::warn!(user = %record.user, reason, "malformed profile (user slate): the request proceeds without it");
+            Err(reason)
+        }
+        Err(e) => {
+            store_failed(core, "profile load", &hash.short(), &e);
+            return Err(e);
+        }
+    };
+    bump(&counters.user_slate_loads);
+
+    let mut expires = record.expires;
+    let mut change = None;
+    if let Some(new_expires) = renewal(config, &record, now) {
+        match core
+            .tokens
+            .renew_token(&hash, record.expires, new_expires, now)
+            .await
+        {
+            Ok(true) => {
+                bump(&counters.renewals);
+                expires = new_expires;
+                change = Some(CookieChange::Set(token, new_expires - now));
+            }
+            Ok(false) => {
+                // The record changed between lookup and renewal. Read it again: after a
+                // concurrent renewal or a rotation the token is still alive, so serve the
+                // request and leave the cookie alone (treating it as anonymous would drop
+                // the browser's cookie, and a logout losing this race would delete nothing);
+                // after a logout it is gone, and the logout wins.
+                match find_token(core, &hash, now).await? {
+                    Some(current) => expires = current.expires,
+                    None => return Ok(refused(core, &hash)),
+                }
+            }
+            Err(e) => {
+                // Renewal is an optimisation: the token is still valid, so serve the request
+                // and renew on a later one.
+                store_failed(core, "renewal", &hash.short(), &e);
+            }
+        }
+    }
+    bump(&counters.authenticated);
+    Ok((
+        Some(Identity {
+            user: record.user,
+            hash,
+            created: record.created,
+            expires,
+            profile,
+        }),
+        change,
+    ))
+}
+
+/// One token lookup. A store failure is an error (the layer answers 503); a malformed
+/// `_auth` record (edited by hand) is refused like an unknown token, so that it cannot turn
+/// every request into an error: the user logs in again and gets a fresh record.
+async fn find_token(
+    core: &Core,
+    hash: &TokenHash,
+    now: OffsetDateTime,
+) -> Result<Option<TokenRecord>, Error> {
+    match core.tokens.find_token(hash, now).await {
+        Ok(record) => Ok(record),
+        Err(Error::MalformedDocument { reason, .. }) => {
+            tracing::warn!(token = %hash.short(), reason, "malformed _auth record: token refused");
+            Ok(None)
+        }
+        Err(e) => {
+            store_failed(core, "token lookup", &hash.short(), &e);
+            Err(e)
+        }
+    }
+}
+
+/// The answer to an unknown, expired or malformed token: anonymous, and the cookie removed.
+fn refused(core: &Core, hash: &TokenHash) -> (Option<Identity>, Option<CookieChange>) {
+    let counters = &core.counters;
+    bump(&counters.unknown_tokens);
+    bump(&counters.anonymous);
+    tracing::debug!(token = %hash.short(), "unknown or expired token: treated as anonymous");
+    (None, Some(CookieChange::Remove))
+}
+
+/// The new expiry if this request should renew the token, from the record's explicit state
+/// and the configuration in force now: a rotated-out token never; otherwise once more than
+/// the configured share of the idle timeout has passed (less than the rest remains), to
+/// `now + idle_timeout` capped at the absolute lifetime, and only if that moves it later.
+fn renewal(config: &Config, record: &TokenRecord, now: OffsetDateTime) -> Option<OffsetDateTime> {
+    if record.rotated.is_some() || config.renew_after >= 1.0 {
+        return None;
+    }
+    let idle = config.idle_timeout;
+    if record.expires - now >= idle * (1.0 - config.renew_after) {
+        return None;
+    }
+    let new_expires = (now + idle).min(absolute_end(config, record));
+    (new_expires > record.expires).then_some(new_expires)
+}
+
+/// When the token's absolute lifetime ends. A `created` so far ahead that the sum overflows
+/// (a record edited by hand) ends at once: such a token is refused, not a panic.
+fn absolute_end(config: &Config, record: &TokenRecord) -> OffsetDateTime {
+    record
+        .created
+        .checked_add(config.absolute_lifetime)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn store_failed(core: &Core, what: &str, token: &str, err: &Error) {
+    bump(&core.counters.store_errors);
+    tracing::error!(error = %err, token, "slates {what} failed");
+}

@@ -1,0 +1,144 @@
+//! The records stores exchange with the engine: token records, slate keys and documents,
+//! update operators, and the expiry rule of a write.
+
+use std::sync::Arc;
+
+use bson::{Bson, Document};
+use time::OffsetDateTime;
+
+use crate::names::{SlateName, Username};
+use crate::token::TokenHash;
+
+/// One token: the `_auth` document.
+///
+/// Its state is explicit: whether it may still be renewed is the absence of
+/// [`rotated`](Self::rotated), never inferred from the configured timeouts, so a redeploy
+/// with other timeouts reads every existing record the same way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// SHA-256 of the token (`_id`).
+    pub hash: TokenHash,
+    /// The user the token logs in.
+    pub user: Username,
+    /// When the token was issued (the login): the absolute lifetime counts from here.
+    pub created: OffsetDateTime,
+    /// When the token stops working (the idle deadline, or the end of a rotation grace).
+    pub expires: OffsetDateTime,
+    /// When the token was last renewed, if ever.
+    pub renewed: Option<OffsetDateTime>,
+    /// When the token was replaced by [`Auth::rotate`](crate::Auth::rotate), if it was: a
+    /// rotated-out token lives out its grace period and is never renewed.
+    pub rotated: Option<OffsetDateTime>,
+}
+
+/// What a slate write does to the slate's expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// Keep the stored expiry (a slate that did not exist, or had expired, gets none).
+    /// Every write through a handle that does not mention expiry uses this.
+    Keep,
+    /// The slate expires at this time (a handle with
+    /// an expiry, such as a [`Workflow`](crate::Workflow) declared with
+    /// [`expires_after`](crate::Workflow::expires_after): sliding expiry).
+    At(OffsetDateTime),
+}
+
+impl Expiry {
+    /// The expiry a write leaves, given the live slate's current one.
+    pub fn resolve(self, current: Option<OffsetDateTime>) -> Option<OffsetDateTime> {
+        match self {
+            Expiry::Keep => current,
+            Expiry::At(t) => Some(t),
+        }
+    }
+}
+
+/// Identifies one slate document.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SlateKey {
+    /// Whose slate.
+    pub user: Username,
+    /// Which slate (`user` or a workflow name).
+    pub slate: SlateName,
+}
+
+impl SlateKey {
+    /// A key from validated parts.
+    pub fn new(user: Username, slate: SlateName) -> Self {
+        SlateKey { user, slate }
+    }
+}
+
+/// A slate document as read from a store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlateDoc {
+    /// The user's fields, without `_id`, `_v` and `_expires`. Shared so that handing the user
+    /// slate to a handler costs no copy.
+    pub doc: Arc<Document>,
+    /// The version: a fresh random 64-bit value on every write ([`fresh_version`]), so a
+    /// version seen by a reader never matches a later write, nor a later incarnation of the
+    /// slate after a delete or an expiry. Compare versions for equality only.
+    pub version: i64,
+    /// When the slate stops existing, if it expires.
+    pub expires: Option<OffsetDateTime>,
+}
+
+/// One update operator, applied atomically with the others of the same
+/// [`SlateStore::update_slate`](super::SlateStore::update_slate) call. Field paths may be dotted (`"a.b"`) and are validated by
+/// [`validate_field`](crate::names::validate_field) before they reach a store.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum UpdateOp {
+    /// `$set`: set a field.
+    Set(String, Bson),
+    /// `$unset`: remove a field.
+    Unset(String),
+    /// `$inc`: add a number (an absent field counts as 0).
+    Inc(String, Bson),
+    /// `$push`: append to an array (an absent field becomes a one-element array).
+    Push(String, Bson),
+    /// `$addToSet`: append to an array unless an equal element is there.
+    AddToSet(String, Bson),
+    /// `$push` with `$each`: append every value, in order (an absent field becomes an
+    /// array of them, empty if there are none).
+    PushAll(String, Vec<Bson>),
+    /// `$addToSet` with `$each`: append each value unless an equal element is there.
+    AddAllToSet(String, Vec<Bson>),
+}
+
+impl UpdateOp {
+    /// The field path this operator touches.
+    pub fn field(&self) -> &str {
+        match self {
+            UpdateOp::Set(f, _)
+            | UpdateOp::Unset(f)
+            | UpdateOp::Inc(f, _)
+            | UpdateOp::Push(f, _)
+            | UpdateOp::AddToSet(f, _)
+            | UpdateOp::PushAll(f, _)
+            | UpdateOp::AddAllToSet(f, _) => f,
+        }
+    }
+
+    /// The MongoDB operator this is (`$push` for both [`Push`](Self::Push) and
+    /// [`PushAll`](Self::PushAll)): one update may repeat an operator on a field, never mix
+    /// two.
+    pub fn operator(&self) -> &'static str {
+        match self {
+            UpdateOp::Set(..) => "$set",
+            UpdateOp::Unset(..) => "$unset",
+            UpdateOp::Inc(..) => "$inc",
+            UpdateOp::Push(..) | UpdateOp::PushAll(..) => "$push",
+            UpdateOp::AddToSet(..) | UpdateOp::AddAllToSet(..) => "$addToSet",
+        }
+    }
+}
+
+/// What [`SlateStore::update_slate`](super::SlateStore::update_slate) reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Updated {
+    /// The version after the update.
+    pub version: i64,
+    /// The value of the `counter` field after the update, if one was named.
+    pub counter: Option<i64>,
+}

@@ -1,0 +1,241 @@
+//! The two storage traits, one per concern: [`TokenStore`] (the `_auth` records) and
+//! [`SlateStore`] (the slate documents), and [`Store`], a store that is both.
+//!
+//! They are separate so that an app can keep tokens and slates in different places and so
+//! that decorators (a cache, fault injection: see [`Intercepted`](super::Intercepted))
+//! wrap exactly the concern they change. `Arc<S>` of any store is a store too, so a shared
+//! store (`Arc<dyn Store>`) can be decorated.
+
+use std::sync::Arc;
+
+use bson::Document;
+use time::OffsetDateTime;
+
+use super::{Expiry, SlateDoc, SlateKey, StoreFuture, StoreOptions, TokenRecord, UpdateOp, Updated};
+use crate::names::Username;
+use crate::token::TokenHash;
+
+/// Storage for token records (`_auth`). Implemented by [`MemoryStore`](super::MemoryStore)
+/// and `MongoStore`; an app can bring its own.
+///
+/// Contract, checked by the shared behavioural suite (`tests/common/suite.rs`):
+/// - every method is one atomic operation on one record and holds no lock across an
+///   `.await`;
+/// - reads filter on expiry: a record with `expires <= now` reads as absent, whatever
+///   garbage collection has done;
+/// - names arrive validated; stores may rely on it.
+pub trait TokenStore: Send + Sync + 'static {
+    /// Creates the token collection's indexes, idempotently. Called once by
+    /// [`EngineBuilder::build`](crate::EngineBuilder::build).
+    fn prepare_tokens<'a>(&'a self, options: &'a StoreOptions) -> StoreFuture<'a, ()>;
+
+    /// Inserts a new token record. A record with the same hash already there is
+    /// [`Error::DuplicateKey`](crate::Error::DuplicateKey).
+    fn insert_token<'a>(&'a self, record: &'a TokenRecord) -> StoreFuture<'a, ()>;
+
+    /// The token record for `hash`, if it exists and `expires > now`. A record without the
+    /// shape slates writes is [`Error::MalformedDocument`](crate::Error::MalformedDocument).
+    fn find_token<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<TokenRecord>>;
+
+    /// Sets `expires` and `renewed = now` on the record for `hash`, only if it still exists,
+    /// has not been rotated out, and its `expires` still equals `previous` (the value the
+    /// caller read, which is later than `now`): never an upsert, so a renewal racing a logout
+    /// cannot bring the token back, and a renewal racing a rotation cannot undo the rotation.
+    /// Returns whether a record was updated.
+    fn renew_token<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+        previous: OffsetDateTime,
+        expires: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, bool>;
+
+    /// Marks the record for `hash` as rotated out (`rotated = now`, never renewed again) and
+    /// lowers its `expires` to `at` if that is earlier (the rotation grace). Never creates a
+    /// record. Returns whether a record was found.
+    fn retire_token<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+        at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, bool>;
+
+    /// Deletes the record for `hash`. Returns whether one was deleted.
+    fn delete_token<'a>(&'a self, hash: &'a TokenHash) -> StoreFuture<'a, bool>;
+
+    /// Deletes every token of `user` ("log out everywhere"). Returns how many.
+    fn delete_user_tokens<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, u64>;
+}
+
+/// Storage for slate documents, keyed by (username, slate name). Implemented by
+/// [`MemoryStore`](super::MemoryStore) and `MongoStore`; an app can bring its own.
+///
+/// Contract, checked by the shared behavioural suite (`tests/common/suite.rs`):
+/// - every method is one atomic operation on one document (except
+///   [`delete_user_slates`](Self::delete_user_slates)) and holds no lock across an `.await`;
+/// - reads filter on expiry: a slate with `expires <= now` reads as absent;
+/// - writes refuse documents over [`MAX_DOCUMENT_BYTES`](super::MAX_DOCUMENT_BYTES) with
+///   [`Error::DocumentTooLarge`](crate::Error::DocumentTooLarge), leaving the stored
+///   document unchanged;
+/// - every write stores a fresh version ([`fresh_version`](super::fresh_version));
+/// - names arrive validated; stores may rely on it.
+pub trait SlateStore: Send + Sync + 'static {
+    /// Creates the slate collections' indexes, idempotently. Called once by
+    /// [`EngineBuilder::build`](crate::EngineBuilder::build).
+    fn prepare_slates<'a>(&'a self, options: &'a StoreOptions) -> StoreFuture<'a, ()>;
+
+    /// Reads a slate, or `None` if absent or expired. A stored document without the shape
+    /// slates writes (for example edited by hand) is
+    /// [`Error::MalformedDocument`](crate::Error::MalformedDocument).
+    fn get_slate<'a>(
+        &'a self,
+        key: &'a SlateKey,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<SlateDoc>>;
+
+    /// Replaces the whole slate (upsert) with a fresh version. `doc` holds no reserved field.
+    /// The expiry follows `expiry` ([`Expiry::Keep`] keeps the live slate's). Returns the
+    /// new version.
+    fn put_slate<'a>(
+        &'a self,
+        key: &'a SlateKey,
+        doc: &'a Document,
+        expiry: Expiry,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, i64>;
+
+    /// Applies `ops` atomically with a fresh version, creating the slate if absent (an
+    /// expired slate is replaced by a fresh one). The expiry follows `expiry`.
+    ///
+    /// `counter` names a field that must hold an integer after the update (what
+    /// [`RawSlate::inc`](crate::RawSlate::inc) promises): if it would not (it holds a
+    /// double, a decimal or another type), nothing is written and the answer is
+    /// [`Error::TypeMismatch`](crate::Error::TypeMismatch). Its value is reported.
+    fn update_slate<'a>(
+        &'a self,
+        key: &'a SlateKey,
+        ops: &'a [UpdateOp],
+        expiry: Expiry,
+        counter: Option<&'a str>,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Updated>;
+
+    /// Compare-and-swap: replaces the whole slate with `doc`, a fresh version and exactly
+    /// the expiry `expires`, only if its version is `expected` (`None`: only if the slate is
+    /// absent or expired). Returns the new version, or `None` when the version did not
+    /// match (nothing written).
+    fn replace_slate_if<'a>(
+        &'a self,
+        key: &'a SlateKey,
+        expected: Option<i64>,
+        doc: &'a Document,
+        expires: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<i64>>;
+
+    /// Deletes a slate. Returns whether a live (unexpired) slate was deleted.
+    fn delete_slate<'a>(&'a self, key: &'a SlateKey, now: OffsetDateTime) -> StoreFuture<'a, bool>;
+
+    /// Deletes every slate of `user` (the user's profile included). Tokens are not touched.
+    fn delete_user_slates<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, ()>;
+}
+
+/// A store that keeps both tokens and slates ([`MemoryStore`](super::MemoryStore),
+/// `MongoStore`): what [`Engine::builder`](crate::Engine::builder) takes. Implemented for
+/// every type that is both a [`TokenStore`] and a [`SlateStore`].
+pub trait Store: TokenStore + SlateStore {}
+
+impl<T: TokenStore + SlateStore + ?Sized> Store for T {}
+
+/// A shared token store is a token store.
+impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
+    fn prepare_tokens<'a>(&'a self, options: &'a StoreOptions) -> StoreFuture<'a, ()> {
+        (**self).prepare_tokens(options)
+    }
+    fn insert_token<'a>(&'a self, record: &'a TokenRecord) -> StoreFuture<'a, ()> {
+        (**self).insert_token(record)
+    }
+    fn find_token<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<TokenRecord>> {
+        (**self).find_token(hash, now)
+    }
+    fn renew_token<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+        previous: OffsetDateTime,
+        expires: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, bool> {
+        (**self).renew_token(hash, previous, expires, now)
+    }
+    fn retire_token<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+        at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, bool> {
+        (**self).retire_token(hash, at, now)
+    }
+    fn delete_token<'a>(&'a self, hash: &'a TokenHash) -> StoreFuture<'a, bool> {
+        (**self).delete_token(hash)
+    }
+    fn delete_user_tokens<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, u64> {
+        (**self).delete_user_tokens(user)
+    }
+}
+
+/// A shared slate store is a slate store.
+impl<T: SlateStore + ?Sized> SlateStore for Arc<T> {
+    fn prepare_slates<'a>(&'a self, options: &'a StoreOptions) -> StoreFuture<'a, ()> {
+        (**self).prepare_slates(options)
+    }
+    fn get_slate<'a>(
+        &'a self,
+        key: &'a SlateKey,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<SlateDoc>> {
+        (**self).get_slate(key, now)
+    }
+    fn put_slate<'a>(
+        &'a self,
+        key: &'a SlateKey,
+        doc: &'a Document,
+        expiry: Expiry,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, i64> {
+        (**self).put_slate(key, doc, expiry, now)
+    }
+    fn update_slate<'a>(
+        &'a self,
+        key: &'a SlateKey,
+        ops: &'a [UpdateOp],
+        expiry: Expiry,
+        counter: Option<&'a str>,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Updated> {
+        (**self).update_slate(key, ops, expiry, counter, now)
+    }
+    fn replace_slate_if<'a>(
+        &'a self,
+        key: &'a SlateKey,
+        expected: Option<i64>,
+        doc: &'a Document,
+        expires: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<i64>> {
+        (**self).replace_slate_if(key, expected, doc, expires, now)
+    }
+    fn delete_slate<'a>(&'a self, key: &'a SlateKey, now: OffsetDateTime) -> StoreFuture<'a, bool> {
+        (**self).delete_slate(key, now)
+    }
+    fn delete_user_slates<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, ()> {
+        (**self).delete_user_slates(user)
+    }
+}

@@ -33,7 +33,8 @@ use common::{fmt_ms, fmt_ns, median, quantile, slates_app, Kind, Profile, Tab};
 use http::header::COOKIE;
 use http::{HeaderValue, Request};
 use slates::store::{Expiry, SlateKey, TokenRecord};
-use slates::{MemoryStore, SlateName, Store, Token, Username};
+use slates::store::{SlateStore as _, TokenStore as _};
+use slates::{MemoryStore, SlateName, Token, Username};
 use tower::ServiceExt;
 
 /// Counts live heap bytes, for memory per token and per user slate.
@@ -144,8 +145,8 @@ fn scenario1(run: &mut Run, quick: bool) {
 
 /// The writers of scenario 2: a system and the route that adds one item.
 const WRITERS: [(Kind, &str, &str); 4] = [
-    (Kind::Slates, "/add", "slates (atomic $push)"),
-    (Kind::Slates, "/add-cas", "slates (modify, CAS)"),
+    (Kind::Engine, "/add", "slates (atomic $push)"),
+    (Kind::Engine, "/add-cas", "slates (modify, CAS)"),
     (Kind::TowerSessions, "/add", "tower-sessions 0.15"),
     (Kind::Locking, "/add", "locking session"),
 ];
@@ -207,7 +208,7 @@ fn scenario2(run: &mut Run, quick: bool) {
     }
     table.note(format!(
         "Each request loads what it needs, does {} ms of simulated I/O, then adds one item \
-         (slates: one atomic `$push`, or `Slate::modify`, a compare-and-swap retried on \
+         (slates: one atomic `$push`, or `RawSlate::modify`, a compare-and-swap retried on \
          conflict; tower-sessions and the locking session: read the list from the session, \
          push, `insert`, saved at the end of the request). {rounds} round(s) per K, a fresh \
          login per round; 2 worker threads. Throughput is requests per second of wall time \
@@ -561,11 +562,11 @@ fn scenario4_memory(run: &mut Run, quick: bool) {
         ],
     );
     let b = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0} B"));
-    for kind in [Kind::Slates, Kind::TowerSessions] {
+    for kind in [Kind::Engine, Kind::TowerSessions] {
         let mut first = None;
         for &users in sizes {
             let row = match kind {
-                Kind::Slates => rt.block_on(scale_slates(users, samples, rounds)),
+                Kind::Engine => rt.block_on(scale_slates(users, samples, rounds)),
                 _ => rt.block_on(scale_tower_sessions(users, samples, rounds)),
             };
             let base = *first.get_or_insert(row.ns);
@@ -602,7 +603,7 @@ mod mongo_scenarios {
     use super::*;
     use common::mongo::{self, CommandCounter, Server};
     use slates::bson::{doc, Document};
-    use slates::{Layout, MongoStore, Slates};
+    use slates::{Engine, Layout, MongoStore};
 
     fn layout_name(layout: Layout) -> &'static str {
         match layout {
@@ -620,7 +621,7 @@ mod mongo_scenarios {
     /// written are read back through the store). Stops at `budget`; returns the users
     /// populated and the tokens.
     async fn populate(
-        slates: &Slates,
+        slates: &Engine,
         db: &slates::mongodb::Database,
         layout: Layout,
         users: usize,
@@ -630,7 +631,7 @@ mod mongo_scenarios {
         let started = Instant::now();
         let now = time::OffsetDateTime::now_utc();
         let tokens: Vec<Token> = (0..users).map(|_| Token::generate().unwrap()).collect();
-        let store = slates.store();
+        let store = slates.token_store();
         let first = user_name(0);
         store
             .insert_token(&TokenRecord {
@@ -645,7 +646,8 @@ mod mongo_scenarios {
             .unwrap();
         let key = SlateKey::new(Username::new(&first).unwrap(), SlateName::user());
         let profile = slates::bson::to_document(&Profile::of(&first)).unwrap();
-        store
+        slates
+            .slate_store()
             .put_slate(&key, &profile, Expiry::Keep, now)
             .await
             .unwrap();
@@ -724,7 +726,7 @@ mod mongo_scenarios {
         );
         let last = (done - 1) / slate_every * slate_every;
         let key = SlateKey::new(Username::new(&user_name(last)).unwrap(), SlateName::user());
-        let slate = store.get_slate(&key, now).await.unwrap();
+        let slate = slates.slate_store().get_slate(&key, now).await.unwrap();
         assert_eq!(
             slate.map(|s| s.doc.get_str("name").map(str::to_owned)),
             Some(Ok(format!("User {}", user_name(last)))),
@@ -783,11 +785,11 @@ mod mongo_scenarios {
         (n, names.join(", "))
     }
 
-    async fn workflow_ops(slates: &Slates, counter: &CommandCounter) -> Vec<(String, u64, String)> {
+    async fn workflow_ops(slates: &Engine, counter: &CommandCounter) -> Vec<(String, u64, String)> {
         let slate = slates
             .user_slates(&user_name(0))
             .unwrap()
-            .slate("new_id_set");
+            .raw_slate("new_id_set");
         let mut out = Vec::new();
         let (n, names) = commands(counter, async {
             slate
@@ -818,12 +820,14 @@ mod mongo_scenarios {
         .await;
         out.push(("get".to_owned(), n, names));
         let (n, names) = commands(counter, async {
-            slate
-                .modify(|d: &mut Document| {
+            let modified = slate
+                .modify_or_default(|d: &mut Document| {
                     d.insert("checked", true);
+                    Some(())
                 })
                 .await
                 .unwrap();
+            assert!(modified.is_written(), "the compare-and-swap was sent");
         })
         .await;
         out.push(("modify (read + compare-and-swap)".to_owned(), n, names));
@@ -845,7 +849,7 @@ mod mongo_scenarios {
         /// `Store::find_token` alone.
         Token,
         /// `Store::get_slate` of the user slate alone.
-        Slate,
+        RawSlate,
         /// The token lookup's previous filter, `{_id, expires: {$gt: now}}`, sent with the
         /// driver (for comparison; the store no longer sends it).
         OldToken,
@@ -856,7 +860,7 @@ mod mongo_scenarios {
             match self {
                 Probe::Me => "GET /me through the router (token lookup + user slate read)",
                 Probe::Token => "token lookup alone (`Store::find_token`: `find {_id}`)",
-                Probe::Slate => "user slate read alone (`Store::get_slate`: `find {_id}`)",
+                Probe::RawSlate => "user slate read alone (`Store::get_slate`: `find {_id}`)",
                 Probe::OldToken => {
                     "previous token filter `{_id, expires: {$gt: now}}` (driver `find`, for comparison)"
                 }
@@ -868,8 +872,8 @@ mod mongo_scenarios {
             match (self, quick) {
                 (Probe::Me, true) => 30,
                 (Probe::Me, false) => 50,
-                (Probe::Token | Probe::Slate, true) => 15,
-                (Probe::Token | Probe::Slate, false) => 25,
+                (Probe::Token | Probe::RawSlate, true) => 15,
+                (Probe::Token | Probe::RawSlate, false) => 25,
                 (Probe::OldToken, true) => 2,
                 (Probe::OldToken, false) => 3,
             }
@@ -879,7 +883,7 @@ mod mongo_scenarios {
     /// One database of scenario 5b: `users` stored tokens, of which every `slate_every`-th
     /// user has a user slate (those are the ones requests are drawn from).
     struct Fixture {
-        slates: Slates,
+        slates: Engine,
         app: Router,
         db: slates::mongodb::Database,
         counter: CommandCounter,
@@ -910,7 +914,7 @@ mod mongo_scenarios {
         );
         let (store, counter) = mongo::store(server, &name).await;
         let db = store.database().clone();
-        let slates = Slates::builder(store)
+        let slates = Engine::builder(store)
             .layout(layout)
             .secure(false)
             .build()
@@ -936,7 +940,8 @@ mod mongo_scenarios {
         /// Times `n` samples of `probe`, each for a user drawn at random from those with a
         /// user slate. Every sample must find what it looks for.
         async fn measure(&mut self, probe: Probe, n: usize) {
-            let store = self.slates.store().clone();
+            let tokens = self.slates.token_store().clone();
+            let slates = self.slates.slate_store().clone();
             let auth = self
                 .db
                 .collection::<Document>(&self.slates.config().store.auth_collection);
@@ -960,16 +965,16 @@ mod mongo_scenarios {
                     Probe::Token => {
                         let hash = token.hash();
                         let start = Instant::now();
-                        let found = store.find_token(&hash, now).await.unwrap();
+                        let found = tokens.find_token(&hash, now).await.unwrap();
                         let took = start.elapsed();
                         assert!(found.is_some(), "seeded token not found");
                         took
                     }
-                    Probe::Slate => {
+                    Probe::RawSlate => {
                         let key =
                             SlateKey::new(Username::new(&user_name(i)).unwrap(), SlateName::user());
                         let start = Instant::now();
-                        let found = store.get_slate(&key, now).await.unwrap();
+                        let found = slates.get_slate(&key, now).await.unwrap();
                         let took = start.elapsed();
                         assert!(found.is_some(), "seeded user slate not found");
                         took
@@ -1115,9 +1120,9 @@ mod mongo_scenarios {
         for layout in [Layout::SingleCollection, Layout::CollectionPerUser] {
             let per_user = layout == Layout::CollectionPerUser;
             let probes: &[Probe] = if per_user {
-                &[Probe::Me, Probe::Token, Probe::Slate]
+                &[Probe::Me, Probe::Token, Probe::RawSlate]
             } else {
-                &[Probe::Me, Probe::Token, Probe::Slate, Probe::OldToken]
+                &[Probe::Me, Probe::Token, Probe::RawSlate, Probe::OldToken]
             };
             rt.block_on(async {
                 let started = Instant::now();
@@ -1311,7 +1316,7 @@ mod mongo_scenarios {
         rt.block_on(async {
             let (store, _counter) = mongo::store(server, "slates_bench_flood").await;
             let db = store.database().clone();
-            let slates = Slates::builder(store).secure(false).build().await.unwrap();
+            let slates = Engine::builder(store).secure(false).build().await.unwrap();
             let layout = Layout::SingleCollection;
             let (_, tokens) =
                 populate(&slates, &db, layout, stored, 1, Duration::from_secs(120)).await;
@@ -1491,7 +1496,7 @@ mod mongo_scenarios {
                 rt.block_on(async {
                     let (db, counter) = mongo::database(server, &db_name).await;
                     let store = MongoStore::from_database(db.clone());
-                    let slates = Slates::builder(store)
+                    let slates = Engine::builder(store)
                         .layout(layout)
                         .secure(false)
                         .build()

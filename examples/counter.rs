@@ -32,14 +32,14 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use slates::{Auth, CurrentUser, SlateUpdate, Slates, UserSlates};
+use slates::{Auth, CurrentUser, Engine, SlateUpdate, UserSlates};
 
 /// The workflow slate holding the count, and its field.
 const COUNTER: &str = "counter";
 const HITS: &str = "hits";
 
 /// The router of the example, behind the slates layer.
-pub fn app(slates: Slates) -> Router {
+pub fn app(slates: Engine) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/login", post(login))
@@ -66,7 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // carry a password: log only which store is used.)
     tracing::info!(mongodb = uri.is_some(), "opening the store");
     let store = slates::store::open(uri.as_deref()).await?;
-    let slates = Slates::builder_shared(store)
+    let slates = Engine::builder_shared(store)
         // The demo is plain http on localhost; a real deployment keeps the Secure default.
         .secure(false)
         .build()
@@ -107,7 +107,7 @@ fn done(headers: &HeaderMap, api: Response) -> Response {
 
 async fn login(
     auth: Auth,
-    slates: Slates,
+    slates: Engine,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, slates::Error> {
@@ -120,7 +120,7 @@ async fn login(
         .format(&time::format_description::well_known::Rfc3339);
     slates
         .user_slates(username)?
-        .user_slate()
+        .raw_slate("user")
         .update(
             SlateUpdate::new()
                 .set("name", username)
@@ -132,7 +132,7 @@ async fn login(
 }
 
 async fn me(user: CurrentUser) -> Json<serde_json::Value> {
-    let slate = match user.raw_user_slate() {
+    let slate = match user.raw_profile() {
         Some(doc) => serde_json::to_value(doc).unwrap_or_default(),
         None => serde_json::json!({}),
     };
@@ -145,7 +145,7 @@ async fn current_hits(slates: &UserSlates) -> Result<i64, slates::Error> {
         #[serde(default)]
         hits: i64,
     }
-    let counter: Option<Counter> = slates.slate(COUNTER).get().await?;
+    let counter: Option<Counter> = slates.raw_slate(COUNTER).get().await?;
     Ok(counter.map_or(0, |c| c.hits))
 }
 
@@ -155,7 +155,7 @@ async fn hits(slates: UserSlates) -> Result<String, slates::Error> {
 
 async fn hit(slates: UserSlates, headers: HeaderMap) -> Result<Response, slates::Error> {
     // One atomic increment: no lock, no lost update, whatever the other tabs do.
-    let n = slates.slate(COUNTER).inc(HITS, 1).await?;
+    let n = slates.raw_slate(COUNTER).inc(HITS, 1).await?;
     Ok(done(&headers, n.to_string().into_response()))
 }
 

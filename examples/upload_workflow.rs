@@ -27,7 +27,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
-use slates::{Auth, CurrentUser, SlateUpdate, Slates, UserSlates};
+use slates::{Auth, CurrentUser, Engine, SlateUpdate, UserSlates};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
@@ -49,7 +49,7 @@ const MAX_SET_NAME: usize = 40;
 const MAX_SHOWN_VALUE: usize = 40;
 
 /// The router of the example, behind the slates layer.
-pub fn app(slates: Slates) -> Router {
+pub fn app(slates: Engine) -> Router {
     Router::new()
         .route("/", get(home))
         .route("/login", post(login))
@@ -79,7 +79,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // carry a password: log only which store is used.)
     tracing::info!(mongodb = uri.is_some(), "opening the store");
     let store = slates::store::open(uri.as_deref()).await?;
-    let slates = Slates::builder_shared(store)
+    let slates = Engine::builder_shared(store)
         // The demo is plain http on localhost; a real deployment keeps the Secure default.
         .secure(false)
         .build()
@@ -426,7 +426,7 @@ half-way, visit other pages, and come back to it: it waits for you for 30 minute
     )
 }
 
-async fn login(auth: Auth, slates: Slates, Form(form): Form<LoginForm>) -> Response {
+async fn login(auth: Auth, slates: Engine, Form(form): Form<LoginForm>) -> Response {
     let username = form.username.trim();
     // No password in this demo: a real app checks it here, before `login`.
     if let Err(e) = auth.login(username).await {
@@ -435,7 +435,7 @@ async fn login(auth: Auth, slates: Slates, Form(form): Form<LoginForm>) -> Respo
     // The user slate is written rarely: here, at login, and when the timezone changes.
     let update = SlateUpdate::new().set("name", username).inc("logins", 1);
     let written = match slates.user_slates(username) {
-        Ok(user) => user.user_slate().update(update).await,
+        Ok(user) => user.raw_slate("user").update(update).await,
         Err(e) => Err(e),
     };
     match written {
@@ -557,11 +557,15 @@ async fn read_upload(
         ));
     }
     let slates = user.slates();
-    let saved: SavedSets = slates.slate(SETS_SLATE).get().await?.unwrap_or_default();
+    let saved: SavedSets = slates
+        .raw_slate(SETS_SLATE)
+        .get()
+        .await?
+        .unwrap_or_default();
     let upload = review_upload(name, values, sources, &saved);
     // One whole-document write; every write through this handle restarts the 30 minutes.
     slates
-        .slate(UPLOAD_SLATE)
+        .raw_slate(UPLOAD_SLATE)
         .expires_in(UPLOAD_TTL)
         .put(&upload)
         .await?;
@@ -588,7 +592,7 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> PageError {
 async fn upload_in_progress(
     slates: &UserSlates,
 ) -> Result<Option<(NewIdSet, i64, Option<OffsetDateTime>)>, slates::Error> {
-    let Some(doc) = slates.slate(UPLOAD_SLATE).get_doc().await? else {
+    let Some(doc) = slates.raw_slate(UPLOAD_SLATE).get_doc().await? else {
         return Ok(None);
     };
     let upload = slates::bson::from_document((*doc.doc).clone())?;
@@ -699,7 +703,7 @@ struct ConfirmForm {
 
 async fn confirm(
     LoggedIn(user): LoggedIn,
-    clock: Slates,
+    clock: Engine,
     Form(form): Form<ConfirmForm>,
 ) -> Result<Response, PageError> {
     let name = user.username().to_owned();
@@ -734,18 +738,18 @@ async fn confirm(
     // One atomic `$set` of one field: saving never rewrites the other saved sets. The name
     // was checked at upload (no `.` or `$`), so it is a safe field path.
     slates
-        .slate(SETS_SLATE)
+        .raw_slate(SETS_SLATE)
         .set(&format!("sets.{}", upload.name), &set)
         .await
         .map_err(|e| PageError::from(e).with_user(name.clone()))?;
     // The task is finished: its workflow slate goes.
-    slates.slate(UPLOAD_SLATE).delete().await?;
+    slates.raw_slate(UPLOAD_SLATE).delete().await?;
     let target = format!("/sets?saved={}", upload.name.replace(' ', "%20"));
     Ok(Redirect::to(&target).into_response())
 }
 
 async fn cancel(LoggedIn(user): LoggedIn) -> Result<Response, PageError> {
-    user.slates().slate(UPLOAD_SLATE).delete().await?;
+    user.slates().raw_slate(UPLOAD_SLATE).delete().await?;
     Ok(Redirect::to("/upload").into_response())
 }
 
@@ -760,7 +764,7 @@ async fn saved_sets(
 ) -> Result<Response, PageError> {
     let saved: SavedSets = user
         .slates()
-        .slate(SETS_SLATE)
+        .raw_slate(SETS_SLATE)
         .get()
         .await?
         .unwrap_or_default();
@@ -798,7 +802,7 @@ async fn saved_sets(
 
 async fn profile(LoggedIn(user): LoggedIn) -> Result<Response, PageError> {
     // The user slate was loaded by the layer with the token check: no extra read here.
-    let p: Profile = user.user_slate()?.unwrap_or_default();
+    let p: Profile = user.profile()?.unwrap_or_default();
     let timezone = p.timezone.as_deref().unwrap_or("UTC");
     let default_note = if p.timezone.is_none() {
         " (default)"
@@ -839,7 +843,7 @@ async fn set_timezone(
         PageError::new(StatusCode::BAD_REQUEST, "Bad timezone", m).with_user(user.username().into())
     })?;
     // A rare write to the user slate: one `$set`.
-    user.slates().user_slate().set("timezone", tz).await?;
+    user.slates().raw_slate("user").set("timezone", tz).await?;
     Ok(Redirect::to("/profile").into_response())
 }
 

@@ -6,12 +6,12 @@ use axum::extract::FromRequestParts;
 use http::request::Parts;
 use time::OffsetDateTime;
 
+use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::names::Username;
 use crate::rejection::MissingLayer;
 use crate::request::{CookieChange, LiveToken, RequestState};
 use crate::stats::bump;
-use crate::core::Core;
 use crate::store::{TokenRecord, TokenStore};
 use crate::token::Token;
 use crate::token::TokenHash;

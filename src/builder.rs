@@ -42,7 +42,6 @@ pub struct EngineBuilder {
     cookie_name: Option<String>,
 }
 
-
 impl Engine {
     /// Starts configuring an engine on `store` ([`MemoryStore`](crate::MemoryStore) or
     /// `MongoStore`), which keeps both tokens and slates.
@@ -60,7 +59,10 @@ impl Engine {
     /// Starts configuring an engine that keeps tokens in one store and slates in another
     /// (for example tokens in a store of their own, or each wrapped in a decorator of its
     /// own).
-    pub fn builder_split(tokens: Arc<dyn TokenStore>, slates: Arc<dyn SlateStore>) -> EngineBuilder {
+    pub fn builder_split(
+        tokens: Arc<dyn TokenStore>,
+        slates: Arc<dyn SlateStore>,
+    ) -> EngineBuilder {
         EngineBuilder::new(tokens, slates)
     }
 }
@@ -333,7 +335,9 @@ fn validate(c: &Config) -> Result<()> {
     // the checks above fails here, at start-up, not as an empty `Set-Cookie` later.
     if let WhenLoggedOut::Redirect { login } = &c.when_logged_out {
         if safe_next(login).is_none() {
-            return bad("the login URL of `when_logged_out` must be a path on this site, such as `/login`");
+            return bad(
+                "the login URL of `when_logged_out` must be a path on this site, such as `/login`",
+            );
         }
     }
     if check_headers(cookie).is_err() {

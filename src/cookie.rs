@@ -115,7 +115,11 @@ fn base<'c>(settings: &CookieSettings, value: String) -> Cookie<'c> {
 }
 
 /// The `Set-Cookie` value that hands `token` to the browser for `max_age`.
-pub(crate) fn set_cookie(settings: &CookieSettings, token: &Token, max_age: Duration) -> HeaderValue {
+pub(crate) fn set_cookie(
+    settings: &CookieSettings,
+    token: &Token,
+    max_age: Duration,
+) -> HeaderValue {
     let mut c = base(settings, token.encode());
     c.set_max_age(max_age.max(Duration::ZERO));
     header_value(&c)
@@ -143,7 +147,9 @@ fn try_header_value(c: &Cookie<'_>) -> Result<HeaderValue, http::header::Invalid
 
 /// Whether the configured cookie makes valid `Set-Cookie` headers, both the one that hands
 /// out a token and the one that removes it. Called by `build`.
-pub(crate) fn check_headers(settings: &CookieSettings) -> Result<(), http::header::InvalidHeaderValue> {
+pub(crate) fn check_headers(
+    settings: &CookieSettings,
+) -> Result<(), http::header::InvalidHeaderValue> {
     let token = base(settings, "A".repeat(crate::token::TOKEN_LEN));
     try_header_value(&token)?;
     let mut removal = base(settings, String::new());

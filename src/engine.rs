@@ -79,7 +79,9 @@ impl Engine {
     /// done by an admin). Returns how many tokens were deleted.
     pub async fn logout_user(&self, username: &str) -> Result<u64> {
         let user = Username::new(username)?;
-        let n = self.core.track(self.core.tokens.delete_user_tokens(&user).await)?;
+        let n = self
+            .core
+            .track(self.core.tokens.delete_user_tokens(&user).await)?;
         bump(&self.core.counters.logouts);
         Ok(n)
     }

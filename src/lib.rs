@@ -150,7 +150,9 @@ pub use crate::modified::Modified;
 pub use crate::names::{SlateName, Username};
 pub use crate::raw_slate::RawSlate;
 pub use crate::redirect::safe_next;
-pub use crate::rejection::{LoginRedirect, LoginRequired, MissingLayer, NotLoggedIn, WhenLoggedOut};
+pub use crate::rejection::{
+    LoginRedirect, LoginRequired, MissingLayer, NotLoggedIn, WhenLoggedOut,
+};
 pub use crate::same_origin::{is_cross_origin, same_origin_only};
 pub use crate::service::SlatesService;
 pub use crate::slate::Slate;
@@ -160,6 +162,7 @@ pub use crate::stats::{LookupLatency, Stats};
 pub use crate::store::MongoStore;
 pub use crate::store::{Layout, MemoryStore, SlateDoc, Store};
 pub use crate::token::{Token, TokenHash};
+pub use crate::user_slates::UserSlates;
 pub use crate::workflow::Workflow;
 
 pub use bson;

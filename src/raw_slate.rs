@@ -155,7 +155,8 @@ impl RawSlate {
         field: &str,
         values: impl IntoIterator<Item = V>,
     ) -> Result<i64> {
-        self.update(SlateUpdate::new().push_all(field, values)).await
+        self.update(SlateUpdate::new().push_all(field, values))
+            .await
     }
 
     /// Appends `value` to the array `field` unless an equal element is there. Returns the
@@ -266,7 +267,9 @@ impl RawSlate {
             let now = core.now();
             // The compare-and-swap makes sure the expiry read is still the stored one.
             let expires = self.expiry(now).resolve(old_expires);
-            let written = core.slates.replace_slate_if(key, expected, &doc, expires, now);
+            let written = core
+                .slates
+                .replace_slate_if(key, expected, &doc, expires, now);
             if let Some(version) = core.track(written.await)? {
                 return Ok(Modified::Written {
                     value: out,

@@ -29,9 +29,7 @@ pub fn safe_next(next: &str) -> Option<&str> {
     let ok = bytes.first() == Some(&b'/')
         && !matches!(bytes.get(1), Some(b'/' | b'\\'))
         && next.len() <= 2048
-        && bytes
-            .iter()
-            .all(|&b| b > b' ' && b != 0x7f && b != b'\\');
+        && bytes.iter().all(|&b| b > b' ' && b != 0x7f && b != b'\\');
     ok.then_some(next)
 }
 
@@ -39,10 +37,7 @@ pub fn safe_next(next: &str) -> Option<&str> {
 pub(crate) fn login_required(policy: &WhenLoggedOut, parts: &Parts) -> LoginRequired {
     match policy {
         WhenLoggedOut::Redirect { login } if is_page_visit(parts) => {
-            let next = parts
-                .uri
-                .path_and_query()
-                .map_or("/", |p| p.as_str());
+            let next = parts.uri.path_and_query().map_or("/", |p| p.as_str());
             let separator = if login.contains('?') { '&' } else { '?' };
             let location = format!("{login}{separator}next={}", percent_encode(next));
             LoginRequired::Redirect(LoginRedirect::new(location))

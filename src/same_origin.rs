@@ -17,10 +17,10 @@ use http::{header, HeaderMap, Method, StatusCode};
 /// ```
 /// use axum::{middleware, routing::post, Router};
 /// # async fn handler() {}
-/// # async fn f(slates: slates::Slates) {
+/// # async fn f(engine: slates::Engine) {
 /// let app: Router = Router::new()
 ///     .route("/transfer", post(handler))
-///     .layer(slates.layer())
+///     .layer(engine.layer())
 ///     .layer(middleware::from_fn(slates::same_origin_only)); // outermost: runs first
 /// # }
 /// ```

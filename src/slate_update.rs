@@ -61,7 +61,11 @@ impl SlateUpdate {
 
     /// `$push` every one of `values`, in order, onto the array `field` (`$each`); an absent
     /// field becomes an array of them.
-    pub fn push_all<V: Serialize>(self, field: impl Into<String>, values: impl IntoIterator<Item = V>) -> Self {
+    pub fn push_all<V: Serialize>(
+        self,
+        field: impl Into<String>,
+        values: impl IntoIterator<Item = V>,
+    ) -> Self {
         self.with_values(field.into(), values, UpdateOp::PushAll)
     }
 

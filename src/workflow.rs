@@ -136,10 +136,20 @@ mod tests {
             let panicked = std::panic::catch_unwind(|| Workflow::<()>::new(name)).is_err();
             assert!(panicked, "{name:?} was accepted");
         }
-        let bad = [Duration::ZERO, Duration::milliseconds(999), Duration::days(401)];
-        for ttl in bad.into_iter().chain([Duration::nanoseconds(1_000_000_001)]) {
+        let bad = [
+            Duration::ZERO,
+            Duration::milliseconds(999),
+            Duration::days(401),
+        ];
+        for ttl in bad
+            .into_iter()
+            .chain([Duration::nanoseconds(1_000_000_001)])
+        {
             let w = Workflow::<()>::new("w");
-            assert!(std::panic::catch_unwind(|| w.expires_after(ttl)).is_err(), "{ttl}");
+            assert!(
+                std::panic::catch_unwind(|| w.expires_after(ttl)).is_err(),
+                "{ttl}"
+            );
         }
     }
 }

@@ -28,6 +28,7 @@ use std::time::Instant;
 use bson::{doc, Bson, Document};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use slates::store::SlateStore as _;
 use slates::store::{check_ops, Expiry, SlateKey, StoreOptions, UpdateOp};
 use slates::{Error, MemoryStore, SlateName, Store, Username};
 use time::OffsetDateTime;
@@ -356,7 +357,7 @@ async fn server_store(test: &str) -> Option<Arc<dyn Store>> {
         .store(test)
         .await?;
     store
-        .prepare(&StoreOptions::default())
+        .prepare_slates(&StoreOptions::default())
         .await
         .expect("prepare the server store");
     Some(store)
@@ -449,7 +450,7 @@ fn step() -> impl Strategy<Value = Step> {
                 counter: None,
             }
         });
-    // What `Slate::inc` sends: an int64 `inc` with its field as the counter, here sometimes
+    // What `RawSlate::inc` sends: an int64 `inc` with its field as the counter, here sometimes
     // with other operators.
     let counted = (
         prop::sample::select(COUNTER_PATHS),

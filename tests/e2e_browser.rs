@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
-use slates::{MemoryStore, Slates};
+use slates::{Engine, MemoryStore};
 
 /// Exactly the flags of issue 6; the harness adds a fresh `--user-data-dir`.
 const CHROMIUM_FLAGS: &[&str] = &[
@@ -249,8 +249,8 @@ async fn serve(app: Router) -> (String, tokio::task::JoinHandle<()>) {
     (base, server)
 }
 
-async fn new_slates() -> Slates {
-    Slates::builder(MemoryStore::new())
+async fn new_slates() -> Engine {
+    Engine::builder(MemoryStore::new())
         .secure(false) // plain http on loopback
         .build()
         .await

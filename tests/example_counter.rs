@@ -17,10 +17,10 @@ use counter::app;
 use http::{Request, StatusCode};
 #[cfg(feature = "mongodb")]
 use slates::Layout;
-use slates::{ManualClock, MemoryStore, Slates};
+use slates::{Engine, ManualClock, MemoryStore};
 
-async fn new_slates() -> Slates {
-    Slates::builder(MemoryStore::new())
+async fn new_slates() -> Engine {
+    Engine::builder(MemoryStore::new())
         .clock(ManualClock::new())
         .secure(false)
         .build()
@@ -250,7 +250,7 @@ async fn cross_site_posts_are_refused() {
 async fn concurrent_hits_over_a_real_listener() {
     const TASKS: usize = 8;
     const HITS: usize = 50;
-    let slates = Slates::builder(MemoryStore::new())
+    let slates = Engine::builder(MemoryStore::new())
         .secure(false)
         .build()
         .await

@@ -15,7 +15,7 @@ use common::Backend;
 use http::{Request, StatusCode};
 #[cfg(feature = "mongodb")]
 use slates::Layout;
-use slates::{ManualClock, MemoryStore, Slates};
+use slates::{Engine, ManualClock, MemoryStore};
 use time::Duration;
 use upload_workflow::{app, check_set_name, parse_csv, parse_id, split_list, SavedSets};
 
@@ -23,14 +23,14 @@ const BOUNDARY: &str = "----slates-test-boundary-7MA4YWxkTrZu0gW";
 
 /// The app on `backend` with a manual clock; `None` when the backend is not available here
 /// (the MongoDB tests then say so, or fail under `SLATES_REQUIRE_MONGO=1`).
-async fn app_on(backend: Backend, test: &str, clock: &ManualClock) -> Option<(Slates, Client)> {
+async fn app_on(backend: Backend, test: &str, clock: &ManualClock) -> Option<(Engine, Client)> {
     let slates = backend.slates(test, clock).await?;
     let client = Client::new(app(slates.clone()));
     Some((slates, client))
 }
 
-async fn new_app(clock: &ManualClock) -> (Slates, Client) {
-    let slates = Slates::builder(MemoryStore::new())
+async fn new_app(clock: &ManualClock) -> (Engine, Client) {
+    let slates = Engine::builder(MemoryStore::new())
         .clock(clock.clone())
         .secure(false)
         .build()
@@ -97,11 +97,11 @@ async fn login(client: &mut Client, name: &str) {
 }
 
 /// The saved sets of `user`, read from the store directly.
-async fn saved(slates: &Slates, user: &str) -> SavedSets {
+async fn saved(slates: &Engine, user: &str) -> SavedSets {
     slates
         .user_slates(user)
         .unwrap()
-        .slate("sets")
+        .raw_slate("sets")
         .get()
         .await
         .unwrap()
@@ -109,11 +109,11 @@ async fn saved(slates: &Slates, user: &str) -> SavedSets {
 }
 
 /// The version of the upload workflow slate, `None` when there is none.
-async fn upload_version(slates: &Slates, user: &str) -> Option<i64> {
+async fn upload_version(slates: &Engine, user: &str) -> Option<i64> {
     slates
         .user_slates(user)
         .unwrap()
-        .slate("new_id_set")
+        .raw_slate("new_id_set")
         .get_doc()
         .await
         .unwrap()
@@ -277,7 +277,7 @@ async fn full_workflow(backend: Backend, test: &str) {
     let user: bson::Document = slates
         .user_slates("ada")
         .unwrap()
-        .user_slate()
+        .raw_slate("user")
         .get()
         .await
         .unwrap()
@@ -575,7 +575,7 @@ async fn cross_site_posts_are_refused() {
 /// multipart file upload.
 #[tokio::test]
 async fn real_listener_with_cookie_client() {
-    let slates = Slates::builder(MemoryStore::new())
+    let slates = Engine::builder(MemoryStore::new())
         .secure(false)
         .build()
         .await

@@ -35,8 +35,9 @@ use axum::Router;
 use http::StatusCode;
 use serde::Deserialize;
 use slates::store::TokenRecord;
+use slates::store::TokenStore as _;
 use slates::{
-    Auth, Clock, CurrentUser, Error, ManualClock, MemoryStore, Slates, SlatesBuilder, Store, Token,
+    Auth, Clock, CurrentUser, Engine, EngineBuilder, Error, ManualClock, MemoryStore, Store, Token,
     TokenHash, Username,
 };
 use time::Duration;
@@ -114,7 +115,7 @@ impl Ctx {
     async fn fx(
         &self,
         run: &str,
-        configure: impl FnOnce(SlatesBuilder) -> SlatesBuilder,
+        configure: impl FnOnce(EngineBuilder) -> EngineBuilder,
     ) -> Result<Fx, Error> {
         let (inner, raw): (Arc<dyn Store>, Raw) = match self.backend {
             Backend::Memory => {
@@ -136,7 +137,7 @@ impl Ctx {
         let _ = run;
         let hooked = Hooked::new(Arc::clone(&inner));
         let clock = ManualClock::new();
-        let builder = Slates::builder_shared(Arc::new(hooked.clone()) as Arc<dyn Store>)
+        let builder = Engine::builder_shared(hooked.store())
             .layout(self.backend.layout())
             .clock(clock.clone())
             .secure(false);
@@ -153,7 +154,7 @@ impl Ctx {
 
 /// One built slates system on a fresh store.
 struct Fx {
-    slates: Slates,
+    slates: Engine,
     clock: ManualClock,
     hooked: Hooked,
     /// The store itself, under the hook: what the checks read.
@@ -163,7 +164,7 @@ struct Fx {
 
 impl Fx {
     fn cookie_name(&self) -> String {
-        self.slates.config().cookie_name.clone()
+        self.slates.config().cookie.name.clone()
     }
 
     fn client(&self) -> Client {
@@ -313,7 +314,7 @@ async fn login_then_rotate(auth: Auth, Form(f): Form<LoginForm>) -> Result<Statu
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn app(slates: &Slates) -> Router {
+fn app(slates: &Engine) -> Router {
     Router::new()
         .route("/login", post(login))
         .route("/login-twice", post(login_twice))
@@ -918,7 +919,7 @@ async fn fixture_before_means_not_applied(backend: Backend, test: &str) {
         };
         fx.hooked.clear_calls();
         fx.hooked.fail_call(0, phase);
-        let hooked: &dyn Store = &fx.hooked;
+        let hooked = fx.hooked.store();
         let r = hooked.insert_token(&record).await;
         assert!(matches!(r, Err(Error::Unavailable(_))), "{phase:?}: {r:?}");
         fx.hooked.set_hook(hooked::pass());
@@ -1050,8 +1051,8 @@ async fn p9_plain_name_is_logged_out_by_planted_cookie(backend: Backend, test: &
 /// `slates` whenever `__Host-` is not possible.
 #[tokio::test]
 async fn p9_build_checks_the_host_prefix() {
-    let build = |f: fn(SlatesBuilder) -> SlatesBuilder| async move {
-        f(Slates::builder(MemoryStore::new()).clock(ManualClock::new()))
+    let build = |f: fn(EngineBuilder) -> EngineBuilder| async move {
+        f(Engine::builder(MemoryStore::new()).clock(ManualClock::new()))
             .build()
             .await
     };
@@ -1059,7 +1060,7 @@ async fn p9_build_checks_the_host_prefix() {
         (
             "with a Domain",
             (|b| b.cookie_name("__Host-slates").cookie_domain("example.com"))
-                as fn(SlatesBuilder) -> SlatesBuilder,
+                as fn(EngineBuilder) -> EngineBuilder,
         ),
         ("with Path=/app", |b| {
             b.cookie_name("__Host-slates").cookie_path("/app")
@@ -1076,7 +1077,7 @@ async fn p9_build_checks_the_host_prefix() {
     }
     for (f, name) in [
         (
-            (|b| b) as fn(SlatesBuilder) -> SlatesBuilder,
+            (|b| b) as fn(EngineBuilder) -> EngineBuilder,
             "__Host-slates",
         ),
         (|b| b.secure(false), "slates"),
@@ -1085,6 +1086,6 @@ async fn p9_build_checks_the_host_prefix() {
         (|b| b.cookie_name("__Host-slates"), "__Host-slates"),
     ] {
         let slates = build(f).await.expect("build");
-        assert_eq!(slates.config().cookie_name, name);
+        assert_eq!(slates.config().cookie.name, name);
     }
 }

@@ -13,16 +13,16 @@ use common::hooked::{injected, Call, Hooked, Phase};
 use common::Backend;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
-use slates::{Clock, CurrentUser, Error, ManualClock, SlateUpdate, Slates, UserSlates};
+use slates::{Clock, CurrentUser, Engine, Error, ManualClock, SlateUpdate, UserSlates};
 use time::Duration;
 use tokio::sync::Notify;
 
-/// Slates on `backend` behind a [`Hooked`] decorator, with a manual clock.
-async fn hooked(backend: Backend, test: &str) -> Option<(Slates, Hooked, ManualClock)> {
+/// Engine on `backend` behind a [`Hooked`] decorator, with a manual clock.
+async fn hooked(backend: Backend, test: &str) -> Option<(Engine, Hooked, ManualClock)> {
     let store = backend.store(test).await?;
     let hooked = Hooked::new(store);
     let clock = ManualClock::new();
-    let slates = Slates::builder_shared(Arc::new(hooked.clone()))
+    let slates = Engine::builder_shared(hooked.store())
         .layout(backend.layout())
         .clock(clock.clone())
         .secure(false)
@@ -75,15 +75,15 @@ mod hand_edited {
         hand_edited_token_record_is_refused_not_a_503,
     );
 
-    /// Slates on a fresh Mongo database, and the raw collection holding `user`'s slates.
+    /// Engine on a fresh Mongo database, and the raw collection holding `user`'s slates.
     async fn raw(
         layout: slates::Layout,
         test: &str,
-    ) -> Option<(Slates, ManualClock, slates::mongodb::Database)> {
+    ) -> Option<(Engine, ManualClock, slates::mongodb::Database)> {
         let store = common::mongo::store(test).await?;
         let db = store.database().clone();
         let clock = ManualClock::new();
-        let slates = Slates::builder(store)
+        let slates = Engine::builder(store)
             .layout(layout)
             .clock(clock.clone())
             .secure(false)
@@ -157,7 +157,7 @@ mod hand_edited {
             let err = slates
                 .user_slates("ada")
                 .unwrap()
-                .user_slate()
+                .raw_slate("user")
                 .get_doc()
                 .await
                 .unwrap_err();
@@ -170,7 +170,7 @@ mod hand_edited {
         slates
             .user_slates("ada")
             .unwrap()
-            .user_slate()
+            .raw_slate("user")
             .put(&doc! {"name": "Ada L."})
             .await
             .unwrap();
@@ -184,7 +184,7 @@ mod hand_edited {
         let Some((slates, _clock, db)) = raw(layout, test).await else {
             return;
         };
-        let w = slates.user_slates("ada").unwrap().slate("wizard");
+        let w = slates.user_slates("ada").unwrap().raw_slate("wizard");
         for odd in [
             doc! {"step": 2, "_v": "x"},
             doc! {"step": 2},
@@ -196,7 +196,8 @@ mod hand_edited {
                 "{odd}"
             );
             assert!(matches!(
-                w.modify(|d: &mut Document| d.insert("x", 1)).await,
+                w.modify_or_default(|d: &mut Document| Some(d.insert("x", 1)))
+                    .await,
                 Err(Error::MalformedDocument { .. })
             ));
         }
@@ -246,20 +247,24 @@ struct Profile {
 
 async fn h_profile(user: CurrentUser) -> Result<String, Error> {
     Ok(user
-        .user_slate::<Profile>()?
+        .profile::<Profile>()?
         .map(|p| p.name)
         .unwrap_or_default())
 }
 
 async fn h_version(user: CurrentUser) -> String {
-    format!("{:?}", user.user_slate_version().unwrap_or(-1))
+    format!("{:?}", user.profile_version().unwrap_or(-1))
 }
 
 async fn h_hits(slates: UserSlates) -> Result<String, Error> {
-    Ok(slates.slate("counter").inc("hits", 1).await?.to_string())
+    Ok(slates
+        .raw_slate("counter")
+        .inc("hits", 1)
+        .await?
+        .to_string())
 }
 
-fn app(slates: &Slates) -> Router {
+fn app(slates: &Engine) -> Router {
     common::suite::test_app(slates).merge(
         Router::new()
             .route("/profile", get(h_profile))
@@ -270,9 +275,9 @@ fn app(slates: &Slates) -> Router {
     )
 }
 
-fn client(slates: &Slates) -> Client {
+fn client(slates: &Engine) -> Client {
     let mut c = Client::new(app(slates));
-    c.cookie_name = slates.config().cookie_name.clone();
+    c.cookie_name = slates.config().cookie.name.clone();
     c
 }
 
@@ -320,26 +325,35 @@ async fn stale_version_conflicts_after_delete_and_recreate(backend: Backend, tes
         return;
     };
     let ada = slates.user_slates("ada").unwrap();
-    let first = ada.slate("tally").put(&Counter { n: 1 }).await.unwrap();
+    let first = ada.raw_slate("tally").put(&Counter { n: 1 }).await.unwrap();
     let (paused, release) = pause_first_swap(&hooked);
-    let reader = ada.slate("tally");
+    let reader = ada.raw_slate("tally");
     let task = tokio::spawn(async move {
         reader
             .modify(|c: &mut Counter| {
                 c.n += 1;
-                c.n
+                Some(c.n)
             })
             .await
     });
     paused.notified().await;
     // The slate goes and comes back; its first incarnation's version must not come back.
-    assert!(ada.slate("tally").delete().await.unwrap());
-    let second = ada.slate("tally").put(&Counter { n: 100 }).await.unwrap();
+    assert!(ada.raw_slate("tally").delete().await.unwrap());
+    let second = ada
+        .raw_slate("tally")
+        .put(&Counter { n: 100 })
+        .await
+        .unwrap();
     assert_ne!(second, first, "a re-created slate has a new version");
     release.notify_one();
     let written = task.await.unwrap().unwrap();
-    assert_eq!(written, 101, "the reader retried on the new slate");
-    let got: Counter = ada.slate("tally").get().await.unwrap().unwrap();
+    assert!(written.is_written());
+    assert_eq!(
+        written.value(),
+        Some(101),
+        "the reader retried on the new slate"
+    );
+    let got: Counter = ada.raw_slate("tally").get().await.unwrap().unwrap();
     assert_eq!(got, Counter { n: 101 }, "no lost update");
     assert_eq!(slates.stats().cas_conflicts, 1, "the stale swap conflicted");
 }
@@ -351,15 +365,15 @@ async fn stale_version_conflicts_after_expiry_and_recreate(backend: Backend, tes
         return;
     };
     let ada = slates.user_slates("ada").unwrap();
-    let upload = ada.slate("upload").expires_in(Duration::minutes(10));
+    let upload = ada.raw_slate("upload").expires_in(Duration::minutes(10));
     upload.set("n", 1).await.unwrap();
     let (paused, release) = pause_first_swap(&hooked);
-    let reader = ada.slate("upload").expires_in(Duration::minutes(10));
+    let reader = ada.raw_slate("upload").expires_in(Duration::minutes(10));
     let task = tokio::spawn(async move {
         reader
             .modify(|c: &mut Counter| {
                 c.n += 1;
-                c.n
+                Some(c.n)
             })
             .await
     });
@@ -368,7 +382,7 @@ async fn stale_version_conflicts_after_expiry_and_recreate(backend: Backend, tes
     assert!(upload.get_doc().await.unwrap().is_none(), "expired");
     assert_eq!(upload.inc("n", 50).await.unwrap(), 50, "a fresh slate");
     release.notify_one();
-    assert_eq!(task.await.unwrap().unwrap(), 51);
+    assert_eq!(task.await.unwrap().unwrap().value(), Some(51));
     let got: Counter = upload.get().await.unwrap().unwrap();
     assert_eq!(got.n, 51);
     assert_eq!(slates.stats().cas_conflicts, 1);
@@ -385,7 +399,7 @@ async fn every_write_keeps_the_expiry_unless_told(backend: Backend, test: &str) 
     };
     let ada = slates.user_slates("ada").unwrap();
     type Write =
-        fn(slates::Slate) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+        fn(slates::RawSlate) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
     let writes: [(&str, Write); 8] = [
         ("set", |s| {
             Box::pin(async move { s.set("a", 1).await.map(drop).unwrap() })
@@ -415,7 +429,11 @@ async fn every_write_keeps_the_expiry_unless_told(backend: Backend, test: &str) 
         }),
         ("modify", |s| {
             Box::pin(async move {
-                s.modify(|c: &mut Counter| c.n += 1).await.unwrap();
+                let add = s.modify_or_default(|c: &mut Counter| {
+                    c.n += 1;
+                    Some(())
+                });
+                assert!(add.await.unwrap().is_written());
             })
         }),
     ];
@@ -424,14 +442,14 @@ async fn every_write_keeps_the_expiry_unless_told(backend: Backend, test: &str) 
         let slate_name = format!("w_{name}");
         // Created expiring.
         let start = clock.now();
-        ada.slate(&slate_name)
+        ada.raw_slate(&slate_name)
             .expires_in(ttl)
             .put(&doc! {"n": 0})
             .await
             .unwrap();
         clock.advance(Duration::minutes(5));
-        write(ada.slate(&slate_name)).await;
-        let got = ada.slate(&slate_name).get_doc().await.unwrap().unwrap();
+        write(ada.raw_slate(&slate_name)).await;
+        let got = ada.raw_slate(&slate_name).get_doc().await.unwrap().unwrap();
         assert_eq!(
             got.expires,
             Some(start + ttl),
@@ -440,8 +458,8 @@ async fn every_write_keeps_the_expiry_unless_told(backend: Backend, test: &str) 
         // Through a handle with expiry: sliding.
         clock.advance(Duration::minutes(5));
         let now = clock.now();
-        write(ada.slate(&slate_name).expires_in(ttl)).await;
-        let got = ada.slate(&slate_name).get_doc().await.unwrap().unwrap();
+        write(ada.raw_slate(&slate_name).expires_in(ttl)).await;
+        let got = ada.raw_slate(&slate_name).get_doc().await.unwrap().unwrap();
         assert_eq!(
             got.expires,
             Some(now + ttl),
@@ -450,23 +468,37 @@ async fn every_write_keeps_the_expiry_unless_told(backend: Backend, test: &str) 
         // Still honoured: gone after the expiry.
         clock.advance(ttl);
         assert!(
-            ada.slate(&slate_name).get_doc().await.unwrap().is_none(),
+            ada.raw_slate(&slate_name)
+                .get_doc()
+                .await
+                .unwrap()
+                .is_none(),
             "{name}"
         );
         // A permanent slate stays permanent.
         let perm = format!("p_{name}");
-        ada.slate(&perm).put(&doc! {"n": 0}).await.unwrap();
-        write(ada.slate(&perm)).await;
+        ada.raw_slate(&perm).put(&doc! {"n": 0}).await.unwrap();
+        write(ada.raw_slate(&perm)).await;
         assert_eq!(
-            ada.slate(&perm).get_doc().await.unwrap().unwrap().expires,
+            ada.raw_slate(&perm)
+                .get_doc()
+                .await
+                .unwrap()
+                .unwrap()
+                .expires,
             None,
             "{name}"
         );
         // An absent (or expired) slate written without expiry is created permanent.
         let fresh = format!("f_{name}");
-        write(ada.slate(&fresh)).await;
+        write(ada.raw_slate(&fresh)).await;
         assert_eq!(
-            ada.slate(&fresh).get_doc().await.unwrap().unwrap().expires,
+            ada.raw_slate(&fresh)
+                .get_doc()
+                .await
+                .unwrap()
+                .unwrap()
+                .expires,
             None,
             "{name}"
         );
@@ -481,7 +513,7 @@ async fn inc_on_a_non_integer_is_refused_before_writing(backend: Backend, test: 
     let Some((slates, _hooked, _clock)) = hooked(backend, test).await else {
         return;
     };
-    let s = slates.user_slates("ada").unwrap().slate("c");
+    let s = slates.user_slates("ada").unwrap().raw_slate("c");
     for (value, what) in [(Bson::Double(1.5), "double"), (Bson::from("x"), "string")] {
         let v = s
             .put(&doc! {"hits": value.clone(), "other": 1})
@@ -526,7 +558,7 @@ async fn odd_field_types_fail_only_the_typed_read(backend: Backend, test: &str) 
     slates
         .user_slates("ada")
         .unwrap()
-        .user_slate()
+        .raw_slate("user")
         .put(&doc! {"name": 42})
         .await
         .unwrap();
@@ -536,7 +568,7 @@ async fn odd_field_types_fail_only_the_typed_read(backend: Backend, test: &str) 
     assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
     let user = slates.user_slates("ada").unwrap();
     assert!(matches!(
-        user.user_slate().get::<Profile>().await,
+        user.raw_slate("user").get::<Profile>().await,
         Err(Error::Deserialize(_))
     ));
 }
@@ -586,7 +618,7 @@ async fn conflicting_operators_have_their_own_error(backend: Backend, test: &str
     let Some((slates, hooked, _clock)) = hooked(backend, test).await else {
         return;
     };
-    let s = slates.user_slates("ada").unwrap().slate("c");
+    let s = slates.user_slates("ada").unwrap().raw_slate("c");
     let err = s
         .update(SlateUpdate::new().set("a", 1).inc("a", 1))
         .await

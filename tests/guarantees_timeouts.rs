@@ -29,7 +29,8 @@ use http::{Request, StatusCode};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PropConfig, TestCaseError, TestRunner};
 use slates::store::TokenRecord;
-use slates::{Clock, Error, ManualClock, MemoryStore, Slates, SlatesBuilder, Store, Token};
+use slates::store::TokenStore as _;
+use slates::{Clock, Engine, EngineBuilder, Error, ManualClock, MemoryStore, Store, Token};
 use time::{Duration, OffsetDateTime};
 
 use common::harness::{Client, Reply};
@@ -60,9 +61,9 @@ async fn deploy(
     store: &Arc<dyn Store>,
     backend: Backend,
     clock: &ManualClock,
-    configure: impl FnOnce(SlatesBuilder) -> SlatesBuilder,
-) -> Slates {
-    let builder = Slates::builder_shared(Arc::clone(store))
+    configure: impl FnOnce(EngineBuilder) -> EngineBuilder,
+) -> Engine {
+    let builder = Engine::builder_shared(Arc::clone(store))
         .layout(backend.layout())
         .clock(clock.clone())
         .secure(false);
@@ -70,14 +71,14 @@ async fn deploy(
 }
 
 /// A cookie-keeping client on the suite's router for `slates`.
-fn client(slates: &Slates) -> Client {
+fn client(slates: &Engine) -> Client {
     let mut c = Client::new(test_app(slates));
-    c.cookie_name = slates.config().cookie_name.clone();
+    c.cookie_name = slates.config().cookie.name.clone();
     c
 }
 
 /// A client logged in as `name` through `slates`.
-async fn logged_in(slates: &Slates, name: &str) -> Client {
+async fn logged_in(slates: &Engine, name: &str) -> Client {
     let mut c = client(slates);
     let r = c.post_form("/login", &format!("username={name}")).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "login: {}", r.body);
@@ -120,10 +121,10 @@ fn removes_cookie(r: &Reply, name: &str) -> bool {
 
 /// The stored record of the token in cookie value `cookie`, as the store reads it at the
 /// clock's current time (`None` once expired or deleted).
-async fn stored(slates: &Slates, cookie: &str) -> Option<TokenRecord> {
+async fn stored(slates: &Engine, cookie: &str) -> Option<TokenRecord> {
     let hash = Token::parse(cookie).expect("a well-formed token").hash();
     slates
-        .store()
+        .token_store()
         .find_token(&hash, slates.now())
         .await
         .expect("find_token")
@@ -271,7 +272,7 @@ async fn p4_shorter_absolute_lifetime_after_redeploy_applies_to_existing_tokens(
     assert_logged_in(&mut ada, "under A, 3 h after login").await;
 
     let shorter = |absolute: Duration| {
-        move |b: SlatesBuilder| {
+        move |b: EngineBuilder| {
             b.idle_timeout(Duration::hours(1))
                 .absolute_lifetime(absolute)
         }
@@ -304,7 +305,7 @@ async fn p4_rotated_token_stays_unrenewable_after_any_redeploy(backend: Backend,
         return;
     };
     let hooked = Hooked::new(inner);
-    let store: Arc<dyn Store> = Arc::new(hooked.clone());
+    let store: Arc<dyn Store> = hooked.store();
     let clock = ManualClock::new();
     let a = deploy(&store, backend, &clock, |b| {
         b.idle_timeout(Duration::hours(1))
@@ -331,8 +332,8 @@ async fn p4_rotated_token_stays_unrenewable_after_any_redeploy(backend: Backend,
     let mut deployments = Vec::new();
     for configure in [
         // Renewal on almost every request, a far longer idle timeout.
-        (|b: SlatesBuilder| b.idle_timeout(Duration::hours(10)).renew_after(0.01))
-            as fn(SlatesBuilder) -> SlatesBuilder,
+        (|b: EngineBuilder| b.idle_timeout(Duration::hours(10)).renew_after(0.01))
+            as fn(EngineBuilder) -> EngineBuilder,
         // The longest settings accepted.
         |b| {
             b.idle_timeout(MAX_DURATION)
@@ -453,7 +454,7 @@ async fn p5_idle_timeout_edges_with_renewal(backend: Backend, test: &str) {
     let login_at = clock.now();
     let token = ada.cookie.clone().unwrap();
 
-    async fn renews(s: &Slates, ada: &mut Client, token: &str, idle: Duration, when: &str) {
+    async fn renews(s: &Engine, ada: &mut Client, token: &str, idle: Duration, when: &str) {
         let now = s.now();
         let r = assert_logged_in(ada, when).await;
         assert_eq!(token_max_age(&r, "slates"), Some(idle), "{when}: renewed");
@@ -564,20 +565,20 @@ async fn p5_absolute_lifetime_edges_despite_renewal(backend: Backend, test: &str
 // ---------------------------------------------------------------- point 6: build()
 
 /// A builder on a fresh memory store with a manual clock and plain-http cookies.
-fn builder() -> SlatesBuilder {
-    Slates::builder(MemoryStore::new())
+fn builder() -> EngineBuilder {
+    Engine::builder(MemoryStore::new())
         .clock(ManualClock::new())
         .secure(false)
 }
 
 /// `configure(builder())` must fail at `build()` with `Error::Config`.
-async fn refused(what: &str, configure: impl FnOnce(SlatesBuilder) -> SlatesBuilder) {
+async fn refused(what: &str, configure: impl FnOnce(EngineBuilder) -> EngineBuilder) {
     match configure(builder()).build().await {
         Err(Error::Config(_)) => {}
         Err(e) => panic!("{what}: expected Error::Config, got {e:?}"),
         Ok(s) => panic!(
             "{what}: build() accepted it (cookie {:?}, idle {}, absolute {})",
-            s.config().cookie_name,
+            s.config().cookie.name,
             s.config().idle_timeout,
             s.config().absolute_lifetime
         ),
@@ -586,7 +587,7 @@ async fn refused(what: &str, configure: impl FnOnce(SlatesBuilder) -> SlatesBuil
 
 /// `configure(builder())` must build, and a login through it must work and hand out a
 /// well-formed cookie.
-async fn accepted(what: &str, configure: impl FnOnce(SlatesBuilder) -> SlatesBuilder) {
+async fn accepted(what: &str, configure: impl FnOnce(EngineBuilder) -> EngineBuilder) {
     let s = configure(builder())
         .build()
         .await
@@ -602,14 +603,14 @@ async fn accepted(what: &str, configure: impl FnOnce(SlatesBuilder) -> SlatesBui
 /// idle timeout, 10 s of rotation grace, `__Host-slates`).
 #[tokio::test]
 async fn p5_defaults_are_the_documented_ones() {
-    let s = Slates::builder(MemoryStore::new()).build().await.unwrap();
+    let s = Engine::builder(MemoryStore::new()).build().await.unwrap();
     let c = s.config();
     assert_eq!(c.idle_timeout, Duration::days(7));
     assert_eq!(c.absolute_lifetime, Duration::days(30));
     assert_eq!(c.renew_after, 0.5);
     assert_eq!(c.rotation_grace, Duration::seconds(10));
-    assert_eq!(c.cookie_name, "__Host-slates");
-    assert!(c.secure);
+    assert_eq!(c.cookie.name, "__Host-slates");
+    assert!(c.cookie.secure);
 }
 
 /// Point 6: out-of-range durations fail at `build()` (`Duration::MAX` used to build and then
@@ -1004,7 +1005,7 @@ fn inputs() -> impl Strategy<Value = Inputs> {
 
 /// Every `Set-Cookie` of `r` is non-empty, parses, and is a cookie the configuration says:
 /// its name, `Path`, `Domain`, `HttpOnly`, `Secure`, `SameSite`.
-fn check_set_cookies(r: &Reply, s: &Slates, step: &str) -> Result<(), TestCaseError> {
+fn check_set_cookies(r: &Reply, s: &Engine, step: &str) -> Result<(), TestCaseError> {
     let config = s.config();
     for v in r.headers.get_all("set-cookie") {
         prop_assert!(!v.is_empty(), "{step}: empty Set-Cookie");
@@ -1013,20 +1014,26 @@ fn check_set_cookies(r: &Reply, s: &Slates, step: &str) -> Result<(), TestCaseEr
         let c = Cookie::parse(v.unwrap());
         prop_assert!(c.is_ok(), "{step}: Set-Cookie does not parse: {c:?}");
         let c = c.unwrap();
-        prop_assert_eq!(c.name(), config.cookie_name.as_str(), "{}", step);
-        prop_assert_eq!(c.path(), Some(config.cookie_path.as_str()), "{}", step);
+        prop_assert_eq!(c.name(), config.cookie.name.as_str(), "{}", step);
+        prop_assert_eq!(c.path(), Some(config.cookie.path.as_str()), "{}", step);
         prop_assert_eq!(
             c.domain().map(|d| d.trim_start_matches('.').to_owned()),
             config
-                .cookie_domain
+                .cookie
+                .domain
                 .as_deref()
                 .map(|d| d.trim_start_matches('.').to_owned()),
             "{}",
             step
         );
         prop_assert_eq!(c.http_only(), Some(true), "{}", step);
-        prop_assert_eq!(c.secure().unwrap_or(false), config.secure, "{}", step);
-        prop_assert_eq!(c.same_site(), Some(config.same_site), "{}", step);
+        prop_assert_eq!(
+            c.secure().unwrap_or(false),
+            config.cookie.secure,
+            "{}",
+            step
+        );
+        prop_assert_eq!(c.same_site(), Some(config.cookie.same_site), "{}", step);
     }
     Ok(())
 }
@@ -1034,7 +1041,7 @@ fn check_set_cookies(r: &Reply, s: &Slates, step: &str) -> Result<(), TestCaseEr
 /// One request through the real layer, its cookies checked, its status and body as expected.
 async fn step(
     c: &mut Client,
-    s: &Slates,
+    s: &Engine,
     req: Request<Body>,
     what: &str,
     status: StatusCode,
@@ -1061,7 +1068,7 @@ fn post(path: &str) -> Request<Body> {
 /// it built and login, `/me`, a renewal window, rotate and logout all behaved.
 async fn builder_case(input: Inputs) -> Result<bool, TestCaseError> {
     let clock = ManualClock::new();
-    let mut b = Slates::builder(MemoryStore::new())
+    let mut b = Engine::builder(MemoryStore::new())
         .clock(clock.clone())
         .idle_timeout(input.idle)
         .absolute_lifetime(input.absolute)
@@ -1223,7 +1230,7 @@ async fn p6_longest_timeouts_work_at_their_edges() {
         OffsetDateTime::UNIX_EPOCH + Duration::days(365 * 200),
     ] {
         let clock = ManualClock::at(at);
-        let s = Slates::builder(MemoryStore::new())
+        let s = Engine::builder(MemoryStore::new())
             .clock(clock.clone())
             .secure(false)
             .idle_timeout(MAX_DURATION)
@@ -1283,7 +1290,7 @@ async fn gap_same_site_none_without_secure_builds() {
 async fn gap_far_future_created_panics_the_request() {
     let clock = ManualClock::new();
     let store = MemoryStore::new();
-    let s = Slates::builder(store.clone())
+    let s = Engine::builder(store.clone())
         .clock(clock.clone())
         .secure(false)
         .build()
@@ -1321,7 +1328,7 @@ async fn gap_sub_millisecond_durations_agree_across_stores() {
         };
         let clock = ManualClock::new();
         let idle = Duration::hours(1) + Duration::microseconds(500);
-        let built = Slates::builder_shared(store)
+        let built = Engine::builder_shared(store)
             .layout(backend.layout())
             .clock(clock.clone())
             .secure(false)

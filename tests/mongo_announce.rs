@@ -5,7 +5,7 @@
 mod common;
 
 use common::mongo;
-use slates::Slates;
+use slates::Engine;
 
 #[tokio::test(flavor = "current_thread")]
 async fn non_atomic_server_is_announced_once() {
@@ -13,9 +13,9 @@ async fn non_atomic_server_is_announced_once() {
     let Some(store) = mongo::store("mongo_announce").await else {
         return;
     };
-    Slates::builder(store.clone()).build().await.expect("build");
+    Engine::builder(store.clone()).build().await.expect("build");
     // Preparing the same store again (an idempotent `build`) says nothing new.
-    Slates::builder(store).build().await.expect("build again");
+    Engine::builder(store).build().await.expect("build again");
     let text = logs.text();
     let warnings = text.matches("CAN BE LOST").count();
     if mongo::is_ferretdb().await {

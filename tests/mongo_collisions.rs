@@ -17,7 +17,7 @@ use common::mongo;
 use slates::mongodb::event::command::CommandEvent;
 use slates::mongodb::event::EventHandler;
 use slates::mongodb::Client;
-use slates::{Clock, Layout, ManualClock, MongoStore, Slates};
+use slates::{Clock, Engine, Layout, ManualClock, MongoStore};
 use time::Duration;
 
 fn date(t: time::OffsetDateTime) -> bson::DateTime {
@@ -85,7 +85,7 @@ async fn collides_until_resolved(layout: Layout, test: &str) {
         _ => {}
     }));
     let db = mongo::database(test, options).await;
-    let slates = Slates::builder(MongoStore::from_database(db))
+    let slates = Engine::builder(MongoStore::from_database(db))
         .layout(layout)
         .clock(clock.clone())
         .secure(false)
@@ -95,7 +95,7 @@ async fn collides_until_resolved(layout: Layout, test: &str) {
     let upload = slates
         .user_slates("ada")
         .unwrap()
-        .slate("upload")
+        .raw_slate("upload")
         .expires_in(Duration::minutes(30));
     upload.set("n", 1).await.unwrap();
     clock.advance(Duration::minutes(31)); // expired, still stored (no TTL monitor here)
@@ -152,17 +152,20 @@ async fn per_user_layout_never_touches_app_collections() {
         .insert_one(doc! {"_id": "cart", "items": 3})
         .await
         .unwrap();
-    let slates = Slates::builder(store)
+    let slates = Engine::builder(store)
         .layout(Layout::CollectionPerUser)
         .secure(false)
         .build()
         .await
         .unwrap();
     let user = slates.user_slates("orders").unwrap();
-    user.user_slate().set("name", "Orders Inc.").await.unwrap();
-    user.slate("cart").inc("items", 1).await.unwrap();
+    user.raw_slate("user")
+        .set("name", "Orders Inc.")
+        .await
+        .unwrap();
+    user.raw_slate("cart").inc("items", 1).await.unwrap();
     assert_eq!(
-        user.slate("cart").inc("items", 1).await.unwrap(),
+        user.raw_slate("cart").inc("items", 1).await.unwrap(),
         2,
         "slates' own cart"
     );

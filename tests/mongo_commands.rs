@@ -14,7 +14,10 @@ use http::StatusCode;
 use slates::mongodb::event::command::CommandEvent;
 use slates::mongodb::event::EventHandler;
 use slates::store::{SlateKey, TokenRecord};
-use slates::{Clock, Layout, ManualClock, MongoStore, SlateName, Slates, Token, Username};
+use slates::store::{SlateStore as _, TokenStore as _};
+use slates::{
+    Clock, Engine, Layout, ManualClock, Modified, MongoStore, SlateName, Token, Username,
+};
 use time::Duration;
 
 /// Commands that are not part of an operation (handshakes, sessions, the test's own set-up).
@@ -56,7 +59,7 @@ impl Recorder {
 }
 
 struct Setup {
-    slates: Slates,
+    slates: Engine,
     rec: Recorder,
     clock: ManualClock,
     ferretdb: bool,
@@ -78,7 +81,7 @@ async fn setup(test: &str, layout: Layout) -> Option<Setup> {
     }));
     let db = mongo::database(test, options).await;
     let clock = ManualClock::new();
-    let slates = Slates::builder(MongoStore::from_database(db))
+    let slates = Engine::builder(MongoStore::from_database(db))
         .layout(layout)
         .clock(clock.clone())
         .secure(false)
@@ -142,7 +145,7 @@ async fn token_commands(test: &str, layout: Layout) {
     else {
         return;
     };
-    let store = slates.store();
+    let store = slates.token_store();
     let now = clock.now();
     let token = Token::generate().unwrap();
     let hex = token.hash().to_hex();
@@ -255,7 +258,7 @@ async fn slate_commands(test: &str, layout: Layout) {
     let now = clock.now();
     let ada = slates.user_slates("ada").unwrap();
     let (coll, id) = slate_address(layout, "ada", "counter");
-    let counter = ada.slate("counter");
+    let counter = ada.raw_slate("counter");
 
     // inc: exactly one findAndModify holding $inc of the field and $set of a fresh _v; its
     // filter matches only a counter that is absent or an integer; no find first.
@@ -332,7 +335,7 @@ async fn slate_commands(test: &str, layout: Layout) {
     assert!(flag(&cmd, "upsert"));
     assert_eq!(max_time_ms(&cmd), Some(MAX_TIME_MS));
     // put with an expiry: the same command on `_id` alone.
-    let expiring = ada.slate("counter").expires_in(Duration::minutes(5));
+    let expiring = ada.raw_slate("counter").expires_in(Duration::minutes(5));
     let v = expiring.put(&doc! {"fresh": 2}).await.unwrap();
     let cmd = rec.one("findAndModify", "put with an expiry");
     assert_eq!(
@@ -361,7 +364,7 @@ async fn slate_commands(test: &str, layout: Layout) {
         Username::new("ada").unwrap(),
         SlateName::new("counter").unwrap(),
     );
-    let store = slates.store();
+    let store = slates.slate_store();
     let v4 = store
         .replace_slate_if(&key, Some(v3), &doc! {"n": 1}, None, now)
         .await
@@ -388,14 +391,22 @@ async fn slate_commands(test: &str, layout: Layout) {
     );
     rec.one("update", "stale compare-and-swap");
 
-    // Slate::modify is the compare-and-swap helper: one read, one conditional write.
-    counter
+    // RawSlate::modify is the compare-and-swap helper: one read, one conditional write.
+    let modified = counter
         .modify(|d: &mut Document| {
             d.insert("m", 1);
+            Some(())
         })
         .await
         .unwrap();
+    assert!(modified.is_written());
     assert_eq!(rec.names(), ["find", "update"], "modify");
+    // A modify that changes nothing, or declines, sends the read alone.
+    let same = counter.modify(|d: &mut Document| d.get("m").map(drop));
+    assert!(matches!(same.await.unwrap(), Modified::Unchanged(())));
+    let declined = counter.modify(|_: &mut Document| None::<()>);
+    assert!(matches!(declined.await.unwrap(), Modified::Declined));
+    assert_eq!(rec.names(), ["find", "find"], "modify writing nothing");
 
     // Delete: one delete on _id with the expiry filter.
     assert!(counter.delete().await.unwrap());
@@ -406,7 +417,7 @@ async fn slate_commands(test: &str, layout: Layout) {
 
     // An expired slate still in the collection: the upsert collides with it, a point read
     // shows it expired, it is deleted (only if still expired) and the update retried.
-    let upload = ada.slate("upload").expires_in(Duration::minutes(5));
+    let upload = ada.raw_slate("upload").expires_in(Duration::minutes(5));
     upload.set("step", "one").await.unwrap();
     rec.take();
     clock.advance(Duration::minutes(6));
@@ -577,7 +588,7 @@ async fn indexes(test: &str, layout: Layout) {
         );
     }
     // Building again on the same database is fine (idempotent).
-    Slates::builder(MongoStore::from_database(db))
+    Engine::builder(MongoStore::from_database(db))
         .layout(layout)
         .build()
         .await
@@ -624,17 +635,17 @@ async fn second_prepare_with_other_options_is_a_config_error() {
     };
     let db = mongo::database("mongo_commands::second_prepare", options).await;
     let store = MongoStore::from_database(db);
-    Slates::builder(store.clone())
+    Engine::builder(store.clone())
         .layout(Layout::SingleCollection)
         .build()
         .await
         .unwrap();
-    Slates::builder(store.clone())
+    Engine::builder(store.clone())
         .layout(Layout::SingleCollection)
         .build()
         .await
         .expect("same options again: fine");
-    let err = Slates::builder(store)
+    let err = Engine::builder(store)
         .layout(Layout::CollectionPerUser)
         .build()
         .await

@@ -10,7 +10,7 @@ use bson::Bson;
 use common::harness::Client;
 use common::mongo::{self, ServerProcess};
 use http::StatusCode;
-use slates::{ManualClock, MongoStore, Slates};
+use slates::{Engine, ManualClock, MongoStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn outage_answers_503_and_recovery_needs_no_rebuild() {
@@ -28,7 +28,7 @@ async fn outage_answers_503_and_recovery_needs_no_rebuild() {
     .await
     .unwrap();
     assert_eq!(store.database().name(), "outage");
-    let slates = Slates::builder(store)
+    let slates = Engine::builder(store)
         .clock(ManualClock::new())
         .secure(false)
         .build()
@@ -43,7 +43,10 @@ async fn outage_answers_503_and_recovery_needs_no_rebuild() {
     );
     let cookie = c.cookie.clone().expect("a cookie");
     let ada = slates.user_slates("ada").unwrap();
-    ada.user_slate().set("tz", "Europe/Paris").await.unwrap();
+    ada.raw_slate("user")
+        .set("tz", "Europe/Paris")
+        .await
+        .unwrap();
     assert_eq!(c.get("/me").await.body, "ada Europe/Paris");
     assert_eq!(c.post("/hits").await.body, "1");
 
@@ -123,7 +126,7 @@ async fn outage_answers_503_and_recovery_needs_no_rebuild() {
 
     // Every acknowledged increment is there (an unacknowledged one may have landed too),
     // and the slate still reads as a whole slate (its version readable).
-    let counter = ada.slate("counter").get_doc().await.unwrap().unwrap();
+    let counter = ada.raw_slate("counter").get_doc().await.unwrap().unwrap();
     let hits = match counter.doc.get("hits") {
         Some(Bson::Int64(n)) => *n,
         Some(Bson::Int32(n)) => i64::from(*n),
@@ -158,7 +161,7 @@ async fn connect_settings() {
     )
     .await
     .unwrap();
-    let err = Slates::builder(store).build().await.unwrap_err();
+    let err = Engine::builder(store).build().await.unwrap_err();
     assert!(err.is_unavailable(), "{err}");
     assert!(t.elapsed() < StdDuration::from_secs(5));
 }

@@ -17,7 +17,7 @@ use common::mongo::{self, ServerProcess};
 use slates::mongodb::event::command::CommandEvent;
 use slates::mongodb::event::EventHandler;
 use slates::mongodb::options::ClientOptions;
-use slates::{MongoStore, Slates};
+use slates::{Engine, MongoStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stalled_server_loses_no_acknowledged_increment() {
@@ -54,8 +54,8 @@ async fn stalled_server_loses_no_acknowledged_increment() {
     let store = MongoStore::connect_with_options(options)
         .unwrap()
         .max_time(Some(StdDuration::from_secs(1)));
-    let slates = Slates::builder(store).build().await.unwrap();
-    let counter = slates.user_slates("ada").unwrap().slate("counter");
+    let slates = Engine::builder(store).build().await.unwrap();
+    let counter = slates.user_slates("ada").unwrap().raw_slate("counter");
     assert_eq!(counter.inc("hits", 0).await.unwrap(), 0);
 
     let stall = StdDuration::from_secs(4); // longer than maxTimeMS and the detection time
@@ -118,7 +118,7 @@ async fn stalled_server_loses_no_acknowledged_increment() {
     drop(server);
 }
 
-async fn hits(counter: &slates::Slate) -> i64 {
+async fn hits(counter: &slates::RawSlate) -> i64 {
     let doc = counter.get_doc().await.unwrap().unwrap();
     match doc.doc.get("hits") {
         Some(bson::Bson::Int32(n)) => i64::from(*n),

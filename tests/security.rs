@@ -4,7 +4,7 @@
 //!
 //! Each test names the threat it covers (`t1_…`) and would fail if the protection were
 //! removed. Tests that involve a store run on every store (`per_backend!`); the fault
-//! injection tests use the memory store's `set_available` / `fail_next`.
+//! injection tests use the `Faults` decorator's `set_available` / `fail_next`.
 
 mod common;
 #[macro_use]
@@ -14,12 +14,9 @@ use bson::doc;
 use http::StatusCode;
 use std::sync::{Arc, Mutex};
 
-use slates::store::{Expiry, SlateKey, StoreFuture, StoreOptions, TokenRecord, UpdateOp, Updated};
-use slates::{
-    Clock, Error, ManualClock, MemoryStore, SlateDoc, Slates, Store, Token, TokenHash, Username,
-};
+use slates::store::{Call, Intercept, Intercepted, StoreFuture, TokenStore};
+use slates::{Clock, Engine, Error, ManualClock, MemoryStore, Token};
 use time::Duration;
-use time::OffsetDateTime;
 
 use common::harness::Client;
 use common::Backend;
@@ -52,7 +49,7 @@ async fn t1_store_holds_only_token_hashes(backend: Backend, test: &str) {
     env.slates
         .user_slates("ada")
         .unwrap()
-        .user_slate()
+        .raw_slate("user")
         .set("tz", "UTC")
         .await
         .unwrap();
@@ -85,7 +82,11 @@ async fn t1_store_holds_only_token_hashes(backend: Backend, test: &str) {
     // Through the trait: the record is found by hash.
     let hash = Token::parse(&rotated).unwrap().hash();
     assert_eq!(hash.to_hex(), sha256_hex(&rotated));
-    let found = env.slates.store().find_token(&hash, env.clock.now()).await;
+    let found = env
+        .slates
+        .token_store()
+        .find_token(&hash, env.clock.now())
+        .await;
     assert_eq!(found.unwrap().unwrap().user.as_str(), "ada");
 
     let hashes = env.token_hashes().await;
@@ -116,7 +117,7 @@ async fn t2_planted_unknown_cookie_is_never_adopted(backend: Backend, test: &str
     let planted_hash = Token::parse(&planted).unwrap().hash();
     assert!(env
         .slates
-        .store()
+        .token_store()
         .find_token(&planted_hash, env.clock.now())
         .await
         .unwrap()
@@ -218,7 +219,7 @@ async fn t3_replay_after_logout(backend: Backend, test: &str) {
     let hash = Token::parse(&old).unwrap().hash();
     assert!(env
         .slates
-        .store()
+        .token_store()
         .find_token(&hash, env.clock.now())
         .await
         .unwrap()
@@ -357,7 +358,7 @@ async fn t3_renewal_racing_logout_never_resurrects(backend: Backend, test: &str)
         let hash = Token::parse(&cookie).unwrap().hash();
         assert!(env
             .slates
-            .store()
+            .token_store()
             .find_token(&hash, env.clock.now())
             .await
             .unwrap()
@@ -379,8 +380,8 @@ enum Race {
     Rotation,
 }
 
-/// A memory store that makes a race deterministic: it runs the armed [`Race`] just before
-/// the next renewal, the worst moment for it.
+/// Makes a race deterministic: wrapped around a memory store, it runs the armed [`Race`]
+/// on that store just before the next renewal, the worst moment for it.
 #[derive(Clone, Default)]
 struct Interleaving {
     inner: MemoryStore,
@@ -391,102 +392,39 @@ impl Interleaving {
     fn arm(&self, race: Race) {
         *self.race.lock().unwrap() = Some(race);
     }
+
+    /// The memory store with this interleaving around it.
+    fn store(&self) -> Intercepted<MemoryStore, Interleaving> {
+        Intercepted::new(self.inner.clone(), self.clone())
+    }
 }
 
-impl Store for Interleaving {
-    fn prepare<'a>(&'a self, options: &'a StoreOptions) -> StoreFuture<'a, ()> {
-        self.inner.prepare(options)
-    }
-    fn insert_token<'a>(&'a self, record: &'a TokenRecord) -> StoreFuture<'a, ()> {
-        self.inner.insert_token(record)
-    }
-    fn find_token<'a>(
-        &'a self,
-        hash: &'a TokenHash,
-        now: OffsetDateTime,
-    ) -> StoreFuture<'a, Option<TokenRecord>> {
-        self.inner.find_token(hash, now)
-    }
-    fn renew_token<'a>(
-        &'a self,
-        hash: &'a TokenHash,
-        previous: OffsetDateTime,
-        expires: OffsetDateTime,
-        now: OffsetDateTime,
-    ) -> StoreFuture<'a, bool> {
+impl Intercept for Interleaving {
+    fn around<'a, T, F>(&'a self, call: Call<'a>, op: F) -> StoreFuture<'a, T>
+    where
+        T: Send + 'a,
+        F: FnOnce() -> StoreFuture<'a, T> + Send + 'a,
+    {
+        let Call::RenewToken(hash, previous, expires, now) = call else {
+            return op();
+        };
         Box::pin(async move {
             let race = self.race.lock().unwrap().take();
+            let inner = &self.inner;
             match race {
                 Some(Race::Renewal) => {
                     let later = expires + Duration::milliseconds(5);
-                    assert!(self.inner.renew_token(hash, previous, later, now).await?);
+                    assert!(inner.renew_token(hash, previous, later, now).await?);
                 }
-                Some(Race::Logout) => assert!(self.inner.delete_token(hash).await?),
+                Some(Race::Logout) => assert!(inner.delete_token(hash).await?),
                 Some(Race::Rotation) => {
                     let grace_end = now + Duration::seconds(10);
-                    assert!(self.inner.retire_token(hash, grace_end, now).await?);
+                    assert!(inner.retire_token(hash, grace_end, now).await?);
                 }
                 None => {}
             }
-            self.inner.renew_token(hash, previous, expires, now).await
+            op().await
         })
-    }
-    fn retire_token<'a>(
-        &'a self,
-        hash: &'a TokenHash,
-        at: OffsetDateTime,
-        now: OffsetDateTime,
-    ) -> StoreFuture<'a, bool> {
-        self.inner.retire_token(hash, at, now)
-    }
-    fn delete_token<'a>(&'a self, hash: &'a TokenHash) -> StoreFuture<'a, bool> {
-        self.inner.delete_token(hash)
-    }
-    fn delete_user_tokens<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, u64> {
-        self.inner.delete_user_tokens(user)
-    }
-    fn get_slate<'a>(
-        &'a self,
-        key: &'a SlateKey,
-        now: OffsetDateTime,
-    ) -> StoreFuture<'a, Option<SlateDoc>> {
-        self.inner.get_slate(key, now)
-    }
-    fn put_slate<'a>(
-        &'a self,
-        key: &'a SlateKey,
-        doc: &'a bson::Document,
-        expiry: Expiry,
-        now: OffsetDateTime,
-    ) -> StoreFuture<'a, i64> {
-        self.inner.put_slate(key, doc, expiry, now)
-    }
-    fn update_slate<'a>(
-        &'a self,
-        key: &'a SlateKey,
-        ops: &'a [UpdateOp],
-        expiry: Expiry,
-        counter: Option<&'a str>,
-        now: OffsetDateTime,
-    ) -> StoreFuture<'a, Updated> {
-        self.inner.update_slate(key, ops, expiry, counter, now)
-    }
-    fn replace_slate_if<'a>(
-        &'a self,
-        key: &'a SlateKey,
-        expected: Option<i64>,
-        doc: &'a bson::Document,
-        expires: Option<OffsetDateTime>,
-        now: OffsetDateTime,
-    ) -> StoreFuture<'a, Option<i64>> {
-        self.inner
-            .replace_slate_if(key, expected, doc, expires, now)
-    }
-    fn delete_slate<'a>(&'a self, key: &'a SlateKey, now: OffsetDateTime) -> StoreFuture<'a, bool> {
-        self.inner.delete_slate(key, now)
-    }
-    fn delete_user_slates<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, ()> {
-        self.inner.delete_user_slates(user)
     }
 }
 
@@ -503,7 +441,7 @@ impl Store for Interleaving {
 async fn t3_renewal_interleavings() {
     let store = Interleaving::default();
     let clock = ManualClock::new();
-    let slates = Slates::builder(store.clone())
+    let slates = Engine::builder(store.store())
         .clock(clock.clone())
         .secure(false)
         .idle_timeout(Duration::hours(1))
@@ -586,7 +524,7 @@ async fn t6_oversize_write_keeps_previous_document(backend: Backend, test: &str)
         return;
     };
     let ada = env.slates.user_slates("ada").unwrap();
-    let s = ada.slate("upload");
+    let s = ada.raw_slate("upload");
     let nine = "n".repeat(9 * 1024 * 1024);
     s.put(&doc! {"keep": "me", "ids": [nine.as_str()]})
         .await
@@ -615,7 +553,7 @@ async fn t6_oversize_write_keeps_previous_document(backend: Backend, test: &str)
         );
     }
     let r = s
-        .modify(|d: &mut bson::Document| d.insert("more", nine.as_str()))
+        .modify_or_default(|d: &mut bson::Document| Some(d.insert("more", nine.as_str())))
         .await;
     assert!(
         matches!(r, Err(Error::DocumentTooLarge { .. })),
@@ -687,7 +625,7 @@ fn assert_generic_503(r: &common::harness::Reply, what: &str) {
 #[tokio::test]
 async fn t7_outage_gives_503_and_service_resumes() {
     let env = Env::new(Backend::Memory, "", |b| b).await.unwrap();
-    let store = env.memory().unwrap().clone();
+    let store = env.faults().unwrap().clone();
     let mut ada = env.logged_in("ada").await;
     let cookie = ada.cookie.clone();
     store.set_available(false);
@@ -708,7 +646,7 @@ async fn t7_outage_gives_503_and_service_resumes() {
 #[tokio::test]
 async fn t7_login_during_outage_leaves_no_token() {
     let env = Env::new(Backend::Memory, "", |b| b).await.unwrap();
-    let store = env.memory().unwrap().clone();
+    let store = env.faults().unwrap().clone();
     store.set_available(false);
     let mut c = env.client();
     let r = c.post_form("/login", "username=ada").await;
@@ -734,9 +672,9 @@ async fn t7_login_during_outage_leaves_no_token() {
 #[tokio::test]
 async fn t7_failed_write_leaves_slate_as_it_was() {
     let env = Env::new(Backend::Memory, "", |b| b).await.unwrap();
-    let store = env.memory().unwrap().clone();
+    let store = env.faults().unwrap().clone();
     let ada = env.slates.user_slates("ada").unwrap();
-    let s = ada.slate("draft");
+    let s = ada.raw_slate("draft");
     s.put(&doc! {"v": "first", "n": 1, "ids": [1]})
         .await
         .unwrap();
@@ -762,7 +700,9 @@ async fn t7_failed_write_leaves_slate_as_it_was() {
         "update",
     );
     store.fail_next(1);
-    let r = s.modify(|d: &mut bson::Document| d.insert("v", "x")).await;
+    let r = s
+        .modify_or_default(|d: &mut bson::Document| Some(d.insert("v", "x")))
+        .await;
     assert!(matches!(r, Err(Error::Unavailable(_))));
     store.fail_next(1);
     assert!(matches!(s.delete().await, Err(Error::Unavailable(_))));
@@ -811,7 +751,7 @@ async fn t7_flaky_store_never_serves_the_wrong_user() {
     })
     .await
     .unwrap();
-    let store = env.memory().unwrap().clone();
+    let store = env.faults().unwrap().clone();
     let clients: Vec<(&str, Client)> = vec![
         ("ada", env.logged_in("ada").await),
         ("bob", env.logged_in("bob").await),

@@ -7,7 +7,7 @@ mod security_support;
 
 use cookie::SameSite;
 use http::StatusCode;
-use slates::{token_from_headers, CookieToken, Error, MemoryStore, Slates, Token};
+use slates::{token_from_headers, CookieToken, Engine, Error, MemoryStore, Token};
 use time::Duration;
 
 use common::harness::Reply;
@@ -356,7 +356,7 @@ fn check_attributes(c: &cookie::Cookie<'_>, want: &Attributes, what: &str) {
 /// Login, renewal, a layer-initiated removal (unknown token) and logout, under `env`'s
 /// configuration: every cookie carries the configured attributes.
 async fn check_cookie_life_cycle(env: &Env, want: Attributes, config: &str) {
-    let name = env.slates.config().cookie_name.clone();
+    let name = env.slates.config().cookie.name.clone();
     let lifetime = env.slates.config().idle_timeout;
     let mut c = env.client();
     let r = c.post_form("/login", "username=ada").await;
@@ -456,8 +456,8 @@ async fn t8_cookie_attributes_as_configured(backend: Backend, test: &str) {
 /// cookie without Secure. The same settings without the prefix build (positive control).
 #[tokio::test]
 async fn t8_builder_refuses_inconsistent_prefixed_cookies() {
-    type Configure = fn(slates::SlatesBuilder) -> slates::SlatesBuilder;
-    let build = |f: Configure| async move { f(Slates::builder(MemoryStore::new())).build().await };
+    type Configure = fn(slates::EngineBuilder) -> slates::EngineBuilder;
+    let build = |f: Configure| async move { f(Engine::builder(MemoryStore::new())).build().await };
     let refused: [(&str, Configure); 5] = [
         ("__Host- with a Domain", |b| {
             b.cookie_name("__Host-s").cookie_domain("example.test")
@@ -588,7 +588,7 @@ async fn t9_unknown_expired_malformed_answers_are_identical(backend: Backend, te
 async fn t9_no_store_error_text_in_bodies() {
     use axum::response::IntoResponse;
     let env = Env::new(Backend::Memory, "", |b| b).await.unwrap();
-    let store = env.memory().unwrap().clone();
+    let store = env.faults().unwrap().clone();
     let leaks = [
         "memory store",
         "simulated",

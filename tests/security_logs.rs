@@ -30,9 +30,9 @@ async fn t1_logs_never_carry_a_token() {
     let mut junk = env.client();
     junk.cookie = Some(format!("{}!", &cookie[..42]));
     assert_eq!(junk.get("/maybe").await.body, "anonymous");
-    env.memory().unwrap().set_available(false);
+    env.faults().unwrap().set_available(false);
     assert_eq!(ada.get("/me").await.status, StatusCode::SERVICE_UNAVAILABLE);
-    env.memory().unwrap().set_available(true);
+    env.faults().unwrap().set_available(true);
     let mut replay = ada.clone();
     assert_eq!(ada.post("/logout").await.status, StatusCode::NO_CONTENT);
     assert_eq!(replay.get("/maybe").await.body, "anonymous");

@@ -11,7 +11,7 @@ use bson::doc;
 use http::StatusCode;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use slates::{Error, MemoryStore, NameKind, SlateName, SlateUpdate, Slates, Username};
+use slates::{Engine, Error, MemoryStore, NameKind, SlateName, SlateUpdate, Username};
 
 use common::Backend;
 use security_support::{form_encode, request, Env};
@@ -96,7 +96,7 @@ fn is_invalid(r: &Result<impl Sized, Error>, kind: NameKind) -> bool {
 /// Every operation on a slate with a bad name fails with `InvalidName` and makes no store
 /// call. Returns the failing operation's name, if one did otherwise.
 async fn all_slate_ops_refused(us: &slates::UserSlates, name: &str) -> Option<&'static str> {
-    let s = us.slate(name);
+    let s = us.raw_slate(name);
     let k = NameKind::SlateName;
     let checks: Vec<(&'static str, bool)> = vec![
         ("get", is_invalid(&s.get::<bson::Document>().await, k)),
@@ -114,7 +114,8 @@ async fn all_slate_ops_refused(us: &slates::UserSlates, name: &str) -> Option<&'
         (
             "modify",
             is_invalid(
-                &s.modify(|d: &mut bson::Document| d.insert("a", 1)).await,
+                &s.modify_or_default(|d: &mut bson::Document| Some(d.insert("a", 1)))
+                    .await,
                 k,
             ),
         ),
@@ -195,7 +196,7 @@ async fn t5_invalid_names_touch_nothing(backend: Backend, test: &str) {
 #[tokio::test]
 async fn t5_auth_collection_name_is_never_a_username() {
     for auth in ["_auth", "_tokens"] {
-        let slates = Slates::builder(MemoryStore::new())
+        let slates = Engine::builder(MemoryStore::new())
             .auth_collection(auth)
             .build()
             .await
@@ -209,7 +210,7 @@ async fn t5_auth_collection_name_is_never_a_username() {
         ("_same", "_same"),
         ("_auth", "system.x"),
     ] {
-        let r = Slates::builder(MemoryStore::new())
+        let r = Engine::builder(MemoryStore::new())
             .auth_collection(auth)
             .slates_collection(coll)
             .build()
@@ -284,8 +285,8 @@ async fn t5_unusual_valid_names_round_trip(backend: Backend, test: &str) {
         assert_eq!(r.status, StatusCode::OK, "{name:?}: {}", r.body);
         assert_eq!(c.get(&path).await.body, name, "{name:?}");
         let us = env.slates.user_slates(name).unwrap();
-        us.user_slate().set("me", name).await.unwrap();
-        let doc = us.user_slate().get_doc().await.unwrap().unwrap();
+        us.raw_slate("user").set("me", name).await.unwrap();
+        let doc = us.raw_slate("user").get_doc().await.unwrap().unwrap();
         assert_eq!(doc.doc.get_str("me").unwrap(), name);
     }
     let us = env.slates.user_slates("ada").unwrap();
@@ -295,7 +296,7 @@ async fn t5_unusual_valid_names_round_trip(backend: Backend, test: &str) {
         .chain(longest.iter().map(String::as_str));
     for name in slates_ {
         assert!(slate_name_by_spec(name) && SlateName::validate(name).is_ok());
-        let s = us.slate(name);
+        let s = us.raw_slate(name);
         let put = s.put(&doc! {"name": name}).await.unwrap();
         assert_eq!(s.inc("n", 2).await.unwrap(), 2, "{name:?}");
         let got = s.get_doc().await.unwrap().unwrap();
@@ -325,8 +326,8 @@ async fn t5_keys_do_not_collide(backend: Backend, test: &str) {
         (("x.y", "z"), ("x", "yz")),
     ];
     for ((u1, s1), (u2, s2)) in pairs {
-        let a = env.slates.user_slates(u1).unwrap().slate(s1);
-        let b = env.slates.user_slates(u2).unwrap().slate(s2);
+        let a = env.slates.user_slates(u1).unwrap().raw_slate(s1);
+        let b = env.slates.user_slates(u2).unwrap().raw_slate(s2);
         let va = a.set("who", format!("{u1}|{s1}")).await.unwrap();
         let vb = b.set("who", format!("{u2}|{s2}")).await.unwrap();
         for (s, u, n, v) in [(&a, u1, s1, va), (&b, u2, s2, vb)] {
@@ -436,17 +437,17 @@ async fn t5_prop_usernames_validation_agrees_with_storage(backend: Backend, test
         if accepted {
             prop_assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}: {}", name, r.body);
             let us = env.slates.user_slates(&name).unwrap();
-            us.user_slate().set("me", &name).await.unwrap();
-            us.slate("w").put(&doc! {"me": &name}).await.unwrap();
+            us.raw_slate("user").set("me", &name).await.unwrap();
+            us.raw_slate("w").put(&doc! {"me": &name}).await.unwrap();
             let me = c.get("/me").await;
             prop_assert_eq!(&me.body, &name);
-            let got = us.slate("w").get_doc().await.unwrap().unwrap();
+            let got = us.raw_slate("w").get_doc().await.unwrap().unwrap();
             prop_assert_eq!(got.doc.get_str("me").unwrap(), name.as_str());
-            let got = us.user_slate().get_doc().await.unwrap().unwrap();
+            let got = us.raw_slate("user").get_doc().await.unwrap().unwrap();
             prop_assert_eq!(got.doc.get_str("me").unwrap(), name.as_str());
             prop_assert_eq!(c.post("/logout").await.status, StatusCode::NO_CONTENT);
             us.delete_all().await.unwrap();
-            prop_assert!(us.slate("w").get_doc().await.unwrap().is_none());
+            prop_assert!(us.raw_slate("w").get_doc().await.unwrap().is_none());
         } else {
             prop_assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", name);
             prop_assert!(c.cookie.is_none());
@@ -486,7 +487,7 @@ async fn t5_prop_slate_names_validation_agrees_with_storage(backend: Backend, te
         let mut c = c.clone();
         let path = format!("/slate/{}", form_encode(&name));
         if accepted {
-            let s = us.slate(&name);
+            let s = us.raw_slate(&name);
             s.put(&doc! {"name": &name}).await.unwrap();
             let pushed = s.push("log", 1).await.unwrap();
             let got = s.get_doc().await.unwrap().unwrap();

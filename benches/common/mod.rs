@@ -46,7 +46,7 @@ pub fn quick() -> bool {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// slates, `MemoryStore`.
-    Slates,
+    Engine,
     /// tower-sessions 0.15, `MemoryStore`.
     TowerSessions,
     /// The locking reference session.
@@ -57,14 +57,14 @@ pub enum Kind {
 
 impl Kind {
     /// Every system, in table order.
-    pub const ALL: [Kind; 4] = [Kind::Slates, Kind::TowerSessions, Kind::Locking, Kind::Bare];
+    pub const ALL: [Kind; 4] = [Kind::Engine, Kind::TowerSessions, Kind::Locking, Kind::Bare];
     /// The systems that keep per-user state.
-    pub const STATEFUL: [Kind; 3] = [Kind::Slates, Kind::TowerSessions, Kind::Locking];
+    pub const STATEFUL: [Kind; 3] = [Kind::Engine, Kind::TowerSessions, Kind::Locking];
 
     /// Name in tables and charts.
     pub fn label(self) -> &'static str {
         match self {
-            Kind::Slates => "slates",
+            Kind::Engine => "slates",
             Kind::TowerSessions => "tower-sessions 0.15",
             Kind::Locking => "locking session",
             Kind::Bare => "bare axum",
@@ -74,7 +74,7 @@ impl Kind {
     /// A short id (criterion benchmark ids, file names).
     pub fn id(self) -> &'static str {
         match self {
-            Kind::Slates => "slates",
+            Kind::Engine => "slates",
             Kind::TowerSessions => "tower_sessions",
             Kind::Locking => "locking",
             Kind::Bare => "bare",
@@ -84,7 +84,7 @@ impl Kind {
     /// The router of this system, with every bench route.
     pub async fn app(self) -> Router {
         match self {
-            Kind::Slates => slates_app::app(slates_app::memory().await),
+            Kind::Engine => slates_app::app(slates_app::memory().await),
             Kind::TowerSessions => ts_app::app(),
             Kind::Locking => locking_app::app(),
             Kind::Bare => bare_app::app(),
@@ -201,20 +201,20 @@ fn error(e: impl std::fmt::Display) -> Response {
 /// slates: `CurrentUser` for reads, one atomic operator per write.
 pub mod slates_app {
     use super::*;
-    use slates::{Auth, CurrentUser, MemoryStore, Slates, UserSlates};
+    use slates::{Auth, CurrentUser, Engine, MemoryStore, UserSlates};
 
     /// slates on a fresh memory store, renewal as configured by default.
-    pub async fn memory() -> Slates {
+    pub async fn memory() -> Engine {
         with_store(MemoryStore::new()).await
     }
 
     /// slates on `store`, plain-http cookies.
-    pub async fn with_store(store: impl slates::Store) -> Slates {
-        Slates::builder(store).secure(false).build().await.unwrap()
+    pub async fn with_store(store: impl slates::Store) -> Engine {
+        Engine::builder(store).secure(false).build().await.unwrap()
     }
 
     /// The bench routes over `slates`.
-    pub fn app(slates: Slates) -> Router {
+    pub fn app(slates: Engine) -> Router {
         Router::new()
             .route("/login/{user}", post(login))
             .route("/me", get(me))
@@ -227,11 +227,11 @@ pub mod slates_app {
             .layer(slates.layer())
     }
 
-    async fn login(auth: Auth, slates: Slates, Path(user): Path<String>) -> Response {
+    async fn login(auth: Auth, slates: Engine, Path(user): Path<String>) -> Response {
         let put = async {
             slates
                 .user_slates(&user)?
-                .user_slate()
+                .raw_slate("user")
                 .put(&Profile::of(&user))
                 .await?;
             auth.login(&user).await
@@ -249,7 +249,7 @@ pub mod slates_app {
 
     async fn add(slates: UserSlates) -> Response {
         tokio::time::sleep(WRITE_WORK).await;
-        match slates.slate("cart").push("items", 1).await {
+        match slates.raw_slate("cart").push("items", 1).await {
             Ok(_) => "ok".into_response(),
             Err(e) => error(e),
         }
@@ -258,17 +258,20 @@ pub mod slates_app {
     async fn add_cas(slates: UserSlates) -> Response {
         tokio::time::sleep(WRITE_WORK).await;
         match slates
-            .slate("cart")
-            .modify(|c: &mut Cart| c.items.push(1))
+            .raw_slate("cart")
+            .modify_or_default(|c: &mut Cart| {
+                c.items.push(1);
+                Some(())
+            })
             .await
         {
-            Ok(()) => "ok".into_response(),
+            Ok(_) => "ok".into_response(),
             Err(e) => error(e),
         }
     }
 
     async fn items(slates: UserSlates) -> Response {
-        match slates.slate("cart").get::<Cart>().await {
+        match slates.raw_slate("cart").get::<Cart>().await {
             Ok(c) => c
                 .unwrap_or_default()
                 .items
@@ -281,7 +284,7 @@ pub mod slates_app {
 
     async fn slow_write(slates: UserSlates) -> Response {
         tokio::time::sleep(SLOW_WRITE).await;
-        match slates.slate("draft").set("text", "written late").await {
+        match slates.raw_slate("draft").set("text", "written late").await {
             Ok(_) => "ok".into_response(),
             Err(e) => error(e),
         }

@@ -21,10 +21,10 @@ use http::header::{COOKIE, SET_COOKIE};
 use http::{HeaderMap, HeaderValue, Request, StatusCode};
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
-use slates::store::TokenRecord;
+use slates::store::{Faults, Intercepted, TokenRecord, TokenStore};
 use slates::{
-    token_from_headers, Clock, CookieToken, CurrentUser, ManualClock, MemoryStore, Slates, Store,
-    Token, Username,
+    token_from_headers, Clock, CookieToken, CurrentUser, Engine, ManualClock, MemoryStore, Token,
+    Username,
 };
 use time::{Duration, OffsetDateTime};
 use tower::ServiceExt;
@@ -35,7 +35,7 @@ const LIVE: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
 struct World {
     rt: tokio::runtime::Runtime,
     app: Router,
-    store: MemoryStore,
+    faults: Faults,
     live: Token,
 }
 
@@ -52,6 +52,7 @@ fn world() -> &'static World {
             .build()
             .unwrap();
         let store = MemoryStore::new();
+        let faults = Faults::new();
         // A clock that never moves: no renewal, no expiry, the same answer every time.
         let clock = ManualClock::at(OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap());
         let live = Token::parse(LIVE).unwrap();
@@ -62,9 +63,10 @@ fn world() -> &'static World {
                 created: clock.now(),
                 expires: clock.now() + Duration::days(14),
                 renewed: None,
+                rotated: None,
             };
             store.insert_token(&record).await.unwrap();
-            Slates::builder(store.clone())
+            Engine::builder(Intercepted::new(store, faults.clone()))
                 .clock(clock)
                 .build()
                 .await
@@ -74,7 +76,7 @@ fn world() -> &'static World {
         World {
             rt,
             app,
-            store,
+            faults,
             live,
         }
     })
@@ -98,14 +100,14 @@ fuzz_target!(|data: &[u8]| {
             .any(|v| String::from_utf8_lossy(v.as_bytes()).contains(&encoded)));
     }
 
-    let before = w.store.operations();
+    let before = w.faults.calls();
     let mut req = Request::get("/").body(Body::empty()).unwrap();
     *req.headers_mut() = headers;
     let res = w.rt.block_on(w.app.clone().oneshot(req)).unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let removes_cookie = res.headers().get_all(SET_COOKIE).iter().count() == 1;
     let body = w.rt.block_on(res.into_body().collect()).unwrap().to_bytes();
-    let ops = w.store.operations() - before;
+    let ops = w.faults.calls() - before;
     match decision {
         CookieToken::Absent => {
             assert_eq!(ops, 0, "no cookie: no store call");

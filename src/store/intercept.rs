@@ -58,10 +58,15 @@ pub enum Call<'a> {
     InsertToken(&'a TokenRecord),
     /// [`TokenStore::find_token`].
     FindToken(&'a TokenHash),
-    /// [`TokenStore::renew_token`]: the token, the expiry read, the new expiry.
-    RenewToken(&'a TokenHash, OffsetDateTime, OffsetDateTime),
-    /// [`TokenStore::retire_token`]: the token and the end of its grace.
-    RetireToken(&'a TokenHash, OffsetDateTime),
+    /// [`TokenStore::renew_token`]: the token, the expiry read, the new expiry, now.
+    RenewToken(
+        &'a TokenHash,
+        OffsetDateTime,
+        OffsetDateTime,
+        OffsetDateTime,
+    ),
+    /// [`TokenStore::retire_token`]: the token, the end of its grace, now.
+    RetireToken(&'a TokenHash, OffsetDateTime, OffsetDateTime),
     /// [`TokenStore::delete_token`].
     DeleteToken(&'a TokenHash),
     /// [`TokenStore::delete_user_tokens`].
@@ -203,7 +208,7 @@ impl<S: TokenStore, I: Intercept> TokenStore for Intercepted<S, I> {
         now: OffsetDateTime,
     ) -> StoreFuture<'a, bool> {
         let op = move || self.inner.renew_token(hash, previous, expires, now);
-        let call = Call::RenewToken(hash, previous, expires);
+        let call = Call::RenewToken(hash, previous, expires, now);
         self.intercept.around(call, op)
     }
     fn retire_token<'a>(
@@ -213,7 +218,7 @@ impl<S: TokenStore, I: Intercept> TokenStore for Intercepted<S, I> {
         now: OffsetDateTime,
     ) -> StoreFuture<'a, bool> {
         let op = move || self.inner.retire_token(hash, at, now);
-        self.intercept.around(Call::RetireToken(hash, at), op)
+        self.intercept.around(Call::RetireToken(hash, at, now), op)
     }
     fn delete_token<'a>(&'a self, hash: &'a TokenHash) -> StoreFuture<'a, bool> {
         let op = move || self.inner.delete_token(hash);
@@ -267,7 +272,10 @@ impl<S: SlateStore, I: Intercept> SlateStore for Intercepted<S, I> {
         expires: Option<OffsetDateTime>,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, Option<i64>> {
-        let op = move || self.inner.replace_slate_if(key, expected, doc, expires, now);
+        let op = move || {
+            self.inner
+                .replace_slate_if(key, expected, doc, expires, now)
+        };
         let call = Call::ReplaceSlateIf(key, expected, doc);
         self.intercept.around(call, op)
     }

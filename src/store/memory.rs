@@ -14,8 +14,8 @@ use super::interpreter::apply_update;
 use super::size::{check_size, check_values};
 use super::update::{check_counter, integer_at, merge};
 use super::{
-    fresh_version, Expiry, SlateDoc, SlateKey, SlateStore, StoreFuture, StoreOptions,
-    TokenRecord, TokenStore, UpdateOp, Updated,
+    fresh_version, Expiry, SlateDoc, SlateKey, SlateStore, StoreFuture, StoreOptions, TokenRecord,
+    TokenStore, UpdateOp, Updated,
 };
 use crate::error::{Error, Result};
 use crate::names::{SlateName, Username};
@@ -26,7 +26,7 @@ const SHARDS: usize = 64;
 /// long-running process does not keep tokens nobody will present again.
 const SWEEP_EVERY: u64 = 256;
 
-/// An in-memory [`Store`] with the same semantics as `MongoStore`: atomic single-slate
+/// An in-memory [`Store`](super::Store) with the same semantics as `MongoStore`: atomic single-slate
 /// operations, versioned compare-and-swap, expiry filtered at read time and the 16 MiB limit.
 /// Updates are applied as MongoDB applies them (types, dotted paths through arrays,
 /// `$addToSet` equality, field order), by the update interpreter (`interpreter.rs`).
@@ -252,18 +252,6 @@ impl MemoryStore {
         }
         out
     }
-
-
-
-
-
-
-
-
-
-
-
-
 }
 
 fn live_version(
@@ -514,7 +502,6 @@ impl SlateStore for MemoryStore {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -542,7 +529,10 @@ mod tests {
         store.insert_token(&live).await.unwrap();
         store.insert_token(&dead).await.unwrap();
         let key = |s: &str| SlateKey::new(ada.clone(), SlateName::new(s).unwrap());
-        store.put_slate(&key("keep"), &doc! {"a": 1}, Expiry::Keep, now).await.unwrap();
+        store
+            .put_slate(&key("keep"), &doc! {"a": 1}, Expiry::Keep, now)
+            .await
+            .unwrap();
         store
             .put_slate(
                 &key("gone"),

@@ -75,7 +75,7 @@ pub struct SlateDoc {
     /// The user's fields, without `_id`, `_v` and `_expires`. Shared so that handing the user
     /// slate to a handler costs no copy.
     pub doc: Arc<Document>,
-    /// The version: a fresh random 64-bit value on every write ([`fresh_version`]), so a
+    /// The version: a fresh random 64-bit value on every write ([`fresh_version`](super::fresh_version)), so a
     /// version seen by a reader never matches a later write, nor a later incarnation of the
     /// slate after a delete or an expiry. Compare versions for equality only.
     pub version: i64,

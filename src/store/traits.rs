@@ -11,7 +11,9 @@ use std::sync::Arc;
 use bson::Document;
 use time::OffsetDateTime;
 
-use super::{Expiry, SlateDoc, SlateKey, StoreFuture, StoreOptions, TokenRecord, UpdateOp, Updated};
+use super::{
+    Expiry, SlateDoc, SlateKey, StoreFuture, StoreOptions, TokenRecord, UpdateOp, Updated,
+};
 use crate::names::Username;
 use crate::token::TokenHash;
 

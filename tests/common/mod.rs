@@ -66,7 +66,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use slates::{ManualClock, MemoryStore, Slates, SlatesBuilder};
+use slates::{Engine, EngineBuilder, ManualClock, MemoryStore};
 
 // ------------------------------------------------------------------ skip records
 
@@ -131,11 +131,11 @@ impl Backend {
     /// A builder on a fresh, empty store of this backend, with a manual clock and
     /// plain-http cookies. `test` names the test (each Mongo test gets its own database).
     /// `None`: backend not available here, skip the test.
-    pub async fn builder(self, test: &str, clock: &ManualClock) -> Option<SlatesBuilder> {
+    pub async fn builder(self, test: &str, clock: &ManualClock) -> Option<EngineBuilder> {
         #[cfg(not(feature = "mongodb"))]
         let _ = test;
         let builder = match self {
-            Backend::Memory => Slates::builder(MemoryStore::new()),
+            Backend::Memory => Engine::builder(MemoryStore::new()),
             #[cfg(feature = "mongodb")]
             Backend::Mongo(layout) => mongo::builder(test).await?.layout(layout),
         };
@@ -176,7 +176,7 @@ impl Backend {
     }
 
     /// `builder` with defaults, built.
-    pub async fn slates(self, test: &str, clock: &ManualClock) -> Option<Slates> {
+    pub async fn slates(self, test: &str, clock: &ManualClock) -> Option<Engine> {
         Some(
             self.builder(test, clock)
                 .await?

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use slates::mongodb::bson::doc;
 use slates::mongodb::options::ClientOptions;
 use slates::mongodb::{Client, Database};
-use slates::{MongoStore, Slates, SlatesBuilder};
+use slates::{Engine, EngineBuilder, MongoStore};
 use tokio::sync::OnceCell;
 
 /// Where the tests' server is, and what it is.
@@ -66,9 +66,9 @@ pub fn server() -> Option<&'static TestServer> {
     None
 }
 
-/// A [`SlatesBuilder`] on a fresh database named after `test`.
-pub async fn builder(test: &str) -> Option<SlatesBuilder> {
-    Some(Slates::builder(store(test).await?))
+/// A [`EngineBuilder`] on a fresh database named after `test`.
+pub async fn builder(test: &str) -> Option<EngineBuilder> {
+    Some(Engine::builder(store(test).await?))
 }
 
 /// A `MongoStore` on a fresh database named after `test`.

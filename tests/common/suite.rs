@@ -11,8 +11,9 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use slates::names::validate_field;
 use slates::store::{Expiry, SlateKey, TokenRecord, UpdateOp};
+use slates::store::{SlateStore as _, TokenStore as _};
 use slates::{
-    Auth, Clock, CurrentUser, Error, ManualClock, SlateName, SlateUpdate, Slates, Token,
+    Auth, Clock, CurrentUser, Engine, Error, ManualClock, SlateName, SlateUpdate, Token,
     UserSlates, Username,
 };
 use time::Duration;
@@ -94,8 +95,8 @@ async fn atomic_under_concurrency(backend: Backend, what: &str) -> bool {
 
 // ---------------------------------------------------------------- store level
 
-pub async fn token_records_round_trip(_: Backend, slates: Slates, clock: ManualClock) {
-    let store = slates.store();
+pub async fn token_records_round_trip(_: Backend, slates: Engine, clock: ManualClock) {
+    let store = slates.token_store();
     let now = clock.now();
     let token = Token::generate().unwrap();
     let record = TokenRecord {
@@ -171,8 +172,8 @@ pub async fn token_records_round_trip(_: Backend, slates: Slates, clock: ManualC
     assert!(store.find_token(&bob.hash(), now).await.unwrap().is_some());
 }
 
-pub async fn renewal_never_resurrects(_: Backend, slates: Slates, clock: ManualClock) {
-    let store = slates.store();
+pub async fn renewal_never_resurrects(_: Backend, slates: Engine, clock: ManualClock) {
+    let store = slates.token_store();
     let now = clock.now();
     let token = Token::generate().unwrap();
     let record = TokenRecord {
@@ -240,9 +241,9 @@ struct IdSet {
     ids: Vec<i64>,
 }
 
-pub async fn slate_operators(_: Backend, slates: Slates, _clock: ManualClock) {
+pub async fn slate_operators(_: Backend, slates: Engine, _clock: ManualClock) {
     let ada = slates.user_slates("ada").unwrap();
-    let s = ada.slate("new_id_set");
+    let s = ada.raw_slate("new_id_set");
     assert_eq!(s.get::<IdSet>().await.unwrap(), None);
     let v1 = s
         .put(&IdSet {
@@ -324,11 +325,11 @@ pub async fn slate_operators(_: Backend, slates: Slates, _clock: ManualClock) {
     assert!(!s.delete().await.unwrap());
     assert_eq!(s.get::<IdSet>().await.unwrap(), None);
     // Operators on an absent slate create it.
-    assert_eq!(ada.slate("counter").inc("n", 1).await.unwrap(), 1);
+    assert_eq!(ada.raw_slate("counter").inc("n", 1).await.unwrap(), 1);
 }
 
-pub async fn slate_versions_and_cas(_: Backend, slates: Slates, clock: ManualClock) {
-    let store = slates.store();
+pub async fn slate_versions_and_cas(_: Backend, slates: Engine, clock: ManualClock) {
+    let store = slates.slate_store();
     let now = clock.now();
     let k = key("ada", "cas");
     assert_eq!(
@@ -404,9 +405,9 @@ pub async fn slate_versions_and_cas(_: Backend, slates: Slates, clock: ManualClo
     }
 }
 
-pub async fn slate_expiry(_: Backend, slates: Slates, clock: ManualClock) {
+pub async fn slate_expiry(_: Backend, slates: Engine, clock: ManualClock) {
     let ada = slates.user_slates("ada").unwrap();
-    let s = ada.slate("upload").expires_in(Duration::minutes(30));
+    let s = ada.raw_slate("upload").expires_in(Duration::minutes(30));
     s.set("step", "review").await.unwrap();
     clock.advance(Duration::minutes(20));
     s.set("step", "still").await.unwrap(); // sliding: extends to +30 min from now
@@ -425,15 +426,15 @@ pub async fn slate_expiry(_: Backend, slates: Slates, clock: ManualClock) {
     clock.advance(Duration::hours(1));
     let now = clock.now();
     assert!(slates
-        .store()
+        .slate_store()
         .replace_slate_if(&key("ada", "upload"), None, &doc! {"x": 1}, None, now)
         .await
         .unwrap()
         .is_some_and(|v| v != doc.version));
 }
 
-pub async fn oversize_document_keeps_previous(backend: Backend, slates: Slates, _c: ManualClock) {
-    let s = slates.user_slates("ada").unwrap().slate("big");
+pub async fn oversize_document_keeps_previous(backend: Backend, slates: Engine, _c: ManualClock) {
+    let s = slates.user_slates("ada").unwrap().raw_slate("big");
     s.put(&doc! {"keep": "me"}).await.unwrap();
     let big = "x".repeat(17 * 1024 * 1024);
     assert!(matches!(
@@ -492,7 +493,7 @@ async fn limit_enforced_on_updates(backend: Backend, what: &str) -> bool {
     }
 }
 
-pub async fn invalid_names_touch_nothing(_: Backend, slates: Slates, _c: ManualClock) {
+pub async fn invalid_names_touch_nothing(_: Backend, slates: Engine, _c: ManualClock) {
     for bad in ["", "_auth", "system.x", "a$b", "a\0b"] {
         assert!(matches!(
             slates.user_slates(bad),
@@ -501,7 +502,7 @@ pub async fn invalid_names_touch_nothing(_: Backend, slates: Slates, _c: ManualC
     }
     let ada = slates.user_slates("ada").unwrap();
     for bad in ["", "a.b", "$x", "n\0", &"s".repeat(121)] {
-        let s = ada.slate(bad);
+        let s = ada.raw_slate(bad);
         assert!(matches!(
             s.inc("n", 1).await,
             Err(Error::InvalidName { .. })
@@ -512,21 +513,21 @@ pub async fn invalid_names_touch_nothing(_: Backend, slates: Slates, _c: ManualC
     for bad in ["", "$set", "a..b", "_id"] {
         assert!(validate_field(bad).is_err());
         assert!(matches!(
-            ada.slate("ok").set(bad, &1).await,
+            ada.raw_slate("ok").set(bad, &1).await,
             Err(Error::InvalidName { .. })
         ));
     }
-    assert!(ada.slate("ok").get_doc().await.unwrap().is_none());
+    assert!(ada.raw_slate("ok").get_doc().await.unwrap().is_none());
     assert_eq!(slates.stats().store_errors, 0);
 }
 
-pub async fn concurrent_increments_store_level(backend: Backend, slates: Slates, _c: ManualClock) {
+pub async fn concurrent_increments_store_level(backend: Backend, slates: Engine, _c: ManualClock) {
     if !atomic_under_concurrency(backend, "concurrent_increments_store_level").await {
         return;
     }
     let tasks: Vec<_> = (0..8)
         .map(|_| {
-            let s = slates.user_slates("ada").unwrap().slate("counter");
+            let s = slates.user_slates("ada").unwrap().raw_slate("counter");
             tokio::spawn(async move {
                 let mut seen = Vec::with_capacity(500);
                 for _ in 0..500 {
@@ -546,7 +547,7 @@ pub async fn concurrent_increments_store_level(backend: Backend, slates: Slates,
     let doc = slates
         .user_slates("ada")
         .unwrap()
-        .slate("counter")
+        .raw_slate("counter")
         .get_doc()
         .await
         .unwrap()
@@ -558,18 +559,20 @@ fn as_i64(b: &Bson) -> Option<i64> {
     b.as_i64().or_else(|| b.as_i32().map(i64::from))
 }
 
-pub async fn concurrent_modify_loses_nothing(backend: Backend, slates: Slates, _c: ManualClock) {
+pub async fn concurrent_modify_loses_nothing(backend: Backend, slates: Engine, _c: ManualClock) {
     if !atomic_under_concurrency(backend, "concurrent_modify_loses_nothing").await {
         return;
     }
     let tasks: Vec<_> = (0..4)
         .map(|t| {
-            let s = slates.user_slates("ada").unwrap().slate("set");
+            let s = slates.user_slates("ada").unwrap().raw_slate("set");
             tokio::spawn(async move {
                 for i in 0..50 {
-                    s.modify(|set: &mut IdSet| set.ids.push(t * 1000 + i))
-                        .await
-                        .unwrap();
+                    let done = s.modify_or_default(|set: &mut IdSet| {
+                        set.ids.push(t * 1000 + i);
+                        Some(())
+                    });
+                    assert!(done.await.unwrap().is_written());
                 }
             })
         })
@@ -580,7 +583,7 @@ pub async fn concurrent_modify_loses_nothing(backend: Backend, slates: Slates, _
     let set: IdSet = slates
         .user_slates("ada")
         .unwrap()
-        .slate("set")
+        .raw_slate("set")
         .get()
         .await
         .unwrap()
@@ -592,21 +595,21 @@ pub async fn concurrent_modify_loses_nothing(backend: Backend, slates: Slates, _
     );
 }
 
-pub async fn delete_user_slates_keeps_tokens(_: Backend, slates: Slates, clock: ManualClock) {
+pub async fn delete_user_slates_keeps_tokens(_: Backend, slates: Engine, clock: ManualClock) {
     let ada = slates.user_slates("ada").unwrap();
-    ada.user_slate().set("tz", "UTC").await.unwrap();
-    ada.slate("w").set("a", &1).await.unwrap();
+    ada.raw_slate("user").set("tz", "UTC").await.unwrap();
+    ada.raw_slate("w").set("a", &1).await.unwrap();
     slates
         .user_slates("bob")
         .unwrap()
-        .slate("w")
+        .raw_slate("w")
         .set("a", &1)
         .await
         .unwrap();
     let token = Token::generate().unwrap();
     let now = clock.now();
     slates
-        .store()
+        .token_store()
         .insert_token(&TokenRecord {
             hash: token.hash(),
             user: user("ada"),
@@ -618,18 +621,18 @@ pub async fn delete_user_slates_keeps_tokens(_: Backend, slates: Slates, clock: 
         .await
         .unwrap();
     ada.delete_all().await.unwrap();
-    assert!(ada.slate("w").get_doc().await.unwrap().is_none());
-    assert!(ada.user_slate().get_doc().await.unwrap().is_none());
+    assert!(ada.raw_slate("w").get_doc().await.unwrap().is_none());
+    assert!(ada.raw_slate("user").get_doc().await.unwrap().is_none());
     assert!(slates
         .user_slates("bob")
         .unwrap()
-        .slate("w")
+        .raw_slate("w")
         .get_doc()
         .await
         .unwrap()
         .is_some());
     assert!(slates
-        .store()
+        .token_store()
         .find_token(&token.hash(), now)
         .await
         .unwrap()
@@ -652,7 +655,7 @@ async fn h_me(user: CurrentUser) -> String {
     format!(
         "{} {}",
         user.username(),
-        user.raw_user_slate()
+        user.raw_profile()
             .and_then(|d| d.get_str("tz").ok())
             .unwrap_or("-")
     )
@@ -664,7 +667,11 @@ async fn h_maybe(user: Option<CurrentUser>) -> String {
 }
 
 async fn h_hits(slates: UserSlates) -> Result<String, Error> {
-    Ok(slates.slate("counter").inc("hits", 1).await?.to_string())
+    Ok(slates
+        .raw_slate("counter")
+        .inc("hits", 1)
+        .await?
+        .to_string())
 }
 
 async fn h_logout(auth: Auth) -> Result<StatusCode, Error> {
@@ -688,7 +695,7 @@ async fn h_slow(user: CurrentUser) -> String {
 }
 
 /// The router the layer-level tests drive.
-pub fn test_app(slates: &Slates) -> Router {
+pub fn test_app(slates: &Engine) -> Router {
     Router::new()
         .route("/login", post(h_login))
         .route("/me", get(h_me))
@@ -702,7 +709,7 @@ pub fn test_app(slates: &Slates) -> Router {
         .layer(slates.layer())
 }
 
-async fn logged_in(slates: &Slates, name: &str) -> Client {
+async fn logged_in(slates: &Engine, name: &str) -> Client {
     let mut c = Client::new(test_app(slates));
     let r = c.post_form("/login", &format!("username={name}")).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
@@ -710,7 +717,7 @@ async fn logged_in(slates: &Slates, name: &str) -> Client {
     c
 }
 
-pub async fn login_request_logout(_: Backend, slates: Slates, _c: ManualClock) {
+pub async fn login_request_logout(_: Backend, slates: Engine, _c: ManualClock) {
     let mut anon = Client::new(test_app(&slates));
     assert_eq!(anon.get("/me").await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(anon.get("/maybe").await.body, "anonymous");
@@ -718,7 +725,7 @@ pub async fn login_request_logout(_: Backend, slates: Slates, _c: ManualClock) {
     slates
         .user_slates("ada")
         .unwrap()
-        .user_slate()
+        .raw_slate("user")
         .set("tz", "Europe/Paris")
         .await
         .unwrap();
@@ -741,7 +748,7 @@ pub async fn login_request_logout(_: Backend, slates: Slates, _c: ManualClock) {
     assert!(stats.logins >= 1 && stats.logouts >= 1 && stats.unknown_tokens >= 1);
 }
 
-pub async fn token_expiry_and_renewal(_: Backend, slates: Slates, clock: ManualClock) {
+pub async fn token_expiry_and_renewal(_: Backend, slates: Engine, clock: ManualClock) {
     // Default: 7-day idle timeout, renewal once half of it has passed.
     let mut c = logged_in(&slates, "ada").await;
     let first = c.cookie.clone();
@@ -773,7 +780,7 @@ pub async fn token_expiry_and_renewal(_: Backend, slates: Slates, clock: ManualC
     assert!(c.cookie.is_none(), "expired token: cookie removed");
 }
 
-pub async fn logout_everywhere(_: Backend, slates: Slates, _c: ManualClock) {
+pub async fn logout_everywhere(_: Backend, slates: Engine, _c: ManualClock) {
     let mut phone = logged_in(&slates, "ada").await;
     let mut laptop = logged_in(&slates, "ada").await;
     let mut bob = logged_in(&slates, "bob").await;
@@ -787,7 +794,7 @@ pub async fn logout_everywhere(_: Backend, slates: Slates, _c: ManualClock) {
     assert_eq!(bob.get("/me").await.status, StatusCode::OK);
 }
 
-pub async fn fixation_planted_cookie_not_adopted(_: Backend, slates: Slates, _c: ManualClock) {
+pub async fn fixation_planted_cookie_not_adopted(_: Backend, slates: Engine, _c: ManualClock) {
     let planted = Token::generate().unwrap().encode();
     let mut c = Client::new(test_app(&slates));
     c.cookie = Some(planted.clone());
@@ -806,7 +813,7 @@ pub async fn fixation_planted_cookie_not_adopted(_: Backend, slates: Slates, _c:
     assert_eq!(replay.get("/me").await.status, StatusCode::UNAUTHORIZED);
 }
 
-pub async fn rotate_with_grace(_: Backend, slates: Slates, clock: ManualClock) {
+pub async fn rotate_with_grace(_: Backend, slates: Engine, clock: ManualClock) {
     let mut c = logged_in(&slates, "ada").await;
     let old = c.cookie.clone();
     assert_eq!(c.post("/rotate").await.status, StatusCode::NO_CONTENT);
@@ -826,7 +833,7 @@ pub async fn rotate_with_grace(_: Backend, slates: Slates, clock: ManualClock) {
     assert_eq!(c.get("/me").await.status, StatusCode::OK);
 }
 
-pub async fn malformed_cookies_cost_no_lookup(_: Backend, slates: Slates, _c: ManualClock) {
+pub async fn malformed_cookies_cost_no_lookup(_: Backend, slates: Engine, _c: ManualClock) {
     let app = test_app(&slates);
     let long = "a".repeat(8 * 1024);
     for value in [
@@ -849,7 +856,7 @@ pub async fn malformed_cookies_cost_no_lookup(_: Backend, slates: Slates, _c: Ma
 
 pub async fn concurrent_increments_through_layer(
     backend: Backend,
-    slates: Slates,
+    slates: Engine,
     _c: ManualClock,
 ) {
     if !atomic_under_concurrency(backend, "concurrent_increments_through_layer").await {
@@ -874,7 +881,7 @@ pub async fn concurrent_increments_through_layer(
     assert_eq!(c.post("/hits").await.body, "4001");
 }
 
-pub async fn slow_request_does_not_block_same_user(_: Backend, slates: Slates, _c: ManualClock) {
+pub async fn slow_request_does_not_block_same_user(_: Backend, slates: Engine, _c: ManualClock) {
     let mut c = logged_in(&slates, "ada").await;
     // The same short request alone, as the baseline.
     let t = Instant::now();
@@ -899,15 +906,15 @@ pub async fn slow_request_does_not_block_same_user(_: Backend, slates: Slates, _
     assert_eq!(slow.await.unwrap().body, "ada");
 }
 
-pub async fn expired_token_keeps_user_data(_: Backend, slates: Slates, clock: ManualClock) {
+pub async fn expired_token_keeps_user_data(_: Backend, slates: Engine, clock: ManualClock) {
     let mut c = logged_in(&slates, "ada").await;
     let ada = slates.user_slates("ada").unwrap();
-    ada.user_slate().set("tz", "Asia/Tokyo").await.unwrap();
-    ada.slate("draft").set("step", "review").await.unwrap();
+    ada.raw_slate("user").set("tz", "Asia/Tokyo").await.unwrap();
+    ada.raw_slate("draft").set("step", "review").await.unwrap();
     clock.advance(Duration::days(30));
     assert_eq!(c.get("/me").await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
-        ada.user_slate()
+        ada.raw_slate("user")
             .get_doc()
             .await
             .unwrap()
@@ -917,7 +924,7 @@ pub async fn expired_token_keeps_user_data(_: Backend, slates: Slates, clock: Ma
             .unwrap(),
         "Asia/Tokyo"
     );
-    assert!(ada.slate("draft").get_doc().await.unwrap().is_some());
+    assert!(ada.raw_slate("draft").get_doc().await.unwrap().is_some());
     let mut again = logged_in(&slates, "ada").await;
     assert_eq!(again.get("/me").await.body, "ada Asia/Tokyo");
 }

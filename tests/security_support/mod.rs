@@ -9,8 +9,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use http::{HeaderValue, Request, StatusCode};
 use serde::Deserialize;
+use slates::store::{Faults, Intercepted};
 use slates::{
-    Auth, CurrentUser, Error, ManualClock, MemoryStore, Slates, SlatesBuilder, UserSlates,
+    Auth, CurrentUser, Engine, EngineBuilder, Error, ManualClock, MemoryStore, UserSlates,
 };
 use tower::ServiceExt;
 
@@ -20,14 +21,15 @@ use crate::common::Backend;
 /// One configured slates system on a fresh store, with raw access to that store.
 pub struct Env {
     pub backend: Backend,
-    pub slates: Slates,
+    pub slates: Engine,
     pub clock: ManualClock,
     pub raw: Raw,
 }
 
-/// Direct access to what a store holds, bypassing the `Store` trait.
+/// Direct access to what a store holds, bypassing the store traits.
 pub enum Raw {
-    Memory(MemoryStore),
+    /// The memory store, and the fault injection wrapped around it.
+    Memory(MemoryStore, Faults),
     /// The test's own database, read with the driver.
     #[cfg(feature = "mongodb")]
     Mongo(slates::mongodb::Database),
@@ -39,23 +41,24 @@ impl Env {
     pub async fn new(
         backend: Backend,
         test: &str,
-        configure: impl FnOnce(SlatesBuilder) -> SlatesBuilder,
+        configure: impl FnOnce(EngineBuilder) -> EngineBuilder,
     ) -> Option<Env> {
         let clock = ManualClock::new();
         let (builder, raw) = match backend {
             Backend::Memory => {
                 let store = MemoryStore::new();
-                let builder = Slates::builder(store.clone())
+                let faults = Faults::new();
+                let builder = Engine::builder(Intercepted::new(store.clone(), faults.clone()))
                     .clock(clock.clone())
                     .secure(false);
-                (builder, Raw::Memory(store))
+                (builder, Raw::Memory(store, faults))
             }
             #[cfg(feature = "mongodb")]
             Backend::Mongo(layout) => {
                 // As `Backend::builder`, keeping the database handle for raw reads.
                 let options = crate::common::mongo::client_options().await?;
                 let db = crate::common::mongo::database(test, options).await;
-                let builder = Slates::builder(slates::MongoStore::from_database(db.clone()))
+                let builder = Engine::builder(slates::MongoStore::from_database(db.clone()))
                     .layout(layout)
                     .clock(clock.clone())
                     .secure(false);
@@ -76,26 +79,35 @@ impl Env {
     /// The memory store, when this is the memory backend.
     pub fn memory(&self) -> Option<&MemoryStore> {
         match &self.raw {
-            Raw::Memory(m) => Some(m),
+            Raw::Memory(m, _) => Some(m),
             #[cfg(feature = "mongodb")]
             Raw::Mongo(_) => None,
         }
     }
 
-    /// Store operations served so far (memory store only).
+    /// The fault injection around the memory store, when this is the memory backend.
+    pub fn faults(&self) -> Option<&Faults> {
+        match &self.raw {
+            Raw::Memory(_, f) => Some(f),
+            #[cfg(feature = "mongodb")]
+            Raw::Mongo(_) => None,
+        }
+    }
+
+    /// Store calls made so far (memory backend only).
     pub fn operations(&self) -> Option<u64> {
-        self.memory().map(MemoryStore::operations)
+        self.faults().map(Faults::calls)
     }
 
     /// The router of the suites, on this system.
     pub fn app(&self) -> Router {
-        app(&self.slates, self.memory().cloned())
+        app(&self.slates, self.faults().cloned())
     }
 
     /// A cookie-keeping client on [`Env::app`].
     pub fn client(&self) -> Client {
         let mut c = Client::new(self.app());
-        c.cookie_name = self.slates.config().cookie_name.clone();
+        c.cookie_name = self.slates.config().cookie.name.clone();
         c
     }
 
@@ -121,7 +133,7 @@ impl Env {
     pub async fn haystack(&self) -> Vec<u8> {
         let mut out = Vec::new();
         match &self.raw {
-            Raw::Memory(store) => {
+            Raw::Memory(store, _) => {
                 let mut tokens = store.dump_tokens();
                 tokens.sort_by_key(|t| t.hash.to_hex());
                 for t in tokens {
@@ -162,7 +174,7 @@ impl Env {
     /// Hex `_id` of every token record the store holds, expired ones included, sorted.
     pub async fn token_hashes(&self) -> Vec<String> {
         let mut hashes: Vec<String> = match &self.raw {
-            Raw::Memory(store) => store
+            Raw::Memory(store, _) => store
                 .dump_tokens()
                 .iter()
                 .map(|t| t.hash.to_hex())
@@ -185,7 +197,7 @@ impl Env {
     /// How many records (tokens and slates, expired ones included) the store holds.
     pub async fn record_count(&self) -> usize {
         match &self.raw {
-            Raw::Memory(store) => store.dump_tokens().len() + store.dump_slates().len(),
+            Raw::Memory(store, _) => store.dump_tokens().len() + store.dump_slates().len(),
             #[cfg(feature = "mongodb")]
             Raw::Mongo(db) => mongo_documents(db).await.len(),
         }
@@ -286,7 +298,7 @@ async fn rotate(auth: Auth) -> Result<StatusCode, Error> {
 }
 
 async fn read_slate(slates: UserSlates, Path(name): Path<String>) -> Result<String, Error> {
-    let doc = slates.slate(&name).get_doc().await?;
+    let doc = slates.raw_slate(&name).get_doc().await?;
     Ok(doc
         .and_then(|d| d.doc.get_str("v").ok().map(str::to_owned))
         .unwrap_or_else(|| "-".into()))
@@ -297,23 +309,23 @@ async fn write_slate(
     Path(name): Path<String>,
     body: String,
 ) -> Result<String, Error> {
-    Ok(slates.slate(&name).set("v", body).await?.to_string())
+    Ok(slates.raw_slate(&name).set("v", body).await?.to_string())
 }
 
 /// Tries to grow the slate past the 16 MiB limit.
 async fn oversize(slates: UserSlates, Path(name): Path<String>) -> Result<String, Error> {
     let big = "x".repeat(17 * 1024 * 1024);
-    Ok(slates.slate(&name).set("blob", big).await?.to_string())
+    Ok(slates.raw_slate(&name).set("blob", big).await?.to_string())
 }
 
 /// The suites' router. With a memory store, a request carrying `x-fail-next: N` makes the
 /// next N store operations fail once the layer is done with the request (that is, in the
 /// handler), so a test can fail a handler's write without failing the token lookup.
-pub fn app(slates: &Slates, faults: Option<MemoryStore>) -> Router {
+pub fn app(slates: &Engine, faults: Option<Faults>) -> Router {
     let arm = move |req: Request<Body>| {
-        if let (Some(store), Some(n)) = (&faults, req.headers().get("x-fail-next")) {
+        if let (Some(faults), Some(n)) = (&faults, req.headers().get("x-fail-next")) {
             let n: u32 = n.to_str().unwrap().parse().unwrap();
-            store.fail_next(n);
+            faults.fail_next(n);
         }
         req
     };

@@ -62,8 +62,8 @@ impl MongoStore {
         }
         let slates = self.db.collection::<Document>(&options.slates_collection);
         if options.layout == Layout::SingleCollection {
-            let ttl = (self.create_index(&slates, doc! {"_expires": 1}, Some(Duration::ZERO)))
-                .await?;
+            let ttl =
+                (self.create_index(&slates, doc! {"_expires": 1}, Some(Duration::ZERO))).await?;
             if !ttl {
                 warn_no_ttl("slates");
             }
@@ -127,7 +127,11 @@ fn settled(cell: &OnceLock<Settled>) -> Result<&Settled> {
     })
 }
 
-fn settle(cell: &OnceLock<Settled>, options: &StoreOptions, coll: Collection<Document>) -> Result<()> {
+fn settle(
+    cell: &OnceLock<Settled>,
+    options: &StoreOptions,
+    coll: Collection<Document>,
+) -> Result<()> {
     tracing::debug!(collection = coll.name(), "slates MongoStore prepared");
     let settled = Settled {
         options: options.clone(),

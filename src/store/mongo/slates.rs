@@ -80,10 +80,6 @@ impl MongoStore {
         Ok(found.map(|doc| Stored { doc }))
     }
 
-
-
-
-
     /// `expected = Some(v)`: replace the live document whose `_v` is `v`, no upsert.
     /// `expected = None`: replace an expired document or insert (upsert on a filter that a
     /// live document never matches); a live document makes the insert collide, which is
@@ -116,8 +112,6 @@ impl MongoStore {
             Err(e) => Err(error::map(e)),
         }
     }
-
-
 
     /// Removes the document of `t` only if it has expired.
     async fn delete_expired(&self, t: &Target, now: OffsetDateTime) -> Result<()> {
@@ -189,7 +183,9 @@ impl SlateStore for MongoStore {
                         Ok(None) => self.delete_expired(&t, now).await?,
                         Ok(Some(current)) if expiry == Expiry::Keep => {
                             let expected = Some(current.version);
-                            if let Some(v) = self.swap(&t, expected, doc, current.expires, now).await? {
+                            if let Some(v) =
+                                self.swap(&t, expected, doc, current.expires, now).await?
+                            {
                                 return Ok(v);
                             }
                         }
@@ -348,7 +344,6 @@ impl SlateStore for MongoStore {
         })
     }
 }
-
 
 /// The `_id` of a slate in [`Layout::SingleCollection`]: `"<user>$<slate>"`. A string, so
 /// that reading a slate is a lookup by the `_id` index on every server (FerretDB 1.x pushes

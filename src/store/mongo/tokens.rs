@@ -120,7 +120,6 @@ impl TokenStore for MongoStore {
     }
 }
 
-
 fn token_from_doc(hash: TokenHash, doc: &Document) -> Result<TokenRecord> {
     let bad = |reason| error::malformed("_auth", reason);
     let date = |field: &str| match doc.get(field) {

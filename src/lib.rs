@@ -169,3 +169,8 @@ pub use bson;
 #[cfg(feature = "mongodb")]
 pub use mongodb;
 pub use time;
+
+/// The README's Rust examples, run as doctests so that the API tour always compiles.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

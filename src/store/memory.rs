@@ -254,6 +254,23 @@ impl MemoryStore {
     }
 }
 
+/// Stores `doc` as the slate of `key` with a fresh version; returns the version.
+fn store(
+    slates: &mut HashMap<SlateName, Entry>,
+    key: &SlateKey,
+    doc: Document,
+    expires: Option<OffsetDateTime>,
+) -> i64 {
+    let version = fresh_version();
+    let entry = Entry {
+        doc: Arc::new(doc),
+        version,
+        expires,
+    };
+    slates.insert(key.slate.clone(), entry);
+    version
+}
+
 fn live_version(
     slates: &HashMap<SlateName, Entry>,
     slate: &SlateName,
@@ -403,16 +420,7 @@ impl SlateStore for MemoryStore {
             self.with_slate(key, |slates| {
                 let current = slates.get(&key.slate).filter(|e| e.live(now));
                 let expires = expiry.resolve(current.and_then(|e| e.expires));
-                let version = fresh_version();
-                slates.insert(
-                    key.slate.clone(),
-                    Entry {
-                        doc: Arc::new(doc.clone()),
-                        version,
-                        expires,
-                    },
-                );
-                Ok(version)
+                Ok(store(slates, key, doc.clone(), expires))
             })
         })
     }
@@ -443,15 +451,7 @@ impl SlateStore for MemoryStore {
                     None => None,
                     Some(field) => Some(integer_at(&doc, field)?),
                 };
-                let version = fresh_version();
-                slates.insert(
-                    key.slate.clone(),
-                    Entry {
-                        doc: Arc::new(doc),
-                        version,
-                        expires: expiry.resolve(old_expires),
-                    },
-                );
+                let version = store(slates, key, doc, expiry.resolve(old_expires));
                 Ok(Updated { version, counter })
             })
         })
@@ -472,16 +472,7 @@ impl SlateStore for MemoryStore {
                 if current != expected {
                     return Ok(None);
                 }
-                let version = fresh_version();
-                slates.insert(
-                    key.slate.clone(),
-                    Entry {
-                        doc: Arc::new(doc.clone()),
-                        version,
-                        expires,
-                    },
-                );
-                Ok(Some(version))
+                Ok(Some(store(slates, key, doc.clone(), expires)))
             })
         })
     }

@@ -15,13 +15,17 @@
 //! | `GET /hits` | 200, the current count as plain text (401 when anonymous) |
 //! | `POST /logout` | 204 + an expired cookie |
 //! | `POST /logout-everywhere` | 204 (every token of the user deleted), 401 when anonymous |
-//! | `GET /stats` | 200 JSON statistics |
+//! | `GET /stats` | 200 JSON statistics (open: see below) |
 //! | `GET /` | an HTML page with a login form and a hit button |
 //!
 //! The page works with plain HTML forms: when a form (a request that accepts `text/html`)
 //! posts to `/login`, `/hits`, `/logout` or `/logout-everywhere`, the answer is a 303
 //! redirect back to `/` instead of the API answer above. With JavaScript on, the hit button
 //! uses `fetch` and updates the count in place.
+//!
+//! `/stats` is open to anyone because this demo listens on loopback only and outside
+//! clients read it as part of the contract above. The statistics describe a site's traffic:
+//! a real site puts them behind an admin check (the `upload_workflow` example does).
 
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -31,15 +35,32 @@ use axum::middleware;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use slates::{Auth, CurrentUser, Engine, SlateUpdate, UserSlates};
+use serde::{Deserialize, Serialize};
+use slates::{Auth, CurrentUser, Engine, SlateUpdate, UserSlates, Workflow};
 
-/// The workflow slate holding the count, and its field.
-const COUNTER: &str = "counter";
-const HITS: &str = "hits";
+/// The slate holding the user's count. It never expires: the count outlives every login.
+const COUNTER: Workflow<Counter> = Workflow::new("counter");
+
+/// The `counter` slate.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Counter {
+    #[serde(default)]
+    hits: i64,
+}
+
+/// The profile (the user slate) of this site, as `/me` shows it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Profile {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_login: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logins: Option<i64>,
+}
 
 /// The router of the example, behind the slates layer.
-pub fn app(slates: Engine) -> Router {
+pub fn app(engine: Engine) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/login", post(login))
@@ -48,7 +69,7 @@ pub fn app(slates: Engine) -> Router {
         .route("/logout", post(logout))
         .route("/logout-everywhere", post(logout_everywhere))
         .route("/stats", get(slates::stats_handler))
-        .layer(slates.layer())
+        .layer(engine.layer())
         // Outermost: refuse cross-site form posts before anything else runs.
         .layer(middleware::from_fn(slates::same_origin_only))
 }
@@ -66,7 +87,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // carry a password: log only which store is used.)
     tracing::info!(mongodb = uri.is_some(), "opening the store");
     let store = slates::store::open(uri.as_deref()).await?;
-    let slates = Engine::builder_shared(store)
+    let engine = Engine::builder_shared(store)
         // The demo is plain http on localhost; a real deployment keeps the Secure default.
         .secure(false)
         .build()
@@ -78,7 +99,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!("counter listening on http://{addr}/");
-    axum::serve(listener, app(slates)).await?;
+    axum::serve(listener, app(engine)).await?;
     Ok(())
 }
 
@@ -107,20 +128,20 @@ fn done(headers: &HeaderMap, api: Response) -> Response {
 
 async fn login(
     auth: Auth,
-    slates: Engine,
+    engine: Engine,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, slates::Error> {
     let username = form.username.trim();
     // No password in this demo: a real app checks it here, before `login`.
     auth.login(username).await?;
-    // The user slate: written rarely (here, at login), read by the layer on every request.
-    let now = slates
+    // The profile: written rarely (here, at login), read by the layer on every request.
+    let now = engine
         .now()
         .format(&time::format_description::well_known::Rfc3339);
-    slates
+    engine
         .user_slates(username)?
-        .raw_slate("user")
+        .profile_slate::<Profile>()
         .update(
             SlateUpdate::new()
                 .set("name", username)
@@ -131,21 +152,16 @@ async fn login(
     Ok(done(&headers, StatusCode::NO_CONTENT.into_response()))
 }
 
-async fn me(user: CurrentUser) -> Json<serde_json::Value> {
-    let slate = match user.raw_profile() {
-        Some(doc) => serde_json::to_value(doc).unwrap_or_default(),
-        None => serde_json::json!({}),
-    };
-    Json(serde_json::json!({ "username": user.username(), "user": slate }))
+async fn me(user: CurrentUser) -> Result<Json<serde_json::Value>, slates::Error> {
+    // The profile as the layer loaded it with the token check: no extra read.
+    let profile: Profile = user.profile()?.unwrap_or_default();
+    Ok(Json(
+        serde_json::json!({ "username": user.username(), "user": profile }),
+    ))
 }
 
 async fn current_hits(slates: &UserSlates) -> Result<i64, slates::Error> {
-    #[derive(Deserialize)]
-    struct Counter {
-        #[serde(default)]
-        hits: i64,
-    }
-    let counter: Option<Counter> = slates.raw_slate(COUNTER).get().await?;
+    let counter = slates.workflow(&COUNTER).get().await?;
     Ok(counter.map_or(0, |c| c.hits))
 }
 
@@ -155,7 +171,7 @@ async fn hits(slates: UserSlates) -> Result<String, slates::Error> {
 
 async fn hit(slates: UserSlates, headers: HeaderMap) -> Result<Response, slates::Error> {
     // One atomic increment: no lock, no lost update, whatever the other tabs do.
-    let n = slates.raw_slate(COUNTER).inc(HITS, 1).await?;
+    let n = slates.workflow(&COUNTER).inc("hits", 1).await?;
     Ok(done(&headers, n.to_string().into_response()))
 }
 
@@ -247,6 +263,9 @@ button.secondary{background:#e4e7eb;color:#1f2933}
 /// the count in place. `window.hitsSeen` keeps every count the server returned and
 /// `window.hitsPending` the requests in flight (the browser test reads both).
 const SCRIPT: &str = r#"
+// A page restored from the back/forward cache shows an old count, or a login that has
+// ended since: reload it.
+window.addEventListener('pageshow', function (e) { if (e.persisted) location.reload(); });
 (function () {
   var form = document.getElementById('hit-form');
   if (!form || !window.fetch) return;

@@ -3,8 +3,9 @@
 //! leave the same documents, BSON types and field order included.
 //!
 //! - `prop_memory_store_matches_the_server`: random short sequences of `update_slate` (mixes
-//!   of set/unset/inc/push/add_to_set on a small vocabulary of dotted paths, numeric segments
-//!   included, sometimes several operators in one call, sometimes with a `counter`), `put_slate`
+//!   of set/unset/inc/push/add_to_set and their bulk forms push_all/add_all_to_set, empty
+//!   lists included, on a small vocabulary of dotted paths, numeric segments included,
+//!   sometimes several operators in one call, sometimes with a `counter`), `put_slate`
 //!   and `delete_slate`, applied to a fresh memory store and to a fresh slate on the wire
 //!   server, compared after every call.
 //!   128 cases by default (a few seconds); `SLATES_DIFFERENTIAL_CASES=3000` runs more.
@@ -158,8 +159,8 @@ fn nested_array(v: &Bson) -> bool {
     }
 }
 
-/// The values a step sends; for `push` and `add_to_set`, as the element they become (an
-/// array value becomes an array in an array).
+/// The values a step sends; for `push` and `add_to_set` (single or bulk), as the elements
+/// they become (an array value becomes an array in an array).
 fn step_values(step: &Step) -> Vec<Bson> {
     match step {
         Step::Put(doc) => doc.values().cloned().collect(),
@@ -169,6 +170,9 @@ fn step_values(step: &Step) -> Vec<Bson> {
                 UpdateOp::Set(_, v) => Some(v.clone()),
                 UpdateOp::Push(_, v) | UpdateOp::AddToSet(_, v) => {
                     Some(Bson::Array(vec![v.clone()]))
+                }
+                UpdateOp::PushAll(_, vs) | UpdateOp::AddAllToSet(_, vs) => {
+                    Some(Bson::Array(vs.clone()))
                 }
                 _ => None,
             })
@@ -420,6 +424,16 @@ fn element() -> impl Strategy<Value = Bson> {
     prop_oneof![3 => leaf(), 1 => value()]
 }
 
+/// The values of a bulk push or add to set: often empty (an absent field then becomes an
+/// empty array), sometimes with repeats (which `$addToSet` with `$each` drops).
+fn elements() -> impl Strategy<Value = Vec<Bson>> {
+    prop_oneof![
+        1 => Just(Vec::new()),
+        3 => prop::collection::vec(element(), 1..4),
+        1 => element().prop_map(|v| vec![v.clone(), v]),
+    ]
+}
+
 fn op() -> impl Strategy<Value = UpdateOp> {
     prop_oneof![
         (path(), value()).prop_map(|(p, v)| UpdateOp::Set(p, v)),
@@ -427,6 +441,8 @@ fn op() -> impl Strategy<Value = UpdateOp> {
         (path(), increment()).prop_map(|(p, v)| UpdateOp::Inc(p, v)),
         (path(), element()).prop_map(|(p, v)| UpdateOp::Push(p, v)),
         (path(), element()).prop_map(|(p, v)| UpdateOp::AddToSet(p, v)),
+        (path(), elements()).prop_map(|(p, vs)| UpdateOp::PushAll(p, vs)),
+        (path(), elements()).prop_map(|(p, vs)| UpdateOp::AddAllToSet(p, vs)),
     ]
 }
 

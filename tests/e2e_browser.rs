@@ -13,19 +13,21 @@
 #[path = "../examples/counter.rs"]
 mod counter;
 #[allow(dead_code)]
-#[path = "../examples/upload_workflow.rs"]
+#[path = "../examples/upload_workflow/main.rs"]
 mod upload_workflow;
 
 use std::future::{Future, IntoFuture};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
-use slates::{Engine, MemoryStore};
+use slates::{Engine, MemoryStore, Username};
 
 /// Exactly the flags of issue 6; the harness adds a fresh `--user-data-dir`.
 const CHROMIUM_FLAGS: &[&str] = &[
@@ -257,6 +259,13 @@ async fn new_slates() -> Engine {
         .unwrap()
 }
 
+/// The `upload_workflow` example on a fresh memory store, with `admin` as its admin.
+async fn upload_app() -> Router {
+    let builder = Engine::builder(MemoryStore::new()).secure(false); // plain http on loopback
+    let engine = upload_workflow::configure(builder).build().await.unwrap();
+    upload_workflow::app(engine, Username::new("admin").unwrap())
+}
+
 /// Runs one browser test: the app on a loopback port, chromedriver + Chromium, the test
 /// body (in its own task, so that a failed assertion still gets its screenshot), then a
 /// screenshot of the last page, and everything stopped.
@@ -361,6 +370,11 @@ async fn js(c: &Client, script: &str) -> Value {
     c.execute(script, vec![]).await.unwrap()
 }
 
+/// Like [`js`], for a page that may be navigating: `None` while no document answers.
+async fn js_now(c: &Client, script: &str) -> Option<Value> {
+    c.execute(script, vec![]).await.ok()
+}
+
 async fn path(c: &Client) -> String {
     let url = c.current_url().await.unwrap();
     match url.query() {
@@ -373,7 +387,7 @@ async fn path(c: &Client) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_workflow_in_a_browser() {
-    let app = upload_workflow::app(new_slates().await);
+    let app = upload_app().await;
     let csv = e2e_dir().join("upload_workflow_ids.csv");
     std::fs::write(&csv, "id,label\n4,four\n5,five\n\"6\",six\n").unwrap();
     e2e("upload_workflow", app, move |c, base| async move {
@@ -416,10 +430,12 @@ async fn upload_workflow_in_a_browser() {
             review.contains("upload_workflow_ids.csv: 3 values"),
             "{review}"
         );
-        // Conflicts: 3 is in "base"; 4 is given three times; "abc" is not a number.
+        // Conflicts: 3 is in "base"; 4 is given three times; "abc" is not a valid id.
         assert_eq!(words(c, "#already-saved tr:nth-child(2)").await, "3 base");
         assert_eq!(words(c, "#duplicates tr:nth-child(2)").await, "4 3");
-        assert_eq!(text(c, "#not-numbers").await, "abc");
+        assert_eq!(text(c, "#not-ids").await, "abc");
+        assert!(review.contains("Not valid ids (1)"), "{review}");
+        assert!(text(c, "#expires").await.ends_with(" UTC."));
         assert!(
             review.contains("Discard conflicts (save 3 ids)"),
             "{review}"
@@ -436,12 +452,17 @@ async fn upload_workflow_in_a_browser() {
         tz.clear().await.unwrap();
         tz.send_keys("Asia/Tokyo").await.unwrap();
         click_and_load(c, "#save-timezone").await;
+        assert_eq!(path(c).await, "/profile?saved=1");
+        assert_eq!(text(c, "#saved").await, "Profile saved.");
         assert_eq!(text(c, "#timezone").await, "Asia/Tokyo");
         snap(c, "upload_workflow-3-profile").await;
 
-        // Back to the review: the upload is still there.
+        // Back to the review: the upload is still there, its expiry now in Tokyo time.
         click_and_load(c, "nav a[href='/review']").await;
-        assert_eq!(text(c, "main").await, review);
+        let again = text(c, "main").await;
+        let expires = review.find("Unless you confirm it").unwrap();
+        assert_eq!(again[..expires], review[..expires]);
+        assert!(text(c, "#expires").await.ends_with(" JST."), "{again}");
 
         // Discard the conflicts: 3 dropped, 4 kept once, abc never saved.
         click_and_load(c, "#discard").await;
@@ -449,6 +470,7 @@ async fn upload_workflow_in_a_browser() {
         assert_eq!(text(c, "#saved").await, "Saved “batch 7”.");
         let row = words(c, "#sets tr:nth-child(3)").await;
         assert!(row.starts_with("batch 7 3 4, 5, 6"), "{row}");
+        assert!(row.ends_with(" JST"), "saved at, in Tokyo time: {row}");
         snap(c, "upload_workflow-4-saved").await;
 
         // The workflow is gone: reloading the review page says so.
@@ -460,6 +482,130 @@ async fn upload_workflow_in_a_browser() {
         assert!(text(c, "#no-upload")
             .await
             .contains("no upload in progress"));
+    })
+    .await;
+}
+
+/// Logs in through the login form as `name`.
+async fn log_in(c: &Client, base: &str, name: &str) {
+    c.goto(&format!("{base}/")).await.unwrap();
+    find(c, "#username").await.send_keys(name).await.unwrap();
+    click_and_load(c, "#login").await;
+    assert_eq!(path(c).await, "/upload");
+}
+
+/// Back after confirming an upload: Chromium brings the review page back from its
+/// back/forward cache (although it is `no-store`); the page must reload itself and show
+/// that no upload is in progress, not the review with live buttons.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_after_confirm_shows_no_stale_review() {
+    let app = upload_app().await;
+    e2e("back_after_confirm", app, |c, base| async move {
+        let c = &c;
+        log_in(c, &base, "ada").await;
+        find(c, "#name").await.send_keys("first").await.unwrap();
+        find(c, "#ids").await.send_keys("1 2").await.unwrap();
+        click_and_load(c, "#upload").await;
+        assert_eq!(path(c).await, "/review");
+        // A mark on this page's window: a page restored from the cache still has it.
+        js(c, "window.reviewedHere = true; return null;").await;
+        click_and_load(c, "#keep").await;
+        assert_eq!(path(c).await, "/sets?saved=first");
+
+        c.back().await.unwrap();
+        // [path, restored from the cache, live buttons, the "no upload" notice]
+        let state = "return [location.pathname, window.reviewedHere === true,
+                    document.querySelectorAll('#keep, #discard, #cancel').length,
+                    !!document.getElementById('no-upload')];";
+        let deadline = Instant::now() + WAIT;
+        let seen = loop {
+            // While the page reloads, no document may answer: ask again.
+            let seen = js_now(c, state).await.unwrap_or(Value::Null);
+            if seen[3] == json!(true) || Instant::now() > deadline {
+                break seen;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        snap(c, "back_after_confirm-1-back").await;
+        assert_eq!(
+            seen,
+            json!(["/review", false, 0, true]),
+            "Back must reload the review page, not show the cached one with live buttons"
+        );
+        assert!(text(c, "#no-upload").await.contains("no upload in progress"));
+
+        // Forward and Back again: the same.
+        c.forward().await.unwrap();
+        wait_until("Forward to the saved sets", || async {
+            js_now(c, "return location.pathname;").await == Some(json!("/sets"))
+        })
+        .await;
+        assert!(text(c, "#sets").await.contains("first"));
+        c.back().await.unwrap();
+        wait_until("Back to show no upload again", || async {
+            js_now(c, "return !!document.getElementById('no-upload') && !document.getElementById('keep');")
+                .await
+                == Some(json!(true))
+        })
+        .await;
+    })
+    .await;
+}
+
+/// Back after a form post that failed: the error is shown by a GET page (post-redirect-get),
+/// so Back from the next page lands on it, not on "Confirm Form Resubmission", and never
+/// posts the form again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_after_an_error_lands_on_a_page() {
+    let posts = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&posts);
+    let app = upload_app().await.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            if req.method() == "POST" && req.uri().path() == "/upload" {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+            next.run(req)
+        },
+    ));
+    e2e("back_after_error", app, move |c, base| async move {
+        let c = &c;
+        log_in(c, &base, "ada").await;
+        find(c, "#name").await.send_keys("a.b").await.unwrap();
+        find(c, "#ids").await.send_keys("1 2").await.unwrap();
+        click_and_load(c, "#upload").await;
+        let error = text(c, "#error").await;
+        assert!(error.contains("letters, digits"), "{error}");
+        assert_eq!(posts.load(Ordering::SeqCst), 1);
+        let error_page = path(c).await;
+        snap(c, "back_after_error-1-error").await;
+
+        // Elsewhere, then Back.
+        click_and_load(c, "nav a[href='/sets']").await;
+        c.back().await.unwrap();
+        wait_until("Back to show a page", || async {
+            js_now(c, "return document.readyState === 'complete' && !!document.querySelector('main, #main-frame-error');")
+                .await
+                == Some(json!(true))
+        })
+        .await;
+        snap(c, "back_after_error-2-back").await;
+        let body = text(c, "body").await;
+        assert!(
+            !body.contains("Confirm Form Resubmission") && !body.contains("ERR_CACHE_MISS"),
+            "Back landed on the answer to a form post: {body}"
+        );
+        assert_eq!(path(c).await, error_page);
+        assert_eq!(error_page, "/upload?error=bad-set-name");
+        assert!(text(c, "#error").await.contains("letters, digits"));
+        find(c, "#upload").await;
+        assert_eq!(posts.load(Ordering::SeqCst), 1, "Back posted nothing");
+
+        // The form works from there.
+        find(c, "#name").await.send_keys("ab").await.unwrap();
+        find(c, "#ids").await.send_keys("1 2").await.unwrap();
+        click_and_load(c, "#upload").await;
+        assert_eq!(path(c).await, "/review");
+        assert_eq!(posts.load(Ordering::SeqCst), 2);
     })
     .await;
 }

@@ -1,10 +1,12 @@
 //! The `upload_workflow` example through its own `app()`: the whole workflow with a detour
 //! through other pages, CSV upload through multipart, conflicts, discard vs keep, expiry
-//! with a moved clock, the limits, and one run over a real listener with a cookie client.
+//! with a moved clock, the limits, post-redirect-get of every form, login with `next`,
+//! times in the user's timezone, the admin-only `/stats`, and one run over a real listener
+//! with a cookie client.
 mod common;
 
 #[allow(dead_code)]
-#[path = "../examples/upload_workflow.rs"]
+#[path = "../examples/upload_workflow/main.rs"]
 mod upload_workflow;
 
 use std::future::IntoFuture;
@@ -15,28 +17,39 @@ use common::Backend;
 use http::{Request, StatusCode};
 #[cfg(feature = "mongodb")]
 use slates::Layout;
-use slates::{Engine, ManualClock, MemoryStore};
-use time::Duration;
-use upload_workflow::{app, check_set_name, parse_csv, parse_id, split_list, SavedSets};
+use slates::{Engine, ManualClock, MemoryStore, Username};
+use time::{Duration, OffsetDateTime};
+use upload_workflow::csv::{parse_csv, parse_id, split_list};
+use upload_workflow::id_sets::{check_set_name, SavedSets};
+use upload_workflow::problem::Problem;
+use upload_workflow::timezone::check_timezone;
+use upload_workflow::{app, configure};
 
 const BOUNDARY: &str = "----slates-test-boundary-7MA4YWxkTrZu0gW";
+
+/// Browsers ask for HTML when they visit a page.
+const HTML: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+
+/// The admin the tests run the app with.
+fn admin() -> Username {
+    Username::new("admin").unwrap()
+}
 
 /// The app on `backend` with a manual clock; `None` when the backend is not available here
 /// (the MongoDB tests then say so, or fail under `SLATES_REQUIRE_MONGO=1`).
 async fn app_on(backend: Backend, test: &str, clock: &ManualClock) -> Option<(Engine, Client)> {
-    let slates = backend.slates(test, clock).await?;
-    let client = Client::new(app(slates.clone()));
+    let builder = backend.builder(test, clock).await?;
+    let slates = configure(builder).build().await.expect("build slates");
+    let client = Client::new(app(slates.clone(), admin()));
     Some((slates, client))
 }
 
 async fn new_app(clock: &ManualClock) -> (Engine, Client) {
-    let slates = Engine::builder(MemoryStore::new())
+    let builder = Engine::builder(MemoryStore::new())
         .clock(clock.clone())
-        .secure(false)
-        .build()
-        .await
-        .unwrap();
-    let client = Client::new(app(slates.clone()));
+        .secure(false);
+    let slates = configure(builder).build().await.unwrap();
+    let client = Client::new(app(slates.clone(), admin()));
     (slates, client)
 }
 
@@ -85,6 +98,35 @@ async fn upload(
 
 fn location(reply: &Reply) -> &str {
     reply.headers["location"].to_str().unwrap()
+}
+
+/// A page visit, as a browser makes it (`Accept: text/html`).
+async fn visit(client: &mut Client, path: &str) -> Reply {
+    client
+        .send(
+            Request::get(path)
+                .header("accept", HTML)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+}
+
+/// Checks that `reply` is the post-redirect-get answer to a form post that failed: a 303
+/// back to `page` with the problem's code. Follows it and returns the page shown.
+async fn failed_post(client: &mut Client, reply: Reply, page: &str, problem: Problem) -> Reply {
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    assert!(reply.body.is_empty(), "a redirect, not an error page");
+    let to = location(&reply).to_owned();
+    let separator = if page.contains('?') { '&' } else { '?' };
+    assert_eq!(to, format!("{page}{separator}error={}", problem.code()));
+    let shown = visit(client, &to).await;
+    assert!(
+        shown.body.contains(r#"id="error""#) && shown.body.contains(problem.title()),
+        "{to}: {}",
+        shown.body
+    );
+    shown
 }
 
 async fn login(client: &mut Client, name: &str) {
@@ -152,13 +194,16 @@ async fn full_workflow(backend: Backend, test: &str) {
         return;
     };
 
-    // Anonymous: the login page, and the workflow pages send you there.
+    // Anonymous: the login page, and the workflow pages send a browser there (a client
+    // that does not ask for HTML gets 401).
     let r = client.get("/").await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.body.contains("no password"), "{}", r.body);
-    let r = client.get("/upload").await;
+    let r = visit(&mut client, "/upload").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    assert_eq!(location(&r), "/");
+    assert_eq!(location(&r), "/?next=/upload");
+    let r = client.get("/upload").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 
     login(&mut client, "ada").await;
     let r = client.get("/upload").await;
@@ -192,6 +237,7 @@ async fn full_workflow(backend: Backend, test: &str) {
     assert!(review.contains("<tr><td>4</td><td>2</td></tr>"), "{review}");
     assert!(review.contains("<tr><td>5</td><td>2</td></tr>"), "{review}");
     assert!(review.contains("<code>abc</code>"), "{review}");
+    assert!(review.contains("Not valid ids (1)"), "{review}");
     assert!(review.contains("header row skipped: id, label"), "{review}");
     assert!(
         review.contains("Discard conflicts (save 4 ids)"),
@@ -221,12 +267,14 @@ async fn full_workflow(backend: Backend, test: &str) {
         .post_form("/profile", "timezone=Europe%2FParis")
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    let r = client.get("/profile").await;
+    assert_eq!(location(&r), "/profile?saved=1");
+    let r = client.get("/profile?saved=1").await;
     assert!(
         r.body.contains(r#"<dd id="timezone">Europe/Paris</dd>"#),
         "{}",
         r.body
     );
+    assert!(r.body.contains("Profile saved."), "{}", r.body);
     let r = client.get("/").await;
     assert!(r.body.contains("Welcome, ada"));
     assert_eq!(
@@ -235,10 +283,13 @@ async fn full_workflow(backend: Backend, test: &str) {
         "the detour did not write the workflow slate"
     );
 
-    // Back to the review: still there, unchanged.
+    // Back to the review: still there, unchanged (but for the time, now shown in Paris
+    // time).
     let r = client.get("/review").await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.body, review);
+    let utc = review.find(r#"id="expires""#).unwrap();
+    assert_eq!(r.body[..utc], review[..utc]);
+    assert!(r.body[utc..].contains(" CE"), "CET or CEST: {}", r.body);
 
     // Discard conflicts: 3 dropped (saved in base), 4 and 5 once, "abc" never saved.
     let r = client
@@ -268,9 +319,10 @@ async fn full_workflow(backend: Backend, test: &str) {
     let r = client.post_form("/review/confirm", "choice=keep").await;
     assert_eq!(
         r.status,
-        StatusCode::NOT_FOUND,
+        StatusCode::SEE_OTHER,
         "a second confirm saves nothing"
     );
+    assert_eq!(location(&r), "/review", "which says there is no upload");
     assert_eq!(saved(&slates, "ada").await.sets.len(), 2);
 
     // The user slate kept what the profile page wrote.
@@ -385,7 +437,8 @@ async fn upload_expiry(backend: Backend, test: &str) {
     assert_eq!(r.status, StatusCode::NOT_FOUND, "gone after 31 minutes");
     assert!(r.body.contains("No upload in progress"));
     let r = client.post_form("/review/confirm", "choice=keep").await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/review");
     assert!(saved(&slates, "ada").await.sets.is_empty());
     // The login outlives the upload: token expiry and workflow expiry are separate.
     let r = client.get("/profile").await;
@@ -406,84 +459,92 @@ async fn cancel_and_stale_confirm() {
     let r = client
         .post_form("/review/confirm", &format!("choice=keep&version={first}"))
         .await;
-    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    // Back to the review of the newer upload, which says why.
+    let shown = failed_post(&mut client, r, "/review", Problem::Changed).await;
+    assert!(shown.body.contains("Review it again"), "{}", shown.body);
+    assert!(shown.body.contains("Review “b”"), "{}", shown.body);
     assert!(saved(&slates, "ada").await.sets.is_empty());
     let r = client.post_form("/review/confirm", "choice=maybe").await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    failed_post(&mut client, r, "/review", Problem::BadChoice).await;
     let r = client.post("/review/cancel").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(upload_version(&slates, "ada").await, None);
     assert!(saved(&slates, "ada").await.sets.is_empty());
 }
 
+/// Every failed form post is answered with a 303 back to the form's page, which shows the
+/// problem (post-redirect-get: Back and reload never resubmit the form).
 #[tokio::test]
-async fn invalid_input_gets_clear_pages_not_panics() {
+async fn invalid_input_redirects_to_a_page_that_says_why() {
     let clock = ManualClock::new();
     let (slates, mut client) = new_app(&clock).await;
 
-    // Bad usernames (slates' name rules) on the login form.
+    // Bad usernames (slates' name rules) on the login form: back to the login form.
     for bad in ["", "_admin", "a%24b"] {
         let r = client.post_form("/login", &format!("username={bad}")).await;
-        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.body);
-        assert!(r.body.contains(r#"id="error""#));
+        let shown = failed_post(&mut client, r, "/", Problem::BadUsername).await;
+        assert!(shown.body.contains(r#"id="login""#), "{}", shown.body);
         assert!(client.cookie.is_none());
     }
     login(&mut client, "ada").await;
 
-    // (form fields, expected status, expected text)
-    type Case = (Vec<(&'static str, String)>, StatusCode, &'static str);
+    // (form fields, problem, expected text)
+    type Case = (Vec<(&'static str, String)>, Problem, &'static str);
     let cases: Vec<Case> = vec![
         (
             vec![("name", "".into()), ("ids", "1".into())],
-            StatusCode::BAD_REQUEST,
+            Problem::NoSetName,
             "Give the set a name",
         ),
         (
             vec![("name", "a.b".into()), ("ids", "1".into())],
-            StatusCode::BAD_REQUEST,
+            Problem::BadSetName,
             "letters, digits",
         ),
         (
             vec![("name", "$set".into()), ("ids", "1".into())],
-            StatusCode::BAD_REQUEST,
+            Problem::BadSetName,
             "letters, digits",
         ),
         (
             vec![("name", "x".repeat(41)), ("ids", "1".into())],
-            StatusCode::BAD_REQUEST,
+            Problem::SetNameTooLong,
             "too long",
         ),
         (
-            vec![("name", "ok".into()), ("ids", " , ".into())],
-            StatusCode::BAD_REQUEST,
-            "at least one id",
-        ),
-        (
             vec![("name", "ok".into()), ("ids", "1 ".repeat(10_001))],
-            StatusCode::BAD_REQUEST,
+            Problem::TooManyValues,
             "at most 10000 values",
         ),
     ];
-    for (fields, status, text) in cases {
+    for (fields, problem, text) in cases {
         let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let r = upload(&mut client, &fields, None).await;
-        assert_eq!(r.status, status, "{fields:?}: {}", r.body);
-        assert!(r.body.contains(text), "{fields:?}: {}", r.body);
+        let shown = failed_post(&mut client, r, "/upload", problem).await;
+        assert_eq!(shown.status, StatusCode::OK);
+        assert!(shown.body.contains(text), "{fields:?}: {}", shown.body);
+        assert!(shown.body.contains(r#"id="upload""#), "the form again");
     }
+
+    // No ids: back to the form with the (valid) set name filled in again.
+    let r = upload(&mut client, &[("name", "my set"), ("ids", " , ")], None).await;
+    let shown = failed_post(&mut client, r, "/upload?name=my%20set", Problem::NoIds).await;
+    assert!(shown.body.contains("at least one id"), "{}", shown.body);
+    assert!(shown.body.contains(r#"value="my set""#), "{}", shown.body);
 
     // A crafted form with many text boxes.
     let many: Vec<(&str, &str)> = std::iter::once(("name", "ok"))
         .chain(std::iter::repeat_n(("ids", "1"), 9))
         .collect();
     let r = upload(&mut client, &many, None).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
-    assert!(r.body.contains("at most 8 files"), "{}", r.body);
+    let shown = failed_post(&mut client, r, "/upload", Problem::TooManyParts).await;
+    assert!(shown.body.contains("at most 8 files"), "{}", shown.body);
 
-    // Oversize: past the 2 MiB body limit, a 413 page.
+    // Oversize: past the 2 MiB body limit.
     let big = vec![b'1'; 3 * 1024 * 1024];
     let r = upload(&mut client, &[("name", "big")], Some(("big.csv", &big))).await;
-    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
-    assert!(r.body.contains("Upload too large"), "{}", r.body);
+    let shown = failed_post(&mut client, r, "/upload", Problem::TooLarge).await;
+    assert!(shown.body.contains("at most 2 MiB"), "{}", shown.body);
 
     // A binary file, a request that is not multipart, a bad timezone.
     let r = upload(
@@ -492,13 +553,33 @@ async fn invalid_input_gets_clear_pages_not_panics() {
         Some(("x.csv", &[0xff, 0xfe, 0x00])),
     )
     .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.body.contains("not UTF-8"), "{}", r.body);
+    let shown = failed_post(&mut client, r, "/upload", Problem::NotText).await;
+    assert!(shown.body.contains("not UTF-8"), "{}", shown.body);
     let r = client.post_form("/upload", "name=x&ids=1").await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
-    let r = client.post_form("/profile", "timezone=%3Cscript%3E").await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(!r.body.contains("<script>"));
+    failed_post(&mut client, r, "/upload", Problem::BadUpload).await;
+    for bad in [
+        "%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+        "Mars%2FOlympus",
+        "europe%2Fparis",
+        "",
+    ] {
+        let r = client
+            .post_form("/profile", &format!("timezone={bad}"))
+            .await;
+        let shown = failed_post(&mut client, r, "/profile", Problem::BadTimezone).await;
+        assert!(!shown.body.contains("alert(1)"), "never echoed");
+        assert!(!shown.body.contains("Profile saved"), "{}", shown.body);
+    }
+    let r = client.get("/profile").await;
+    assert!(
+        r.body.contains("UTC (default)"),
+        "nothing saved: {}",
+        r.body
+    );
+
+    // An unknown code shows no problem; a known one shows only its fixed message.
+    let r = client.get("/upload?error=%3Cb%3Ehi").await;
+    assert!(!r.body.contains(r#"id="error""#) && !r.body.contains("<b>hi"));
 
     // None of it left an upload behind.
     assert_eq!(upload_version(&slates, "ada").await, None);
@@ -575,14 +656,13 @@ async fn cross_site_posts_are_refused() {
 /// multipart file upload.
 #[tokio::test]
 async fn real_listener_with_cookie_client() {
-    let slates = Engine::builder(MemoryStore::new())
-        .secure(false)
+    let slates = configure(Engine::builder(MemoryStore::new()).secure(false))
         .build()
         .await
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(axum::serve(listener, app(slates.clone())).into_future());
+    let server = tokio::spawn(axum::serve(listener, app(slates.clone(), admin())).into_future());
 
     let http = reqwest::Client::builder()
         .cookie_store(true)
@@ -640,12 +720,278 @@ async fn real_listener_with_cookie_client() {
     let r = http.get(format!("{base}/review")).send().await.unwrap();
     assert_eq!(r.status(), 404);
 
-    // Log out: the client's cookie is expired and the pages send it to the login form.
+    // Log out: the client's cookie is expired and the pages send it to the login form,
+    // which sends it back to the page after login.
     let r = http.post(format!("{base}/logout")).send().await.unwrap();
     assert_eq!(r.status(), 200);
+    let r = http
+        .get(format!("{base}/sets"))
+        .header("accept", HTML)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.url().path(), "/");
+    assert_eq!(r.url().query(), Some("next=/sets"));
+    let body = r.text().await.unwrap();
+    assert!(body.contains("there is no password"), "{body}");
+    assert!(
+        body.contains(r#"<input type="hidden" name="next" value="/sets">"#),
+        "{body}"
+    );
+    let r = http
+        .post(format!("{base}/login"))
+        .form(&[("username", "ada"), ("next", "/sets")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.url().path(), "/sets");
+    assert!(r.text().await.unwrap().contains("from file"));
+    // A client that does not ask for HTML gets 401, not a login form.
+    http.post(format!("{base}/logout")).send().await.unwrap();
     let r = http.get(format!("{base}/sets")).send().await.unwrap();
-    assert!(r.text().await.unwrap().contains("there is no password"));
+    assert_eq!(r.status(), 401);
     server.abort();
+}
+
+#[tokio::test]
+async fn login_sends_back_to_the_page_asked_for() {
+    let clock = ManualClock::new();
+    let (_slates, mut client) = new_app(&clock).await;
+    let r = visit(&mut client, "/review?x=1&y=2").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let to = location(&r).to_owned();
+    assert_eq!(to, "/?next=/review%3Fx%3D1%26y%3D2");
+    let r = visit(&mut client, &to).await;
+    assert!(
+        r.body
+            .contains(r#"<input type="hidden" name="next" value="/review?x=1&amp;y=2">"#),
+        "{}",
+        r.body
+    );
+
+    // A bad username keeps the page to go to.
+    let r = client
+        .post_form("/login", "username=_x&next=%2Freview%3Fx%3D1")
+        .await;
+    let shown = failed_post(
+        &mut client,
+        r,
+        "/?next=/review%3Fx%3D1",
+        Problem::BadUsername,
+    )
+    .await;
+    assert!(
+        shown.body.contains(r#"name="next" value="/review?x=1""#),
+        "{}",
+        shown.body
+    );
+
+    // Login goes to `next` when it is a path on this site...
+    let r = client
+        .post_form("/login", "username=ada&next=%2Freview%3Fx%3D1%26y%3D2")
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/review?x=1&y=2");
+    // ...and to the upload form otherwise (no open redirect).
+    for evil in [
+        "https%3A%2F%2Fevil.example%2F",
+        "%2F%2Fevil.example%2F",
+        "%2F%5Cevil.example",
+        "%2Fa%0D%0ASet-Cookie%3A%20x%3D1",
+        "",
+    ] {
+        let mut other = Client::new(client.app.clone());
+        let r = other
+            .post_form("/login", &format!("username=bob&next={evil}"))
+            .await;
+        assert_eq!(location(&r), "/upload", "{evil}");
+        let r = visit(&mut other, "/").await;
+        assert!(!r.body.contains("evil"), "{}", r.body);
+    }
+    let r = visit(
+        &mut Client::new(client.app.clone()),
+        "/?next=%2F%2Fevil.example",
+    )
+    .await;
+    assert!(!r.body.contains(r#"name="next""#), "{}", r.body);
+}
+
+/// The review and the saved sets show times in the profile's timezone (UTC by default),
+/// with daylight saving time; saving the profile says so.
+#[tokio::test]
+async fn times_in_the_users_timezone() {
+    let july = OffsetDateTime::from_unix_timestamp(1_719_828_000).unwrap(); // 2024-07-01 10:00 UTC
+    let clock = ManualClock::at(july);
+    let (_slates, mut client) = new_app(&clock).await;
+    login(&mut client, "ada").await;
+    let r = upload(&mut client, &[("name", "t"), ("ids", "1")], None).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let r = client.get("/review").await;
+    assert!(r.body.contains("expires at 10:30 UTC."), "{}", r.body);
+
+    let r = client.post_form("/profile", "timezone=Asia%2FTokyo").await;
+    assert_eq!(location(&r), "/profile?saved=1");
+    let r = client.get(location(&r)).await;
+    assert!(
+        r.body
+            .contains(r#"<p class="ok" id="saved">Profile saved.</p>"#),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains(r#"<dd id="timezone">Asia/Tokyo</dd>"#),
+        "{}",
+        r.body
+    );
+    let r = client.get("/profile").await;
+    assert!(!r.body.contains("Profile saved"), "only right after saving");
+    let r = client.get("/review").await;
+    assert!(r.body.contains("expires at 19:30 JST."), "{}", r.body);
+    let r = client.post_form("/review/confirm", "choice=keep").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let r = client.get("/sets").await;
+    assert!(
+        r.body
+            .contains(r#"<td class="when">2024-07-01 19:00 JST</td>"#),
+        "{}",
+        r.body
+    );
+
+    // Paris: summer time in July, winter time in January.
+    let r = client
+        .post_form("/profile", "timezone=+Europe%2FParis+")
+        .await;
+    assert_eq!(location(&r), "/profile?saved=1");
+    let r = client.get("/sets").await;
+    assert!(
+        r.body
+            .contains(r#"<td class="when">2024-07-01 12:00 CEST</td>"#),
+        "{}",
+        r.body
+    );
+    clock.set(OffsetDateTime::from_unix_timestamp(1_705_312_800).unwrap()); // 2024-01-15 10:00 UTC
+    upload(&mut client, &[("name", "w"), ("ids", "2")], None).await;
+    let r = client.get("/review").await;
+    assert!(r.body.contains("expires at 11:30 CET."), "{}", r.body);
+    assert!(check_timezone("America/New_York").is_ok());
+    assert_eq!(check_timezone(" UTC ").unwrap(), "UTC");
+}
+
+/// The review page counts in words that agree with the number, and calls values that are
+/// not ids "not valid ids" (negative and decimal numbers included).
+#[tokio::test]
+async fn review_wording() {
+    let clock = ManualClock::new();
+    let (_slates, mut client) = new_app(&clock).await;
+    login(&mut client, "ada").await;
+    let r = upload(&mut client, &[("name", "one"), ("ids", "7")], None).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let review = client.get("/review").await.body;
+    assert!(
+        review.contains("1 value: 1 valid id, 1 distinct."),
+        "{review}"
+    );
+    assert!(review.contains("text box: 1 value<"), "{review}");
+    assert!(review.contains("Discard conflicts (save 1 id)"), "{review}");
+    assert!(review.contains("Keep all (save 1 id)"), "{review}");
+    assert!(
+        !review.contains("1 ids") && !review.contains("1 values"),
+        "{review}"
+    );
+
+    let r = upload(
+        &mut client,
+        &[("name", "mixed"), ("ids", "-5 3.5 7 7")],
+        Some(("x.csv", b"x\n")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let review = client.get("/review").await.body;
+    assert!(
+        review.contains("4 values: 2 valid ids, 1 distinct."),
+        "{review}"
+    );
+    assert!(review.contains("Not valid ids (2)"), "{review}");
+    assert!(
+        review
+            .contains("<ul id=\"not-ids\"><li><code>-5</code></li><li><code>3.5</code></li></ul>"),
+        "{review}"
+    );
+    assert!(!review.contains("Not numbers"), "{review}");
+    assert!(review.contains("file x.csv: 0 values"), "{review}");
+    assert!(review.contains("Discard conflicts (save 1 id)"), "{review}");
+    assert!(review.contains("Keep all (save 2 ids)"), "{review}");
+}
+
+/// Every page is `no-store` and reloads itself when the browser restores it from the
+/// back/forward cache (the browser test checks that the reload happens).
+#[tokio::test]
+async fn pages_are_never_served_stale() {
+    let clock = ManualClock::new();
+    let (_slates, mut client) = new_app(&clock).await;
+    let reload = "if (e.persisted) location.reload();";
+    let r = client.get("/").await;
+    assert_eq!(r.headers["cache-control"], "no-store");
+    assert!(r.body.contains(reload), "{}", r.body);
+    login(&mut client, "ada").await;
+    upload(&mut client, &[("name", "a"), ("ids", "1")], None).await;
+    for path in ["/", "/upload", "/review", "/sets", "/profile", "/stats"] {
+        let r = client.get(path).await;
+        assert_eq!(r.headers["cache-control"], "no-store", "{path}");
+        assert!(r.body.contains(reload), "{path}: {}", r.body);
+    }
+    client.post_form("/review/confirm", "choice=keep").await;
+    let r = client.get("/review").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.body.contains(reload), "{}", r.body);
+}
+
+/// `/stats` is the admin's: anonymous visitors go to the login form (401 for other
+/// clients), other users get 403.
+#[tokio::test]
+async fn stats_are_for_the_admin_only() {
+    let clock = ManualClock::new();
+    let (slates, mut client) = new_app(&clock).await;
+    let r = visit(&mut client, "/stats").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(location(&r), "/?next=/stats");
+    let r = client.get("/stats").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    login(&mut client, "ada").await;
+    let r = client.get("/stats").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.body.contains("admin only"), "{}", r.body);
+    assert!(!r.body.contains("requests"), "{}", r.body);
+
+    let mut admin_client = Client::new(client.app.clone());
+    login(&mut admin_client, "admin").await;
+    let r = admin_client.get("/stats").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["content-type"], "application/json");
+    let stats: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert!(stats["requests"].as_u64().unwrap() >= 5, "{stats}");
+    assert_eq!(stats["logins"], 2);
+
+    // Another admin name: "admin" is then an ordinary user.
+    let mut root = Client::new(app(slates, Username::new("root").unwrap()));
+    login(&mut root, "admin").await;
+    assert_eq!(root.get("/stats").await.status, StatusCode::FORBIDDEN);
+    login(&mut root, "root").await;
+    assert_eq!(root.get("/stats").await.status, StatusCode::OK);
+}
+
+/// An engine built without `configure` would answer anonymous page visits with 401: `app`
+/// refuses it rather than serve the site that way.
+#[tokio::test]
+#[should_panic(expected = "configure")]
+async fn app_refuses_an_engine_without_the_login_redirect() {
+    let engine = Engine::builder(MemoryStore::new())
+        .secure(false)
+        .build()
+        .await
+        .unwrap();
+    let _ = app(engine, admin());
 }
 
 // ------------------------------------------------------------------ parsing

@@ -36,24 +36,28 @@ pub fn safe_next(next: &str) -> Option<&str> {
 /// The rejection of an anonymous request under `policy`.
 pub(crate) fn login_required(policy: &WhenLoggedOut, parts: &Parts) -> LoginRequired {
     match policy {
-        WhenLoggedOut::Redirect { login } if is_page_visit(parts) => {
-            let next = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-            let separator = if login.contains('?') { '&' } else { '?' };
-            let location = format!("{login}{separator}next={}", percent_encode(next));
+        WhenLoggedOut::Redirect { login } if asks_for_html(parts) => {
+            let location = if parts.method == Method::GET || parts.method == Method::HEAD {
+                let next = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                let separator = if login.contains('?') { '&' } else { '?' };
+                format!("{login}{separator}next={}", percent_encode(next))
+            } else {
+                // A form post: after login, a GET of its URL could not redo it.
+                login.clone()
+            };
             LoginRequired::Redirect(LoginRedirect::new(location))
         }
         _ => LoginRequired::NotLoggedIn(NotLoggedIn),
     }
 }
 
-/// A `GET` or `HEAD` that asks for HTML: a browser navigating to a page.
-fn is_page_visit(parts: &Parts) -> bool {
-    (parts.method == Method::GET || parts.method == Method::HEAD)
-        && parts
-            .headers
-            .get_all(ACCEPT)
-            .iter()
-            .any(|v| v.to_str().is_ok_and(|v| v.contains("text/html")))
+/// Whether the request asks for HTML: a browser visiting a page or posting a form.
+fn asks_for_html(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get_all(ACCEPT)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.contains("text/html")))
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters and `/`.
@@ -98,7 +102,12 @@ mod tests {
             LoginRequired::NotLoggedIn(NotLoggedIn)
         );
         let post = parts(Method::POST, "/import", Some(html));
-        assert_eq!(login_required(&policy, &post).status(), 401);
+        match login_required(&policy, &post) {
+            LoginRequired::Redirect(r) => assert_eq!(r.location(), "/login"),
+            other => panic!("{other:?}"),
+        }
+        let api_post = parts(Method::POST, "/import", None);
+        assert_eq!(login_required(&policy, &api_post).status(), 401);
         let page = parts(Method::GET, "/", Some(html));
         let with_query = WhenLoggedOut::redirect("/account?tab=login");
         assert_eq!(

@@ -16,11 +16,12 @@ pub enum WhenLoggedOut {
     /// 401 Unauthorized, always (the default: right for APIs).
     #[default]
     Unauthorized,
-    /// For HTML apps: a page visit (a `GET` or `HEAD` whose `Accept` header asks for
-    /// `text/html`) is redirected (303) to `login` with the page's path and query as a
-    /// `next` parameter (`/login?next=%2Fimport%2Freview`); other requests (an API call, a
-    /// form post) still get 401. The login handler should validate `next` with
-    /// [`safe_next`](crate::safe_next) before redirecting to it.
+    /// For HTML apps: a request whose `Accept` header asks for `text/html` (a browser) is
+    /// redirected (303) to `login`: a page visit (`GET` or `HEAD`) with the page's path and
+    /// query as a `next` parameter (`/login?next=/import/review`), a form post without one
+    /// (a `GET` of its URL after login could not redo the post). Other requests (an API
+    /// call, `fetch` asking for JSON) still get 401. The login handler should validate
+    /// `next` with [`safe_next`](crate::safe_next) before redirecting to it.
     Redirect {
         /// The login page: a path on this site (`/login`), checked at build.
         login: String,

@@ -137,9 +137,17 @@ async fn page_visits_are_sent_to_login_with_next() {
         (Method::GET, "/somewhere/else/", BROWSER),
     ] {
         let r = send(&app, method.clone(), path, Some(accept)).await;
-        assert_eq!(r.status, StatusCode::SEE_OTHER, "{method} {path}: {}", r.body);
+        assert_eq!(
+            r.status,
+            StatusCode::SEE_OTHER,
+            "{method} {path}: {}",
+            r.body
+        );
         let to = location(&r).expect("a Location header");
-        assert!(to.starts_with("/login?next=%2F") || to.starts_with("/login?next=/"), "{to}");
+        assert!(
+            to.starts_with("/login?next=%2F") || to.starts_with("/login?next=/"),
+            "{to}"
+        );
         assert_eq!(next_of(to), path, "{method} {path}: next round-trips");
         assert_eq!(safe_next(&next_of(to)), Some(path));
         if method == Method::GET {
@@ -290,12 +298,21 @@ async fn rejections_agree_with_their_responses() {
     let cases = [
         (&app, &seen, Some(JSON), StatusCode::UNAUTHORIZED),
         (&app, &seen, Some(BROWSER), StatusCode::SEE_OTHER),
-        (&no_layer, &no_layer_seen, Some(BROWSER), StatusCode::INTERNAL_SERVER_ERROR),
+        (
+            &no_layer,
+            &no_layer_seen,
+            Some(BROWSER),
+            StatusCode::INTERNAL_SERVER_ERROR,
+        ),
     ];
     let mut variants = Vec::new();
     for (app, seen, accept, status) in cases {
         let r = send(app, Method::GET, "/probe?x=1", accept).await;
-        let rejection = seen.lock().unwrap().pop().expect("the probe saw a rejection");
+        let rejection = seen
+            .lock()
+            .unwrap()
+            .pop()
+            .expect("the probe saw a rejection");
         assert_eq!(r.status, status, "{rejection:?}");
         assert_eq!(rejection.status(), r.status, "{rejection:?}");
         assert_eq!(rejection.body_text(), r.body, "{rejection:?}");
@@ -324,8 +341,16 @@ async fn rejections_agree_with_their_responses() {
     assert_eq!(variants.len(), 3, "every variant was met");
     // The named types on their own.
     let direct: [(StatusCode, String, Response); 2] = [
-        (NotLoggedIn.status(), NotLoggedIn.body_text(), NotLoggedIn.into_response()),
-        (MissingLayer.status(), MissingLayer.body_text(), MissingLayer.into_response()),
+        (
+            NotLoggedIn.status(),
+            NotLoggedIn.body_text(),
+            NotLoggedIn.into_response(),
+        ),
+        (
+            MissingLayer.status(),
+            MissingLayer.body_text(),
+            MissingLayer.into_response(),
+        ),
     ];
     for (status, body, response) in direct {
         let r = read(response).await;
@@ -340,17 +365,29 @@ async fn rejections_agree_with_their_responses() {
 #[tokio::test]
 async fn routes_without_the_layer_answer_500_missing_layer() {
     let app = routes(&Seen::default());
-    for path in ["/import/review", "/slates", "/maybe", "/engine", "/auth", "/probe"] {
+    for path in [
+        "/import/review",
+        "/slates",
+        "/maybe",
+        "/engine",
+        "/auth",
+        "/probe",
+    ] {
         for accept in [Some(BROWSER), Some(JSON), None] {
             let r = send(&app, Method::GET, path, accept).await;
             assert_eq!(
                 (r.status, r.body.as_str()),
-                (StatusCode::INTERNAL_SERVER_ERROR, MissingLayer.body_text().as_str()),
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    MissingLayer.body_text().as_str()
+                ),
                 "{path} {accept:?}"
             );
         }
     }
-    assert!(MissingLayer.body_text().contains("Is the slates layer installed"));
+    assert!(MissingLayer
+        .body_text()
+        .contains("Is the slates layer installed"));
 }
 
 // ---------------------------------------------------------------- safe_next

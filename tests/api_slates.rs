@@ -118,10 +118,7 @@ fn writes() -> Vec<(&'static str, Write)> {
     vec![
         ("put", |s| {
             Box::pin(async move {
-                let w = Wizard {
-                    step: 9,
-                    ..start()
-                };
+                let w = Wizard { step: 9, ..start() };
                 s.put(&w).await.unwrap();
             })
         }),
@@ -232,7 +229,10 @@ async fn workflow_writes_all_slide_the_declared_expiry(backend: Backend, test: &
 
 /// `writes()` without `modify`, which needs an existing slate (it is `Missing` otherwise).
 fn writes_creating() -> Vec<(&'static str, Write)> {
-    writes().into_iter().filter(|(n, _)| *n != "modify").collect()
+    writes()
+        .into_iter()
+        .filter(|(n, _)| *n != "modify")
+        .collect()
 }
 
 /// A workflow declared without `expires_after` keeps the stored expiry on every write (the
@@ -301,7 +301,10 @@ async fn modify_of_a_missing_slate_runs_nothing_and_writes_nothing(backend: Back
         .await
         .unwrap();
     assert_eq!(m, Modified::Missing);
-    assert_eq!((m.version(), m.is_written(), m.value()), (None, false, None));
+    assert_eq!(
+        (m.version(), m.is_written(), m.value()),
+        (None, false, None)
+    );
     assert_eq!(runs, 0, "the closure did not run");
     assert_eq!(hooked.calls(), [Call::GetSlate], "one read, no write");
     assert_eq!(engine.stats().slate_writes, writes_before);
@@ -321,7 +324,10 @@ async fn modify_of_a_missing_slate_runs_nothing_and_writes_nothing(backend: Back
     assert_eq!(m.await.unwrap(), Modified::Missing);
     assert_eq!(runs, 0);
     assert_eq!(hooked.calls(), [Call::GetSlate]);
-    assert!(wizard.get_doc().await.unwrap().is_none(), "nothing was created");
+    assert!(
+        wizard.get_doc().await.unwrap().is_none(),
+        "nothing was created"
+    );
     assert!(raw.get_doc().await.unwrap().is_none());
 }
 
@@ -350,7 +356,11 @@ async fn declined_modify_writes_nothing_even_after_mutating(backend: Backend, te
     let got = wizard.get_doc().await.unwrap().unwrap();
     assert_eq!(got.version, v0, "no new version");
     assert_eq!(got.expires, Some(created + TTL), "the expiry did not slide");
-    assert_eq!(wizard.get().await.unwrap(), Some(start()), "the mutation was dropped");
+    assert_eq!(
+        wizard.get().await.unwrap(),
+        Some(start()),
+        "the mutation was dropped"
+    );
     // Declining a missing slate under modify_or_default / _or_insert_with creates nothing.
     let fresh = engine.user_slates("bob").unwrap().workflow(&WIZARD);
     hooked.clear_calls();
@@ -393,7 +403,11 @@ async fn unchanged_modify_writes_nothing(backend: Backend, test: &str) {
         .await
         .unwrap();
     assert_eq!(m.value(), Some("restored"));
-    assert_eq!(hooked.calls(), [Call::GetSlate, Call::GetSlate], "no write call");
+    assert_eq!(
+        hooked.calls(),
+        [Call::GetSlate, Call::GetSlate],
+        "no write call"
+    );
     let got = wizard.get_doc().await.unwrap().unwrap();
     assert_eq!((got.version, got.expires), (v0, Some(created + TTL)));
 
@@ -417,7 +431,13 @@ async fn unchanged_modify_writes_nothing(backend: Backend, test: &str) {
     assert_eq!(m, Modified::Unchanged(5));
     assert_eq!(hooked.calls(), [Call::GetSlate]);
     // A real change through `T` writes, and drops what `T` does not keep (documented).
-    let m = wizard.modify(|w| Some(w.step += 1)).await.unwrap();
+    let m = wizard
+        .modify(|w| {
+            w.step += 1;
+            Some(())
+        })
+        .await
+        .unwrap();
     assert!(m.is_written());
     let got = raw.get_doc().await.unwrap().unwrap();
     assert_eq!(got.doc.get("extra"), None);
@@ -448,7 +468,10 @@ async fn changed_modify_writes_once_with_the_reported_version(backend: Backend, 
     assert_ne!(version, v0);
     assert_eq!(hooked.calls(), [Call::GetSlate, Call::ReplaceSlateIf]);
     let got = wizard.get_doc().await.unwrap().unwrap();
-    assert_eq!(got.version, version, "the version reported is the stored one");
+    assert_eq!(
+        got.version, version,
+        "the version reported is the stored one"
+    );
     assert_eq!(got.expires, Some(now + TTL));
     assert_eq!(wizard.get().await.unwrap().unwrap().step, 2);
     assert_eq!(engine.stats().cas_conflicts, 0);
@@ -505,11 +528,19 @@ async fn modify_or_default_and_insert_with_create_explicitly(backend: Backend, t
     assert_eq!(inits.load(Ordering::SeqCst), 1);
     let m = wizard.modify_or_insert_with(init, bump).await.unwrap();
     assert_eq!(m.value(), Some(3));
-    assert_eq!(inits.load(Ordering::SeqCst), 1, "not built for an existing slate");
+    assert_eq!(
+        inits.load(Ordering::SeqCst),
+        1,
+        "not built for an existing slate"
+    );
     hooked.clear_calls();
     let m = wizard.modify_or_insert_with(init, |w| Some(w.step)).await;
     assert_eq!(m.unwrap(), Modified::Unchanged(3));
-    assert_eq!(hooked.calls(), [Call::GetSlate], "unchanged existing: no write");
+    assert_eq!(
+        hooked.calls(),
+        [Call::GetSlate],
+        "unchanged existing: no write"
+    );
     // The untyped handle.
     let raw = ada.raw_slate("counter");
     let m = raw
@@ -517,7 +548,10 @@ async fn modify_or_default_and_insert_with_create_explicitly(backend: Backend, t
         .await
         .unwrap();
     assert!(m.is_written());
-    assert_eq!(raw.get_doc().await.unwrap().unwrap().doc.get_i32("n"), Ok(1));
+    assert_eq!(
+        raw.get_doc().await.unwrap().unwrap().doc.get_i32("n"),
+        Ok(1)
+    );
 }
 
 /// Another writer changes the slate between the modifier's read and its write: the swap
@@ -554,7 +588,11 @@ async fn conflicting_modify_retries_on_the_new_slate(backend: Backend, test: &st
     assert_eq!(runs.load(Ordering::SeqCst), 2);
     let got = wizard.get_doc().await.unwrap().unwrap();
     assert_eq!(got.version, version);
-    assert_eq!(wizard.get().await.unwrap().unwrap().step, 11, "no lost update");
+    assert_eq!(
+        wizard.get().await.unwrap().unwrap().step,
+        11,
+        "no lost update"
+    );
     assert_eq!(engine.stats().cas_conflicts, 1);
     assert_eq!(
         calls,
@@ -603,8 +641,15 @@ async fn retry_that_declines_or_changes_nothing_writes_nothing(backend: Backend,
         };
         assert_eq!(m, expect);
         let got = wizard.get_doc().await.unwrap().unwrap();
-        assert_eq!(got.version, other, "declines={declines}: the other write stands");
-        let swaps = hooked.calls().iter().filter(|c| **c == Call::ReplaceSlateIf).count();
+        assert_eq!(
+            got.version, other,
+            "declines={declines}: the other write stands"
+        );
+        let swaps = hooked
+            .calls()
+            .iter()
+            .filter(|c| **c == Call::ReplaceSlateIf)
+            .count();
         assert_eq!(swaps, 1, "declines={declines}: only the refused swap");
     }
 }
@@ -633,7 +678,11 @@ async fn racing_creation_retries_as_an_update(backend: Backend, test: &str) {
     let m = task.await.unwrap().unwrap();
     assert_eq!(m.clone().value(), Some(6), "{m:?}");
     let got = wizard.get().await.unwrap().unwrap();
-    assert_eq!((got.step, got.ids), (6, vec![7]), "the creation was not overwritten");
+    assert_eq!(
+        (got.step, got.ids),
+        (6, vec![7]),
+        "the creation was not overwritten"
+    );
     assert_eq!(engine.stats().cas_conflicts, 1);
 }
 
@@ -647,7 +696,11 @@ async fn unchanged_modify_with_a_nan_field_writes_nothing() {
     let raw = engine.user_slates("ada").unwrap().raw_slate("nan");
     let v0 = raw.put(&doc! {"x": f64::NAN, "n": 1}).await.unwrap();
     let m = raw.modify(|d: &mut Document| Some(d.len())).await.unwrap();
-    assert_eq!(m, Modified::Unchanged(2), "nothing changed, nothing to write");
+    assert_eq!(
+        m,
+        Modified::Unchanged(2),
+        "nothing changed, nothing to write"
+    );
     assert_eq!(raw.get_doc().await.unwrap().unwrap().version, v0);
 }
 
@@ -752,7 +805,11 @@ async fn push_all_appends_in_order_in_one_call(backend: Backend, test: &str) {
     s.push_all("l", [9, 3]).await.unwrap();
     let v = s.push_all("l", Vec::<i32>::new()).await.unwrap();
     let got = s.get_doc().await.unwrap().unwrap();
-    assert_eq!(array(&got.doc, "l"), ints(&[3, 1, 2, 9, 3]), "appended, repeats kept");
+    assert_eq!(
+        array(&got.doc, "l"),
+        ints(&[3, 1, 2, 9, 3]),
+        "appended, repeats kept"
+    );
     assert_eq!(got.version, v);
     // The typed handle: same operator.
     let wizard = engine.user_slates("ada").unwrap().workflow(&WIZARD);
@@ -782,14 +839,25 @@ async fn add_all_to_set_dedups_against_stored_and_within(backend: Backend, test:
     assert_eq!(hooked.calls(), [Call::UpdateSlate, Call::UpdateSlate]);
     let got = s.get_doc().await.unwrap().unwrap().doc;
     assert_eq!(array(&got, "empty"), Vec::<Bson>::new(), "absent + [] = []");
-    assert_eq!(array(&got, "l"), ints(&[1, 2, 3]), "deduplicated within the list");
+    assert_eq!(
+        array(&got, "l"),
+        ints(&[1, 2, 3]),
+        "deduplicated within the list"
+    );
     s.add_all_to_set("l", [4, 2, 5, 4, 1]).await.unwrap();
     s.add_all_to_set("l", [3_i64, 5_i64]).await.unwrap();
     let got = s.get_doc().await.unwrap().unwrap().doc;
-    assert_eq!(array(&got, "l"), ints(&[1, 2, 3, 4, 5]), "against the stored ones");
+    assert_eq!(
+        array(&got, "l"),
+        ints(&[1, 2, 3, 4, 5]),
+        "against the stored ones"
+    );
     let words = engine.user_slates("ada").unwrap().workflow(&WIZARD);
     words.put(&start()).await.unwrap();
-    words.add_all_to_set("tags", ["b", "a", "b", "c"]).await.unwrap();
+    words
+        .add_all_to_set("tags", ["b", "a", "b", "c"])
+        .await
+        .unwrap();
     assert_eq!(words.get().await.unwrap().unwrap().tags, ["a", "b", "c"]);
     let fresh = engine.user_slates("bob").unwrap().workflow(&WIZARD);
     fresh.add_all_to_set("tags", ["z", "z"]).await.unwrap();
@@ -885,11 +953,22 @@ async fn repeated_operators_merge_and_mixed_ones_conflict(backend: Backend, test
     hooked.clear_calls();
     let conflicting = [
         ("l", SlateUpdate::new().push("l", 1).add_to_set("l", 2)),
-        ("l", SlateUpdate::new().push_all("l", [1]).add_all_to_set("l", [2])),
-        ("l", SlateUpdate::new().add_to_set("l", 1).push_all("l", [2])),
+        (
+            "l",
+            SlateUpdate::new()
+                .push_all("l", [1])
+                .add_all_to_set("l", [2]),
+        ),
+        (
+            "l",
+            SlateUpdate::new().add_to_set("l", 1).push_all("l", [2]),
+        ),
         ("l", SlateUpdate::new().push_all("l", [1]).set("l", 2)),
         ("l.0", SlateUpdate::new().push_all("l", [1]).set("l.0", 2)),
-        ("t", SlateUpdate::new().set("t.0", 1).add_all_to_set("t", [2])),
+        (
+            "t",
+            SlateUpdate::new().set("t.0", 1).add_all_to_set("t", [2]),
+        ),
     ];
     for (field, update) in conflicting {
         let what = format!("{:?}", update.ops());
@@ -961,11 +1040,19 @@ async fn unserializable_values_name_the_field_and_reach_no_store(backend: Backen
             .await,
         ),
         ("n", s.update(SlateUpdate::new().inc("n", big)).await),
-        ("c", typed.update(SlateUpdate::new().add_all_to_set("c", [Big { id: big }])).await),
+        (
+            "c",
+            typed
+                .update(SlateUpdate::new().add_all_to_set("c", [Big { id: big }]))
+                .await,
+        ),
     ];
     for (n, (field, result)) in cases.into_iter().enumerate() {
         let shown = format!("{result:?}");
-        assert!(is_unserializable(result, field), "case {n} ({field}): {shown}");
+        assert!(
+            is_unserializable(result, field),
+            "case {n} ({field}): {shown}"
+        );
     }
     assert_eq!(hooked.calls(), [], "no store call at all");
     // Whole-document writes: `put` of such a value, and a `modify` that makes one.

@@ -89,7 +89,10 @@ async fn login_profile_workflow(c: &mut Client, user: &str) {
     assert_eq!(post_body(c, "/import", "3").await.body, "[3]");
     assert_eq!(post_body(c, "/import", "4").await.body, "[3, 4]");
     let r = c.get("/whoami").await;
-    assert_eq!((r.status, r.body), (StatusCode::OK, format!("{user} Ada L.")));
+    assert_eq!(
+        (r.status, r.body),
+        (StatusCode::OK, format!("{user} Ada L."))
+    );
 }
 
 // ---------------------------------------------------------------- split stores
@@ -118,8 +121,16 @@ async fn split_stores_keep_to_their_concern() {
         names.sort();
         names
     };
-    assert_eq!(tokens.dump_tokens().len(), 2, "both logins in the token store");
-    assert_eq!(users(tokens.dump_slates()), Vec::<String>::new(), "no slate there");
+    assert_eq!(
+        tokens.dump_tokens().len(),
+        2,
+        "both logins in the token store"
+    );
+    assert_eq!(
+        users(tokens.dump_slates()),
+        Vec::<String>::new(),
+        "no slate there"
+    );
     assert_eq!(slates.dump_tokens(), [], "no token in the slate store");
     assert_eq!(
         users(slates.dump_slates()),
@@ -131,7 +142,12 @@ async fn split_stores_keep_to_their_concern() {
     assert_eq!(slates.dump_slates().len(), 4);
     assert_eq!(c.get("/whoami").await.status, StatusCode::UNAUTHORIZED);
     // Delete the user's slates: the slate store only; bob is still logged in.
-    engine.user_slates("bob").unwrap().delete_all().await.unwrap();
+    engine
+        .user_slates("bob")
+        .unwrap()
+        .delete_all()
+        .await
+        .unwrap();
     assert_eq!(users(slates.dump_slates()), ["ada/import", "ada/user"]);
     assert_eq!(tokens.dump_tokens().len(), 1);
     assert_eq!(other.get("/whoami").await.body, "bob ");
@@ -193,7 +209,11 @@ async fn a_decorator_per_concern() {
     .build()
     .await
     .unwrap();
-    assert_eq!((token_faults.calls(), slate_faults.calls()), (1, 1), "one prepare each");
+    assert_eq!(
+        (token_faults.calls(), slate_faults.calls()),
+        (1, 1),
+        "one prepare each"
+    );
     let mut c = client(&engine);
     login_profile_workflow(&mut c, "ada").await;
     let (t, s) = (token_faults.calls(), slate_faults.calls());
@@ -215,7 +235,10 @@ async fn a_decorator_per_concern() {
     let r = fresh.post_form("/login", "username=cy").await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "login needs no slate");
     assert_eq!(tokens.dump_tokens().len(), tokens_before + 1);
-    assert_eq!(c.get("/whoami").await.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        c.get("/whoami").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     let err = ada.workflow(&IMPORT).push("ids", 6).await.unwrap_err();
     assert!(err.is_unavailable(), "{err:?}");
     slate_faults.set_available(true);
@@ -261,14 +284,26 @@ async fn faults_refuse_without_touching_the_store() {
         ("login", anon.post_form("/login", "username=eve").await),
         ("logout", c.post("/logout").await),
     ] {
-        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{what}: {}", r.body);
+        assert_eq!(
+            r.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{what}: {}",
+            r.body
+        );
         assert_eq!(r.headers["retry-after"], "5", "{what}");
-        assert!(!r.body.contains("simulated"), "{what}: no store text in the body");
+        assert!(
+            !r.body.contains("simulated"),
+            "{what}: no store text in the body"
+        );
     }
     assert!(faults.calls() >= calls + 6, "refused calls are counted");
     assert_eq!(snapshot(), before, "the store is untouched");
     faults.set_available(true);
-    assert_eq!(c.get("/whoami").await.body, "ada Ada L.", "back, still logged in");
+    assert_eq!(
+        c.get("/whoami").await.body,
+        "ada Ada L.",
+        "back, still logged in"
+    );
 
     // fail_next: exactly n calls fail, then all pass.
     let s = engine.user_slates("ada").unwrap().raw_slate("n");
@@ -276,7 +311,11 @@ async fn faults_refuse_without_touching_the_store() {
     let calls = faults.calls();
     assert!(s.inc("n", 1).await.unwrap_err().is_unavailable());
     assert!(s.get_doc().await.unwrap_err().is_unavailable());
-    assert_eq!(s.inc("n", 1).await.unwrap(), 1, "the refused inc wrote nothing");
+    assert_eq!(
+        s.inc("n", 1).await.unwrap(),
+        1,
+        "the refused inc wrote nothing"
+    );
     assert_eq!(s.inc("n", 1).await.unwrap(), 2);
     assert_eq!(faults.calls(), calls + 4);
     assert!(engine.stats().store_errors >= 2);
@@ -363,7 +402,11 @@ async fn intercepts_compose_over_a_shared_store() {
     assert!(s.inc("n", 1).await.unwrap_err().is_unavailable());
     assert_eq!((inner.calls(), outer.calls()), (4, 5), "refused inside");
     inner.set_available(true);
-    assert_eq!(answered.0.load(Ordering::SeqCst), answers, "no answer for either");
+    assert_eq!(
+        answered.0.load(Ordering::SeqCst),
+        answers,
+        "no answer for either"
+    );
     assert_eq!(s.inc("n", 1).await.unwrap(), 2, "neither refusal wrote");
     let (_, _, doc) = memory.dump_slates().pop().unwrap();
     assert_eq!(*doc, doc! {"n": 2_i64}, "two increments, no more");

@@ -1071,3 +1071,140 @@ async fn sixteen_mib_result_limit() {
     )
     .await;
 }
+
+/// The bulk operators: `$push` and `$addToSet` with `$each`. An empty list creates an empty
+/// array on an absent field and changes nothing on an existing one; values are appended in
+/// order; `$addToSet` drops values equal (by BSON comparison) to a stored element or to an
+/// earlier value of the same list; repeats of `$push` on one field (single and bulk) are one
+/// `$push`; a non-array target is refused and writes nothing.
+/// <https://www.mongodb.com/docs/manual/reference/operator/update/each/>,
+/// <https://www.mongodb.com/docs/manual/reference/operator/update/push/#append-multiple-values-to-an-array>,
+/// <https://www.mongodb.com/docs/manual/reference/operator/update/addToSet/#_S_each-modifier>.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_push_and_add_to_set_like_mongodb() {
+    let push_all = |path: &str, vs: Vec<Bson>| UpdateOp::PushAll(path.into(), vs);
+    let add_all = |path: &str, vs: Vec<Bson>| UpdateOp::AddAllToSet(path.into(), vs);
+    let i = Bson::Int32;
+    let s = |v: &str| Bson::String(v.into());
+    let calls = vec![
+        call(
+            "push_all appends in order, repeats kept",
+            vec![push_all("l", vec![i(3), i(1)])],
+            UPDATED,
+            doc! {"l": [1, 2, 3, 1], "t": ["a"], "n": 5},
+        ),
+        call(
+            "push_all of nothing onto an array changes nothing",
+            vec![push_all("l", vec![])],
+            UPDATED,
+            doc! {"l": [1, 2, 3, 1], "t": ["a"], "n": 5},
+        ),
+        call(
+            "push_all of nothing onto an absent field makes an empty array",
+            vec![push_all("e", vec![])],
+            UPDATED,
+            doc! {"l": [1, 2, 3, 1], "t": ["a"], "n": 5, "e": []},
+        ),
+        call(
+            "add_all_to_set drops stored values and repeats within the list",
+            vec![add_all("l", vec![i(2), i(4), i(4), i(5), i(1)])],
+            UPDATED,
+            doc! {"l": [1, 2, 3, 1, 4, 5], "t": ["a"], "n": 5, "e": []},
+        ),
+        call(
+            "add_all_to_set compares numbers by value",
+            vec![add_all(
+                "t",
+                vec![s("b"), s("a"), Bson::Int64(7), Bson::Double(7.0)],
+            )],
+            UPDATED,
+            doc! {"l": [1, 2, 3, 1, 4, 5], "t": ["a", "b", 7_i64], "n": 5, "e": []},
+        ),
+        call(
+            "add_all_to_set of nothing onto an absent field makes an empty array",
+            vec![add_all("f", vec![])],
+            UPDATED,
+            doc! {"l": [1, 2, 3, 1, 4, 5], "t": ["a", "b", 7_i64], "n": 5, "e": [], "f": []},
+        ),
+        call(
+            "push and push_all on one field are one $push, in order",
+            vec![
+                UpdateOp::Push("e".into(), i(1)),
+                push_all("e", vec![i(2), i(3)]),
+                UpdateOp::Push("e".into(), i(4)),
+            ],
+            UPDATED,
+            doc! {"l": [1, 2, 3, 1, 4, 5], "t": ["a", "b", 7_i64], "n": 5, "e": [1, 2, 3, 4], "f": []},
+        ),
+        call(
+            "add_to_set and add_all_to_set on one field are one $addToSet",
+            vec![
+                UpdateOp::AddToSet("f".into(), s("x")),
+                add_all("f", vec![s("y"), s("x")]),
+            ],
+            UPDATED,
+            doc! {"l": [1, 2, 3, 1, 4, 5], "t": ["a", "b", 7_i64], "n": 5, "e": [1, 2, 3, 4], "f": ["x", "y"]},
+        ),
+        call(
+            "push_all onto a number is refused",
+            vec![push_all("n", vec![i(1)])],
+            MISMATCH,
+            doc! {"l": [1, 2, 3, 1, 4, 5], "t": ["a", "b", 7_i64], "n": 5, "e": [1, 2, 3, 4], "f": ["x", "y"]},
+        ),
+        call(
+            "add_all_to_set of nothing onto a number is refused too",
+            vec![add_all("n", vec![])],
+            MISMATCH,
+            doc! {"l": [1, 2, 3, 1, 4, 5], "t": ["a", "b", 7_i64], "n": 5, "e": [1, 2, 3, 4], "f": ["x", "y"]},
+        ),
+        call(
+            "a refused bulk operator writes none of the update",
+            vec![push_all("e", vec![i(9)]), add_all("l.0", vec![i(1)])],
+            MISMATCH,
+            doc! {"l": [1, 2, 3, 1, 4, 5], "t": ["a", "b", 7_i64], "n": 5, "e": [1, 2, 3, 4], "f": ["x", "y"]},
+        ),
+    ];
+    play(
+        "differential::bulk_push_and_add_to_set_like_mongodb",
+        vec![Scenario {
+            start: doc! {"l": [1, 2], "t": ["a"], "n": 5},
+            calls,
+        }],
+    )
+    .await;
+}
+
+/// A counter whose path goes through an array (`ids.0.k` where `ids.0` is an array of
+/// documents): MongoDB refuses the `$inc` (a non-numeric segment into an array), so the
+/// answer is a type mismatch, at once, with nothing written. (A query filter on the same
+/// path looks inside the array's elements, so a store that guards the counter with such a
+/// filter must not read the guard's failure as a race and retry until it gives up.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counter_through_an_array_is_a_type_mismatch() {
+    let start = doc! {"ids": {"0": [{"k": 0.0}]}, "a": [{"k": 1}]};
+    let calls = vec![
+        Call {
+            counter: Some("ids.0.k"),
+            ..call(
+                "a double inside an array element",
+                vec![inc("ids.0.k", 1_i64)],
+                MISMATCH,
+                start.clone(),
+            )
+        },
+        Call {
+            counter: Some("a.k"),
+            ..call(
+                "an integer inside an array element",
+                vec![inc("a.k", 1_i64)],
+                MISMATCH,
+                start.clone(),
+            )
+        },
+    ];
+    play(
+        "differential::counter_through_an_array_is_a_type_mismatch",
+        vec![Scenario { start, calls }],
+    )
+    .await;
+}

@@ -580,7 +580,8 @@ async fn back_after_an_error_lands_on_a_page() {
         snap(c, "back_after_error-1-error").await;
 
         // Elsewhere, then Back.
-        click_and_load(c, "nav a[href='/sets']").await;
+        c.goto(&format!("{base}/sets")).await.unwrap();
+        find(c, "#no-sets").await;
         c.back().await.unwrap();
         wait_until("Back to show a page", || async {
             js_now(c, "return document.readyState === 'complete' && !!document.querySelector('main, #main-frame-error');")

@@ -50,7 +50,10 @@ fn read_src() -> Files {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Files::new();
     walk(&root, &root, &mut files);
-    assert!(files.contains_key("lib.rs") && files.len() > 10, "read src/");
+    assert!(
+        files.contains_key("lib.rs") && files.len() > 10,
+        "read src/"
+    );
     files
 }
 
@@ -181,7 +184,9 @@ fn tokens(code: &str) -> Vec<(String, usize)> {
 }
 
 fn is_ident(t: &str) -> bool {
-    t.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_')
+    t.chars()
+        .next()
+        .is_some_and(|c| c.is_alphabetic() || c == '_')
 }
 
 /// The paths of a use tree (or a plain path) starting at `t[i]`, each a list of segments;
@@ -232,8 +237,15 @@ fn use_tree(t: &[(String, usize)], mut i: usize) -> (Vec<Vec<String>>, usize) {
 /// The module a file is (`["store", "memory"]` for `store/memory.rs`, `["store"]` for
 /// `store/mod.rs`, `[]` for `lib.rs`).
 fn file_module(file: &str) -> Vec<String> {
-    let mut parts: Vec<String> = file.trim_end_matches(".rs").split('/').map(String::from).collect();
-    if matches!(parts.last().map(String::as_str), Some("mod" | "lib" | "main")) {
+    let mut parts: Vec<String> = file
+        .trim_end_matches(".rs")
+        .split('/')
+        .map(String::from)
+        .collect();
+    if matches!(
+        parts.last().map(String::as_str),
+        Some("mod" | "lib" | "main")
+    ) {
         parts.pop();
     }
     parts
@@ -354,10 +366,16 @@ fn edges(files: &Files) -> Vec<Edge> {
                 let mut base: Vec<String> = if is_root {
                     Vec::new()
                 } else {
-                    module.iter().chain(inline.iter().map(|(m, _)| m)).cloned().collect()
+                    module
+                        .iter()
+                        .chain(inline.iter().map(|(m, _)| m))
+                        .cloned()
+                        .collect()
                 };
                 let mut j = i;
-                while t.get(j).is_some_and(|x| x.0 == "super") && t.get(j + 1).is_some_and(|x| x.0 == "::") {
+                while t.get(j).is_some_and(|x| x.0 == "super")
+                    && t.get(j + 1).is_some_and(|x| x.0 == "::")
+                {
                     base.pop();
                     j += 2;
                 }
@@ -419,7 +437,8 @@ fn find_cycle(edges: &[(String, String)]) -> Option<Vec<String>> {
             match marks.get(to) {
                 Some(Mark::Open) => {
                     let start = stack.iter().position(|n| *n == to).unwrap();
-                    let mut cycle: Vec<String> = stack[start..].iter().map(|s| s.to_string()).collect();
+                    let mut cycle: Vec<String> =
+                        stack[start..].iter().map(|s| s.to_string()).collect();
                     cycle.push(to.to_owned());
                     return Some(cycle);
                 }
@@ -466,7 +485,10 @@ fn top_level_cycle(files: &Files) -> Option<String> {
             .iter()
             .filter(|e| top_level(&e.from) == pair[0] && top_level(&e.to) == pair[1])
         {
-            report.push_str(&format!("  src/{}:{}: {} -> {}\n", e.file, e.line, e.from, e.to));
+            report.push_str(&format!(
+                "  src/{}:{}: {} -> {}\n",
+                e.file, e.line, e.from, e.to
+            ));
         }
     }
     Some(report)
@@ -515,8 +537,16 @@ fn no_source_file_is_over_700_lines() {
 fn the_bottom_imports_nothing_above_it() {
     let edges = edges(&read_src());
     let facade = [
-        "engine", "builder", "layer", "service", "current_user", "user_slates", "auth",
-        "slate", "raw_slate", "workflow",
+        "engine",
+        "builder",
+        "layer",
+        "service",
+        "current_user",
+        "user_slates",
+        "auth",
+        "slate",
+        "raw_slate",
+        "workflow",
     ];
     for e in &edges {
         let bottom = e.from == "core" || e.from.starts_with("store");
@@ -540,7 +570,10 @@ fn files(list: &[(&str, &str)]) -> Files {
 }
 
 fn pairs(edges: &[Edge]) -> Vec<(String, String)> {
-    let mut p: Vec<(String, String)> = edges.iter().map(|e| (e.from.clone(), e.to.clone())).collect();
+    let mut p: Vec<(String, String)> = edges
+        .iter()
+        .map(|e| (e.from.clone(), e.to.clone()))
+        .collect();
     p.sort();
     p.dedup();
     p
@@ -559,8 +592,14 @@ fn an_added_upward_import_is_caught() {
     core.push_str("\n#[allow(unused_imports)]\nuse crate::engine::Engine;\n");
     let line = core.lines().count();
     let report = top_level_cycle(&files).expect("the circle is found");
-    assert!(report.contains("core") && report.contains("engine"), "{report}");
-    assert!(report.contains(&format!("src/core.rs:{line}: core -> engine")), "{report}");
+    assert!(
+        report.contains("core") && report.contains("engine"),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("src/core.rs:{line}: core -> engine")),
+        "{report}"
+    );
     // The same through a grouped import, a root re-export and an expression path.
     for added in [
         "use crate::{config::Config, engine::{self}};",
@@ -608,7 +647,10 @@ fn comments_strings_and_chars_are_not_code() {
 fn use_trees_super_and_inline_modules() {
     let set = files(&[
         ("lib.rs", "mod a; mod b; mod c; mod d; mod store;"),
-        ("a.rs", "use crate::{b::{self, Bee as B}, c};\nfn f() { crate::d::g::<u8>(); }"),
+        (
+            "a.rs",
+            "use crate::{b::{self, Bee as B}, c};\nfn f() { crate::d::g::<u8>(); }",
+        ),
         (
             "b.rs",
             "pub(crate) struct Bee;\n\
@@ -618,7 +660,10 @@ fn use_trees_super_and_inline_modules() {
         ("c.rs", "macro_rules! m { () => { $crate::a::f() } }"),
         ("d.rs", ""),
         ("store/mod.rs", "mod x; mod y; pub use x::X; use crate::a;"),
-        ("store/x.rs", "use super::y::Y;\nuse super::{X, Z};\nuse crate::d;"),
+        (
+            "store/x.rs",
+            "use super::y::Y;\nuse super::{X, Z};\nuse crate::d;",
+        ),
         ("store/y.rs", "use crate::store::x::X;"),
         ("store/mongo/mod.rs", "mod w;"),
         ("store/mongo/w.rs", "use super::super::y::Y; use super::M;"),
@@ -639,7 +684,11 @@ fn use_trees_super_and_inline_modules() {
     ];
     assert_eq!(p, want);
     let edges = edges(&set);
-    assert_eq!(find_cycle(&top_level_edges(&edges)), None, "store's inside is one node");
+    assert_eq!(
+        find_cycle(&top_level_edges(&edges)),
+        None,
+        "store's inside is one node"
+    );
     let inside: Vec<(String, String)> = p
         .iter()
         .filter(|(a, b)| a.starts_with("store::") && b.starts_with("store::"))
@@ -655,7 +704,11 @@ fn find_cycle_reports_the_circle() {
         list.iter().map(|(a, b)| pair(a, b)).collect()
     };
     assert_eq!(find_cycle(&e(&[("a", "b"), ("b", "c"), ("a", "c")])), None);
-    assert_eq!(find_cycle(&e(&[("a", "a")])), None, "self-edges do not count");
+    assert_eq!(
+        find_cycle(&e(&[("a", "a")])),
+        None,
+        "self-edges do not count"
+    );
     let cycle = find_cycle(&e(&[("a", "b"), ("b", "c"), ("c", "d"), ("d", "b")])).unwrap();
     assert_eq!(cycle, ["b", "c", "d", "b"]);
 }

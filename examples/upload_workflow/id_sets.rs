@@ -6,10 +6,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use super::csv::parse_id;
+use super::limits::MAX_SET_NAME;
 use super::problem::Problem;
 
-/// Longest set name, in characters.
-pub const MAX_SET_NAME: usize = 40;
 /// Longest value shown back on the review page.
 const MAX_SHOWN_VALUE: usize = 40;
 

@@ -25,11 +25,11 @@
 //!
 //! How the site behaves, for browsers and other clients:
 //!
-//! - **Not logged in**: a page visit (a `GET` asking for `text/html`) is redirected (303)
-//!   to the login form at `/?next=<page>`, by the engine's
-//!   [`WhenLoggedOut::redirect`] policy ([`configure`]); after login the user lands on that
-//!   page (`next` is checked with [`slates::safe_next`]). Any other anonymous request (a
-//!   form post, a script) gets 401.
+//! - **Not logged in**: a browser (a request asking for `text/html`) is redirected (303) to
+//!   the login form by the engine's [`WhenLoggedOut::redirect`] policy ([`configure`]): a
+//!   page visit to `/?next=<page>`, after which the user lands on that page (`next` is
+//!   checked with [`slates::safe_next`]); a form post to `/`. Any other anonymous request (a
+//!   script asking for JSON, curl) gets 401.
 //! - **Post-redirect-get**: every form post is answered with a 303, to the next page when
 //!   it worked, and back to the form's page with `?error=<code>` when it did not (the page
 //!   then shows the problem). Back and reload never land on "Confirm Form Resubmission".
@@ -39,6 +39,7 @@
 
 pub mod csv;
 pub mod id_sets;
+pub mod limits;
 pub mod pages;
 pub mod problem;
 pub mod timezone;
@@ -62,9 +63,11 @@ use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
 use self::id_sets::{check_set_name, review_upload, NewIdSet, SavedSet, SavedSets};
-use self::problem::{query_value, see_other, PageError, Problem};
+use self::limits::MAX_BODY_BYTES;
+use self::pages::PageError;
+use self::problem::{query_value, see_other, Problem};
 use self::timezone::{check_timezone, LocalTime};
-use self::upload::{read_upload_form, MAX_BODY_BYTES};
+use self::upload::read_upload_form;
 
 /// The upload awaiting review: one per user, gone 30 minutes after its last write.
 pub const NEW_ID_SET: Workflow<NewIdSet> =
@@ -121,6 +124,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or_else(|_| "info,slates=debug".into()),
         )
         .init();
+    let admin = std::env::var("SLATES_ADMIN").unwrap_or_else(|_| "admin".into());
+    let admin = Username::new(&admin)?;
     let uri = std::env::var("SLATES_MONGODB_URI").ok();
     // MongoDB when SLATES_MONGODB_URI is set, else the in-memory store. (The URI may
     // carry a password: log only which store is used.)
@@ -131,7 +136,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .secure(false)
         .build()
         .await?;
-    let admin = Username::new(&std::env::var("SLATES_ADMIN").unwrap_or_else(|_| "admin".into()))?;
     let port: u16 = match std::env::var("PORT") {
         Ok(p) => p.parse()?,
         Err(_) => 3000,

@@ -6,10 +6,10 @@ use axum::response::{Html, IntoResponse, Response};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::id_sets::{NewIdSet, SavedSets, MAX_SET_NAME};
+use super::id_sets::{NewIdSet, SavedSets};
+use super::limits::{MAX_BODY_BYTES, MAX_SET_NAME, MAX_VALUES};
 use super::problem::Problem;
 use super::timezone::LocalTime;
-use super::upload::{MAX_BODY_BYTES, MAX_VALUES};
 
 /// The login form, with the page to go to afterwards (already checked with
 /// `slates::safe_next`).
@@ -269,6 +269,34 @@ pub fn profile_page(
     page("Profile", Some(user), &body)
 }
 
+/// A page (a GET) that could not be shown: answered directly with the problem's status and
+/// message (a GET may be answered with an error: reloading it is harmless).
+#[derive(Debug)]
+pub struct PageError {
+    status: StatusCode,
+    problem: Problem,
+}
+
+impl From<slates::Error> for PageError {
+    fn from(e: slates::Error) -> Self {
+        let internal = !e.is_unavailable();
+        let problem = Problem::from(e);
+        let status = match problem {
+            Problem::Unavailable if internal => StatusCode::INTERNAL_SERVER_ERROR,
+            p => p.status(),
+        };
+        PageError { status, problem }
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let mut res = error_page(self.problem);
+        *res.status_mut() = self.status;
+        res
+    }
+}
+
 /// `/stats` for a user who is not the admin (403).
 pub fn admins_only_page(user: &str) -> Response {
     let mut res = page(
@@ -282,7 +310,7 @@ pub fn admins_only_page(user: &str) -> Response {
 }
 
 /// A page that could not be shown (the caller sets the status).
-pub fn error_page(problem: Problem) -> Response {
+fn error_page(problem: Problem) -> Response {
     page(
         problem.title(),
         None,

@@ -1,12 +1,10 @@
-//! What went wrong, for people: [`Problem`] travels from a failed form post to the page that
-//! shows it (post-redirect-get), and [`PageError`] is a page that could not be shown.
+//! What went wrong, for people, and how form posts are answered: a [`Problem`] travels from
+//! a failed form post to the page that shows it (post-redirect-get, [`see_other`]).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::id_sets::MAX_SET_NAME;
-use super::pages;
-use super::upload::{MAX_BODY_BYTES, MAX_PARTS, MAX_VALUES};
+use super::limits::{MAX_BODY_BYTES, MAX_PARTS, MAX_SET_NAME, MAX_VALUES};
 
 /// A problem with a form. A form post that fails is answered with a 303 to the GET page of
 /// the form with `?error=<code>` ([`redirect_to`](Self::redirect_to)), never with an error
@@ -154,7 +152,7 @@ impl Problem {
     }
 
     /// The status of a page that could not be shown for this problem.
-    fn status(self) -> StatusCode {
+    pub fn status(self) -> StatusCode {
         match self {
             Problem::TooMuchData => StatusCode::PAYLOAD_TOO_LARGE,
             Problem::Retry | Problem::Changed => StatusCode::CONFLICT,
@@ -180,34 +178,6 @@ impl From<slates::Error> for Problem {
                 Problem::Unavailable
             }
         }
-    }
-}
-
-/// A page (a GET) that could not be shown: answered directly with the problem's status and
-/// message (a GET may be answered with an error: reloading it is harmless).
-#[derive(Debug)]
-pub struct PageError {
-    status: StatusCode,
-    problem: Problem,
-}
-
-impl From<slates::Error> for PageError {
-    fn from(e: slates::Error) -> Self {
-        let internal = !e.is_unavailable();
-        let problem = Problem::from(e);
-        let status = match problem {
-            Problem::Unavailable if internal => StatusCode::INTERNAL_SERVER_ERROR,
-            p => p.status(),
-        };
-        PageError { status, problem }
-    }
-}
-
-impl IntoResponse for PageError {
-    fn into_response(self) -> Response {
-        let mut res = pages::error_page(self.problem);
-        *res.status_mut() = self.status;
-        res
     }
 }
 

@@ -7,15 +7,9 @@ use axum::http::StatusCode;
 
 use super::csv::{parse_csv, split_list};
 use super::id_sets::shorten;
+use super::limits::{MAX_PARTS, MAX_VALUES};
 use super::pages::count;
 use super::problem::Problem;
-
-/// Largest request body (the upload form with its file included).
-pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
-/// Most values one upload may hold (text box and files together).
-pub const MAX_VALUES: usize = 10_000;
-/// Most text boxes and files one upload may hold (a form has one of each).
-pub const MAX_PARTS: usize = 8;
 
 /// The upload form as sent: the set name (not checked yet) and every value, with where
 /// each batch of values came from.

@@ -334,7 +334,7 @@ fn validate(c: &Config) -> Result<()> {
     // Last, the cookie the layer will send must be a valid header: whatever slipped through
     // the checks above fails here, at start-up, not as an empty `Set-Cookie` later.
     if let WhenLoggedOut::Redirect { login } = &c.when_logged_out {
-        if safe_next(login).is_none() {
+        if safe_next(login).is_none() || login.contains('#') {
             return bad(
                 "the login URL of `when_logged_out` must be a path on this site, such as `/login`",
             );

@@ -255,12 +255,16 @@ impl RawSlate {
                 },
             };
             // What the document was, as `T` writes it: `f` changed nothing if it is the same.
-            let before = expected.map(|_| to_document(&value)).transpose()?;
+            // Compared as bytes: BSON equality says NaN != NaN.
+            let before = match expected {
+                Some(_) => Some(bson::to_vec(&to_document(&value)?)?),
+                None => None,
+            };
             let Some(out) = f(&mut value) else {
                 return Ok(Modified::Declined);
             };
             let doc = to_document(&value)?;
-            if before.as_ref() == Some(&doc) {
+            if before.is_some() && before == Some(bson::to_vec(&doc)?) {
                 return Ok(Modified::Unchanged(out));
             }
             bump(&core.counters.slate_writes);

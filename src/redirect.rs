@@ -29,7 +29,7 @@ pub fn safe_next(next: &str) -> Option<&str> {
     let ok = bytes.first() == Some(&b'/')
         && !matches!(bytes.get(1), Some(b'/' | b'\\'))
         && next.len() <= 2048
-        && bytes.iter().all(|&b| b > b' ' && b != 0x7f && b != b'\\');
+        && bytes.iter().all(|&b| b > b' ' && b < 0x7f && b != b'\\');
     ok.then_some(next)
 }
 

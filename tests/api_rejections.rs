@@ -1,8 +1,8 @@
 //! Issue 11, API points 4 and 10: what an anonymous request gets (`WhenLoggedOut`: 401 for
-//! APIs, a 303 to the login page with a `next` parameter for page visits only), the login
-//! URL checked at build, `safe_next` (property tests: whatever it accepts is a same-site
-//! path safe to put in `Location`), and rejections whose `status()` and `body_text()` are
-//! what their response says.
+//! APIs, a 303 to the login page for browsers, with a `next` parameter for page visits),
+//! the login URL checked at build, `safe_next` (property tests: whatever it accepts is a
+//! same-site path safe to put in `Location`), and rejections whose `status()` and
+//! `body_text()` are what their response says.
 mod common;
 
 use std::collections::HashMap;
@@ -161,28 +161,47 @@ async fn page_visits_are_sent_to_login_with_next() {
     );
 }
 
-/// Everything that is not a page visit gets 401 without a `Location`: API calls (JSON, no
-/// `Accept`, `*/*`), and form posts or other methods even when they accept HTML.
+/// A request that does not ask for HTML gets 401 without a `Location` whatever its method
+/// (API calls: JSON, no `Accept`, `*/*`); a browser's form post (or other method) asking
+/// for HTML is sent to the login page without `next` (a `GET` of its URL after login could
+/// not redo the post).
 #[tokio::test]
-async fn apis_and_form_posts_get_401() {
+async fn apis_get_401_and_form_posts_go_to_login_without_next() {
     let (app, _engine, _seen) = redirecting().await;
     for (method, path, accept) in [
         (Method::GET, "/import/review", Some(JSON)),
         (Method::GET, "/import/review", None),
         (Method::GET, "/import/review", Some("*/*")),
         (Method::GET, "/slates", Some(JSON)),
-        (Method::POST, "/import/review", Some(BROWSER)),
-        (Method::POST, "/slates", Some(BROWSER)),
-        (Method::PUT, "/import/review", Some(BROWSER)),
+        (Method::HEAD, "/slates", Some(JSON)),
+        (Method::POST, "/import/review", Some(JSON)),
+        (Method::POST, "/slates", None),
+        (Method::PUT, "/import/review", Some("*/*")),
     ] {
         let r = send(&app, method.clone(), path, accept).await;
         assert_eq!(
-            (r.status, r.body.as_str()),
-            (StatusCode::UNAUTHORIZED, "Not logged in."),
+            r.status,
+            StatusCode::UNAUTHORIZED,
             "{method} {path} {accept:?}"
         );
+        if method != Method::HEAD {
+            assert_eq!(r.body, "Not logged in.", "{method} {path} {accept:?}");
+        }
         assert_eq!(location(&r), None, "{method} {path} {accept:?}");
     }
+    for (method, path) in [
+        (Method::POST, "/import/review?step=2"),
+        (Method::POST, "/slates"),
+        (Method::PUT, "/import/review"),
+    ] {
+        let r = send(&app, method.clone(), path, Some(BROWSER)).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{method} {path}");
+        assert_eq!(location(&r), Some("/login"), "{method} {path}: no next");
+    }
+    let engine = engine(Some(WhenLoggedOut::redirect("/account/login?x=1"))).await;
+    let app = routes(&Seen::default()).layer(engine.layer());
+    let r = send(&app, Method::POST, "/slates", Some(BROWSER)).await;
+    assert_eq!(location(&r), Some("/account/login?x=1"));
 }
 
 /// The default policy answers 401 to page visits too.
@@ -296,18 +315,38 @@ async fn rejections_agree_with_their_responses() {
     let no_layer_seen = Seen::default();
     let no_layer = routes(&no_layer_seen);
     let cases = [
-        (&app, &seen, Some(JSON), StatusCode::UNAUTHORIZED),
-        (&app, &seen, Some(BROWSER), StatusCode::SEE_OTHER),
+        (
+            &app,
+            &seen,
+            Method::GET,
+            Some(JSON),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            &app,
+            &seen,
+            Method::GET,
+            Some(BROWSER),
+            StatusCode::SEE_OTHER,
+        ),
+        (
+            &app,
+            &seen,
+            Method::POST,
+            Some(BROWSER),
+            StatusCode::SEE_OTHER,
+        ),
         (
             &no_layer,
             &no_layer_seen,
+            Method::GET,
             Some(BROWSER),
             StatusCode::INTERNAL_SERVER_ERROR,
         ),
     ];
     let mut variants = Vec::new();
-    for (app, seen, accept, status) in cases {
-        let r = send(app, Method::GET, "/probe?x=1", accept).await;
+    for (app, seen, method, accept, status) in cases {
+        let r = send(app, method.clone(), "/probe?x=1", accept).await;
         let rejection = seen
             .lock()
             .unwrap()
@@ -321,7 +360,11 @@ async fn rejections_agree_with_their_responses() {
             LoginRequired::NotLoggedIn(n) => (n.status(), n.body_text(), n.into_response()),
             LoginRequired::Redirect(redirect) => {
                 assert_eq!(location(&r), Some(redirect.location()));
-                assert_eq!(redirect.location(), "/login?next=/probe%3Fx%3D1");
+                let want = match method {
+                    Method::GET => "/login?next=/probe%3Fx%3D1",
+                    _ => "/login",
+                };
+                assert_eq!(redirect.location(), want);
                 (
                     redirect.status(),
                     redirect.body_text(),

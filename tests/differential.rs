@@ -1121,6 +1121,18 @@ async fn bulk_push_and_add_to_set_like_mongodb() {
             doc! {"l": [1, 2, 3, 1, 4, 5], "t": ["a", "b", 7_i64], "n": 5, "e": []},
         ),
         call(
+            "add_all_to_set onto an absent field drops repeats within the list",
+            vec![add_all("g", vec![i(1), Bson::Int64(1), i(2), i(1)])],
+            UPDATED,
+            doc! {"l": [1, 2, 3, 1, 4, 5], "t": ["a", "b", 7_i64], "n": 5, "e": [], "g": [1, 2]},
+        ),
+        call(
+            "unset g",
+            vec![unset("g")],
+            UPDATED,
+            doc! {"l": [1, 2, 3, 1, 4, 5], "t": ["a", "b", 7_i64], "n": 5, "e": []},
+        ),
+        call(
             "add_all_to_set of nothing onto an absent field makes an empty array",
             vec![add_all("f", vec![])],
             UPDATED,

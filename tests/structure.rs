@@ -512,13 +512,30 @@ fn no_import_circle_among_top_level_modules() {
 /// Inside `src/store/`, the submodules (the `store` facade aside) form no cycle either.
 #[test]
 fn no_import_circle_among_store_submodules() {
-    let edges: Vec<(String, String)> = edges(&read_src())
+    let edges: Vec<Edge> = edges(&read_src())
         .into_iter()
         .filter(|e| e.from.starts_with("store::") && e.to.starts_with("store::"))
-        .map(|e| (e.from, e.to))
         .collect();
     assert!(!edges.is_empty());
-    assert_eq!(find_cycle(&edges), None, "{edges:#?}");
+    let pairs: Vec<(String, String)> = edges
+        .iter()
+        .map(|e| (e.from.clone(), e.to.clone()))
+        .collect();
+    if let Some(cycle) = find_cycle(&pairs) {
+        let mut report = format!("import circle in store: {}\n", cycle.join(" -> "));
+        for pair in cycle.windows(2) {
+            for e in edges
+                .iter()
+                .filter(|e| e.from == pair[0] && e.to == pair[1])
+            {
+                report.push_str(&format!(
+                    "  src/{}:{}: {} -> {}\n",
+                    e.file, e.line, e.from, e.to
+                ));
+            }
+        }
+        panic!("{report}");
+    }
 }
 
 #[test]

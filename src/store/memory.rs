@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bson::Document;
 use time::OffsetDateTime;
 
-use super::interpreter::apply_update;
+use super::interpreter::{apply_update, integer_at};
 use super::size::{check_size, check_values};
-use super::update::{check_counter, integer_at, merge};
+use super::update::{check_counter, merge};
 use super::{
     fresh_version, Expiry, SlateDoc, SlateKey, SlateStore, StoreFuture, StoreOptions, TokenRecord,
     TokenStore, UpdateOp, Updated,

@@ -5,9 +5,8 @@
 //! How MongoDB then applies the operators to a document is the update interpreter, in
 //! `interpreter.rs`.
 
-use bson::{Bson, Document};
+use bson::Bson;
 
-use super::interpreter::get_path;
 use super::UpdateOp;
 use crate::error::{Error, Result};
 
@@ -118,32 +117,6 @@ pub(crate) fn check_counter(fields: &[(&str, FieldUpdate)], counter: &str) -> Re
             field: counter.to_owned(),
             reason: "a counter must be incremented by an integer",
         }),
-    }
-}
-
-/// The integer at `field` (array indexes followed, as MongoDB does) after an update that
-/// promised one.
-pub(crate) fn integer_at(doc: &Document, field: &str) -> Result<i64> {
-    match get_path(doc, field) {
-        Some(Bson::Int32(v)) => Ok(i64::from(*v)),
-        Some(Bson::Int64(v)) => Ok(*v),
-        _ => Err(not_an_integer(field)),
-    }
-}
-
-/// Refuses a counter field that holds something other than an integer (absent is fine).
-#[cfg(feature = "mongodb")]
-pub(crate) fn integer_or_absent(doc: &Document, field: &str) -> Result<()> {
-    match get_path(doc, field) {
-        None | Some(Bson::Int32(_) | Bson::Int64(_)) => Ok(()),
-        Some(_) => Err(not_an_integer(field)),
-    }
-}
-
-fn not_an_integer(field: &str) -> Error {
-    Error::TypeMismatch {
-        field: field.to_owned(),
-        reason: "inc needs an integer field (it holds another type)",
     }
 }
 

@@ -15,10 +15,9 @@ use time::OffsetDateTime;
 use super::{error, from_bson_date, to_bson_date, MongoStore};
 use crate::error::{Error, Result};
 use crate::names::Username;
+use crate::store::interpreter::{apply_update, integer_at, integer_or_absent};
 use crate::store::size::{check_size, check_values};
-use crate::store::update::{
-    check_counter, check_ops, integer_at, integer_or_absent, merge, FieldUpdate,
-};
+use crate::store::update::{check_counter, check_ops, merge, FieldUpdate};
 use crate::store::{
     fresh_version, Expiry, Layout, SlateDoc, SlateKey, SlateStore, StoreFuture, StoreOptions,
     UpdateOp, Updated,
@@ -279,6 +278,10 @@ impl SlateStore for MongoStore {
                         Some(current) => {
                             if let Some(field) = counter {
                                 integer_or_absent(&current.doc, field)?;
+                                // The filter reads a path through an array as the elements'
+                                // fields, the update refuses it: what would the update do?
+                                let mut probe = (*current.doc).clone();
+                                apply_update(&mut probe, ops)?;
                             }
                         }
                     },

@@ -10,15 +10,14 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bson::{doc, Bson, Document};
-use common::hooked::{Call, Hooked, Phase};
+use common::hooked::{pause_first_swap, Call, Hooked};
 use common::Backend;
 use serde::{Deserialize, Serialize};
 use slates::{Clock, Engine, Error, ManualClock, Modified, Slate, SlateUpdate, Workflow};
 use time::Duration;
-use tokio::sync::Notify;
 
 // ---------------------------------------------------------------- set-up
 
@@ -65,28 +64,6 @@ fn start() -> Wizard {
         tags: vec!["a".into()],
         note: Some("n".into()),
     }
-}
-
-/// Pauses the first compare-and-swap from now on until `release` is notified, telling
-/// `paused` when it got there: the modifier has read and waits before its write.
-fn pause_first_swap(hooked: &Hooked) -> (Arc<Notify>, Arc<Notify>) {
-    let (paused, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    let armed = Arc::new(Mutex::new(true));
-    let (p, r) = (paused.clone(), release.clone());
-    hooked.set_hook(Arc::new(move |call, phase, _| {
-        let hold = call == Call::ReplaceSlateIf
-            && phase == Phase::Before
-            && std::mem::take(&mut *armed.lock().unwrap());
-        let (p, r) = (p.clone(), r.clone());
-        Box::pin(async move {
-            if hold {
-                p.notify_one();
-                r.notified().await;
-            }
-            Ok(())
-        })
-    }));
-    (paused, release)
 }
 
 per_backend!(

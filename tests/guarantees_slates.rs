@@ -3,19 +3,18 @@
 //! stored documents never lock a user out, and errors that say what happened.
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::routing::{get, post};
 use axum::Router;
 use bson::{doc, Bson};
 use common::harness::Client;
-use common::hooked::{injected, Call, Hooked, Phase};
+use common::hooked::{injected, pause_first_swap, Call, Hooked, Phase};
 use common::Backend;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use slates::{Clock, CurrentUser, Engine, Error, ManualClock, SlateUpdate, UserSlates};
 use time::Duration;
-use tokio::sync::Notify;
 
 /// Engine on `backend` behind a [`Hooked`] decorator, with a manual clock.
 async fn hooked(backend: Backend, test: &str) -> Option<(Engine, Hooked, ManualClock)> {
@@ -292,29 +291,6 @@ async fn login(c: &mut Client, user: &str) -> StatusCode {
 #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
 struct Counter {
     n: i64,
-}
-
-/// Pauses the first compare-and-swap of the test until `release` is notified, telling
-/// `paused` when it got there: the reader has read, and now waits between its read and its
-/// write, the worst moment.
-fn pause_first_swap(hooked: &Hooked) -> (Arc<Notify>, Arc<Notify>) {
-    let (paused, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    let armed = Arc::new(Mutex::new(true));
-    let (p, r) = (paused.clone(), release.clone());
-    hooked.set_hook(Arc::new(move |call, phase, _| {
-        let hold = call == Call::ReplaceSlateIf
-            && phase == Phase::Before
-            && std::mem::take(&mut *armed.lock().unwrap());
-        let (p, r) = (p.clone(), r.clone());
-        Box::pin(async move {
-            if hold {
-                p.notify_one();
-                r.notified().await;
-            }
-            Ok(())
-        })
-    }));
-    (paused, release)
 }
 
 /// A reader reads version V of a slate; the slate is deleted and created again (through

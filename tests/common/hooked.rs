@@ -8,6 +8,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::Notify;
+
 use slates::store::{Call as StoreCall, Intercept, Intercepted, StoreFuture};
 use slates::store::{SlateStore as _, TokenStore as _};
 use slates::{Error, Store};
@@ -134,4 +136,27 @@ impl Intercept for Hooks {
             Ok(out)
         })
     }
+}
+
+/// Makes `hooked` pause the first compare-and-swap (`ReplaceSlateIf`) from now on until
+/// `release` is notified, telling `paused` when it got there: the modifier has read and now
+/// waits between its read and its write, the worst moment.
+pub fn pause_first_swap(hooked: &Hooked) -> (Arc<Notify>, Arc<Notify>) {
+    let (paused, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let armed = Arc::new(Mutex::new(true));
+    let (p, r) = (paused.clone(), release.clone());
+    hooked.set_hook(Arc::new(move |call, phase, _| {
+        let hold = call == Call::ReplaceSlateIf
+            && phase == Phase::Before
+            && std::mem::take(&mut *armed.lock().unwrap());
+        let (p, r) = (p.clone(), r.clone());
+        Box::pin(async move {
+            if hold {
+                p.notify_one();
+                r.notified().await;
+            }
+            Ok(())
+        })
+    }));
+    (paused, release)
 }

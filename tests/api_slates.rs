@@ -13,30 +13,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bson::{doc, Bson, Document};
-use common::hooked::{pause_first_swap, Call, Hooked};
+use common::hooked::{hooked_engine, pause_first_swap, Call};
 use common::Backend;
 use serde::{Deserialize, Serialize};
-use slates::{Clock, Engine, Error, ManualClock, Modified, Slate, SlateUpdate, Workflow};
+use slates::{Clock, Error, ManualClock, Modified, Slate, SlateUpdate, Workflow};
 use time::Duration;
 
 // ---------------------------------------------------------------- set-up
-
-/// Engine on `backend` behind a [`Hooked`] decorator (every store call recorded), with a
-/// manual clock. The record starts empty.
-async fn hooked(backend: Backend, test: &str) -> Option<(Engine, Hooked, ManualClock)> {
-    let store = backend.store(test).await?;
-    let hooked = Hooked::new(store);
-    let clock = ManualClock::new();
-    let engine = Engine::builder_shared(hooked.store())
-        .layout(backend.layout())
-        .clock(clock.clone())
-        .secure(false)
-        .build()
-        .await
-        .expect("build");
-    hooked.clear_calls();
-    Some((engine, hooked, clock))
-}
 
 /// A wizard's document.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,7 +151,7 @@ fn writes() -> Vec<(&'static str, Write)> {
 /// now + ttl (sliding), on an existing slate and on a fresh one; the slate then lives
 /// exactly that long.
 async fn workflow_writes_all_slide_the_declared_expiry(backend: Backend, test: &str) {
-    let Some((engine, _hooked, clock)) = hooked(backend, test).await else {
+    let Some((engine, _hooked, clock)) = hooked_engine(backend, test).await else {
         return;
     };
     let ada = engine.user_slates("ada").unwrap();
@@ -216,7 +199,7 @@ fn writes_creating() -> Vec<(&'static str, Write)> {
 /// slate was created expiring through an untyped handle), and creates a fresh slate
 /// without one.
 async fn workflow_without_expiry_keeps_the_stored_one(backend: Backend, test: &str) {
-    let Some((engine, _hooked, clock)) = hooked(backend, test).await else {
+    let Some((engine, _hooked, clock)) = hooked_engine(backend, test).await else {
         return;
     };
     let ada = engine.user_slates("ada").unwrap();
@@ -262,7 +245,7 @@ fn workflow_declarations_are_checked() {
 /// No slate (never written, or expired): the closure does not run, no write call is made,
 /// and no slate exists afterwards. The same through every `modify` of both handles.
 async fn modify_of_a_missing_slate_runs_nothing_and_writes_nothing(backend: Backend, test: &str) {
-    let Some((engine, hooked, clock)) = hooked(backend, test).await else {
+    let Some((engine, hooked, clock)) = hooked_engine(backend, test).await else {
         return;
     };
     let ada = engine.user_slates("ada").unwrap();
@@ -311,7 +294,7 @@ async fn modify_of_a_missing_slate_runs_nothing_and_writes_nothing(backend: Back
 /// The closure mutates the document and then declines: nothing is written (same version,
 /// same expiry although the clock moved), one read and no write call.
 async fn declined_modify_writes_nothing_even_after_mutating(backend: Backend, test: &str) {
-    let Some((engine, hooked, clock)) = hooked(backend, test).await else {
+    let Some((engine, hooked, clock)) = hooked_engine(backend, test).await else {
         return;
     };
     let wizard = engine.user_slates("ada").unwrap().workflow(&WIZARD);
@@ -357,7 +340,7 @@ async fn declined_modify_writes_nothing_even_after_mutating(backend: Backend, te
 /// BSON differs from what `T` writes (field order, int32 for an i64, a field `T` does not
 /// keep): "unchanged" is judged on `T`, and the stored extra field survives.
 async fn unchanged_modify_writes_nothing(backend: Backend, test: &str) {
-    let Some((engine, hooked, clock)) = hooked(backend, test).await else {
+    let Some((engine, hooked, clock)) = hooked_engine(backend, test).await else {
         return;
     };
     let ada = engine.user_slates("ada").unwrap();
@@ -423,7 +406,7 @@ async fn unchanged_modify_writes_nothing(backend: Backend, test: &str) {
 /// A change writes exactly once (read, compare-and-swap), and the version reported is the
 /// stored one; the expiry slides.
 async fn changed_modify_writes_once_with_the_reported_version(backend: Backend, test: &str) {
-    let Some((engine, hooked, clock)) = hooked(backend, test).await else {
+    let Some((engine, hooked, clock)) = hooked_engine(backend, test).await else {
         return;
     };
     let wizard = engine.user_slates("ada").unwrap().workflow(&WIZARD);
@@ -458,7 +441,7 @@ async fn changed_modify_writes_once_with_the_reported_version(backend: Backend, 
 /// slate (with the workflow's expiry), even when the closure leaves the starting value as
 /// it is; on an existing slate the starting value is never built.
 async fn modify_or_default_and_insert_with_create_explicitly(backend: Backend, test: &str) {
-    let Some((engine, hooked, clock)) = hooked(backend, test).await else {
+    let Some((engine, hooked, clock)) = hooked_engine(backend, test).await else {
         return;
     };
     let ada = engine.user_slates("ada").unwrap();
@@ -534,7 +517,7 @@ async fn modify_or_default_and_insert_with_create_explicitly(backend: Backend, t
 /// Another writer changes the slate between the modifier's read and its write: the swap
 /// conflicts, the closure runs again on the new document, and its result is written.
 async fn conflicting_modify_retries_on_the_new_slate(backend: Backend, test: &str) {
-    let Some((engine, hooked, _clock)) = hooked(backend, test).await else {
+    let Some((engine, hooked, _clock)) = hooked_engine(backend, test).await else {
         return;
     };
     let wizard = engine.user_slates("ada").unwrap().workflow(&WIZARD);
@@ -587,7 +570,7 @@ async fn conflicting_modify_retries_on_the_new_slate(backend: Backend, test: &st
 /// declines (or finds nothing to change): nothing more is written, the other writer's
 /// version stays.
 async fn retry_that_declines_or_changes_nothing_writes_nothing(backend: Backend, test: &str) {
-    let Some((engine, hooked, _clock)) = hooked(backend, test).await else {
+    let Some((engine, hooked, _clock)) = hooked_engine(backend, test).await else {
         return;
     };
     let wizard = engine.user_slates("ada").unwrap().workflow(&WIZARD);
@@ -634,7 +617,7 @@ async fn retry_that_declines_or_changes_nothing_writes_nothing(backend: Backend,
 /// `modify_or_default` on a missing slate races another writer creating it: the creation
 /// swap (expecting no slate) conflicts and the retry modifies the created slate.
 async fn racing_creation_retries_as_an_update(backend: Backend, test: &str) {
-    let Some((engine, hooked, _clock)) = hooked(backend, test).await else {
+    let Some((engine, hooked, _clock)) = hooked_engine(backend, test).await else {
         return;
     };
     let wizard = engine.user_slates("ada").unwrap().workflow(&WIZARD);
@@ -710,7 +693,7 @@ struct Import {
 /// A `Vec` of structs in `.set`, next to other operators in one atomic update; structs in
 /// `push_all` and `add_all_to_set`; read back typed.
 async fn update_values_are_any_serialize(backend: Backend, test: &str) {
-    let Some((engine, hooked, _clock)) = hooked(backend, test).await else {
+    let Some((engine, hooked, _clock)) = hooked_engine(backend, test).await else {
         return;
     };
     let import = engine.user_slates("ada").unwrap().raw_slate("import");
@@ -769,7 +752,7 @@ fn ints(values: &[i32]) -> Vec<Bson> {
 /// gets the values appended in order, all in one `update_slate` call; a non-array field is
 /// a type mismatch that writes nothing.
 async fn push_all_appends_in_order_in_one_call(backend: Backend, test: &str) {
-    let Some((engine, hooked, _clock)) = hooked(backend, test).await else {
+    let Some((engine, hooked, _clock)) = hooked_engine(backend, test).await else {
         return;
     };
     let s = engine.user_slates("ada").unwrap().raw_slate("p");
@@ -807,7 +790,7 @@ async fn push_all_appends_in_order_in_one_call(backend: Backend, test: &str) {
 /// occurrence kept, in order); an absent field becomes the deduplicated array, empty for an
 /// empty list; numbers compare by value whatever their BSON type.
 async fn add_all_to_set_dedups_against_stored_and_within(backend: Backend, test: &str) {
-    let Some((engine, hooked, _clock)) = hooked(backend, test).await else {
+    let Some((engine, hooked, _clock)) = hooked_engine(backend, test).await else {
         return;
     };
     let s = engine.user_slates("ada").unwrap().raw_slate("t");
@@ -864,7 +847,7 @@ async fn atomic_under_concurrency(backend: Backend, test: &str) -> bool {
 /// One `push_all` is one atomic operation: blocks pushed concurrently never interleave
 /// and none is lost.
 async fn push_all_is_one_atomic_operation(backend: Backend, test: &str) {
-    let Some((engine, _hooked, _clock)) = hooked(backend, test).await else {
+    let Some((engine, _hooked, _clock)) = hooked_engine(backend, test).await else {
         return;
     };
     if !atomic_under_concurrency(backend, test).await {
@@ -899,7 +882,7 @@ async fn push_all_is_one_atomic_operation(backend: Backend, test: &str) {
 /// `add_to_set` with `add_all_to_set`, in order); two different operators on one field (or
 /// on a field and its child) are refused before any store call.
 async fn repeated_operators_merge_and_mixed_ones_conflict(backend: Backend, test: &str) {
-    let Some((engine, hooked, _clock)) = hooked(backend, test).await else {
+    let Some((engine, hooked, _clock)) = hooked_engine(backend, test).await else {
         return;
     };
     let s = engine.user_slates("ada").unwrap().raw_slate("m");
@@ -979,7 +962,7 @@ fn is_unserializable(result: slates::Result<i64>, field: &str) -> bool {
 /// store call, and leaves the slate as it was. A whole-document write of such a value
 /// (`put`, the result of `modify`) fails too and writes nothing.
 async fn unserializable_values_name_the_field_and_reach_no_store(backend: Backend, test: &str) {
-    let Some((engine, hooked, _clock)) = hooked(backend, test).await else {
+    let Some((engine, hooked, _clock)) = hooked_engine(backend, test).await else {
         return;
     };
     let ada = engine.user_slates("ada").unwrap();

@@ -9,28 +9,12 @@ use axum::routing::{get, post};
 use axum::Router;
 use bson::{doc, Bson};
 use common::harness::Client;
-use common::hooked::{injected, pause_first_swap, Call, Hooked, Phase};
+use common::hooked::{hooked_engine, injected, pause_first_swap, Call, Phase};
 use common::Backend;
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
-use slates::{Clock, CurrentUser, Engine, Error, ManualClock, SlateUpdate, UserSlates};
+use slates::{Clock, CurrentUser, Engine, Error, SlateUpdate, UserSlates};
 use time::Duration;
-
-/// Engine on `backend` behind a [`Hooked`] decorator, with a manual clock.
-async fn hooked(backend: Backend, test: &str) -> Option<(Engine, Hooked, ManualClock)> {
-    let store = backend.store(test).await?;
-    let hooked = Hooked::new(store);
-    let clock = ManualClock::new();
-    let slates = Engine::builder_shared(hooked.store())
-        .layout(backend.layout())
-        .clock(clock.clone())
-        .secure(false)
-        .build()
-        .await
-        .expect("build");
-    hooked.clear_calls();
-    Some((slates, hooked, clock))
-}
 
 per_backend!(
     stale_version_conflicts_after_delete_and_recreate,
@@ -46,6 +30,7 @@ per_backend!(
 mod hand_edited {
     use super::*;
     use bson::Document;
+    use slates::ManualClock;
     macro_rules! on_mongo {
         ($($name:ident),* $(,)?) => {
             mod single {
@@ -297,7 +282,7 @@ struct Counter {
 /// another handle) before the reader writes; the reader's compare-and-swap must conflict
 /// and retry on the new slate, never overwrite it with data computed from the old one.
 async fn stale_version_conflicts_after_delete_and_recreate(backend: Backend, test: &str) {
-    let Some((slates, hooked, _clock)) = hooked(backend, test).await else {
+    let Some((slates, hooked, _clock)) = hooked_engine(backend, test).await else {
         return;
     };
     let ada = slates.user_slates("ada").unwrap();
@@ -337,7 +322,7 @@ async fn stale_version_conflicts_after_delete_and_recreate(backend: Backend, tes
 /// The same across an expiry: the slate expires and is written again (by an operator, the
 /// way a new workflow starts) while the reader waits.
 async fn stale_version_conflicts_after_expiry_and_recreate(backend: Backend, test: &str) {
-    let Some((slates, hooked, clock)) = hooked(backend, test).await else {
+    let Some((slates, hooked, clock)) = hooked_engine(backend, test).await else {
         return;
     };
     let ada = slates.user_slates("ada").unwrap();
@@ -370,7 +355,7 @@ async fn stale_version_conflicts_after_expiry_and_recreate(backend: Backend, tes
 /// expiry; through a handle with `expires_in`, sets it to now + ttl. A slate created without
 /// expiry stays permanent.
 async fn every_write_keeps_the_expiry_unless_told(backend: Backend, test: &str) {
-    let Some((slates, _hooked, clock)) = hooked(backend, test).await else {
+    let Some((slates, _hooked, clock)) = hooked_engine(backend, test).await else {
         return;
     };
     let ada = slates.user_slates("ada").unwrap();
@@ -486,7 +471,7 @@ async fn every_write_keeps_the_expiry_unless_told(backend: Backend, test: &str) 
 /// `inc` promises an integer: on a field that holds a double or a string it is refused and
 /// nothing is written (the version and the value stay).
 async fn inc_on_a_non_integer_is_refused_before_writing(backend: Backend, test: &str) {
-    let Some((slates, _hooked, _clock)) = hooked(backend, test).await else {
+    let Some((slates, _hooked, _clock)) = hooked_engine(backend, test).await else {
         return;
     };
     let s = slates.user_slates("ada").unwrap().raw_slate("c");
@@ -526,7 +511,7 @@ async fn inc_on_a_non_integer_is_refused_before_writing(backend: Backend, test: 
 
 /// Fields of the wrong type for the app's struct: the typed read fails, nothing else does.
 async fn odd_field_types_fail_only_the_typed_read(backend: Backend, test: &str) {
-    let Some((slates, _hooked, _clock)) = hooked(backend, test).await else {
+    let Some((slates, _hooked, _clock)) = hooked_engine(backend, test).await else {
         return;
     };
     let mut c = client(&slates);
@@ -551,7 +536,7 @@ async fn odd_field_types_fail_only_the_typed_read(backend: Backend, test: &str) 
 
 /// A store failure inside a handler answers 503 with `Retry-After`, like the layer's own.
 async fn handler_store_failures_answer_503_with_retry_after(backend: Backend, test: &str) {
-    let Some((slates, hooked, _clock)) = hooked(backend, test).await else {
+    let Some((slates, hooked, _clock)) = hooked_engine(backend, test).await else {
         return;
     };
     let mut c = client(&slates);
@@ -591,7 +576,7 @@ async fn handler_store_failures_answer_503_with_retry_after(backend: Backend, te
 /// Conflicting operators in one update have their own error and status (400), and reach no
 /// store.
 async fn conflicting_operators_have_their_own_error(backend: Backend, test: &str) {
-    let Some((slates, hooked, _clock)) = hooked(backend, test).await else {
+    let Some((slates, hooked, _clock)) = hooked_engine(backend, test).await else {
         return;
     };
     let s = slates.user_slates("ada").unwrap().raw_slate("c");

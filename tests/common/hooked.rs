@@ -12,7 +12,9 @@ use tokio::sync::Notify;
 
 use slates::store::{Call as StoreCall, Intercept, Intercepted, StoreFuture};
 use slates::store::{SlateStore as _, TokenStore as _};
-use slates::{Error, Store};
+use slates::{Engine, Error, ManualClock, Store};
+
+use super::Backend;
 
 /// Which store method a call is.
 pub use slates::store::CallKind as Call;
@@ -45,6 +47,23 @@ pub struct Hooked {
 pub struct Hooks {
     hook: Arc<Mutex<Hook>>,
     calls: Arc<Mutex<Vec<Call>>>,
+}
+
+/// An engine on a fresh store of `backend` behind a [`Hooked`] decorator (every store call
+/// recorded), with a manual clock and plain-http cookies. The record starts empty: the
+/// prepares of `build` are forgotten. `None`: backend not available here, skip the test.
+pub async fn hooked_engine(backend: Backend, test: &str) -> Option<(Engine, Hooked, ManualClock)> {
+    let hooked = Hooked::new(backend.store(test).await?);
+    let clock = ManualClock::new();
+    let engine = Engine::builder_shared(hooked.store())
+        .layout(backend.layout())
+        .clock(clock.clone())
+        .secure(false)
+        .build()
+        .await
+        .expect("build");
+    hooked.clear_calls();
+    Some((engine, hooked, clock))
 }
 
 /// A hook that lets every call through.

@@ -154,7 +154,7 @@ async fn login(
 
 async fn me(user: CurrentUser) -> Result<Json<serde_json::Value>, slates::Error> {
     // The profile as the layer loaded it with the token check: no extra read.
-    let profile: Profile = user.profile()?.unwrap_or_default();
+    let profile: Profile = user.profile().await?.unwrap_or_default();
     Ok(Json(
         serde_json::json!({ "username": user.username(), "user": profile }),
     ))

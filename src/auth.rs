@@ -10,14 +10,16 @@ use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::names::Username;
 use crate::rejection::MissingLayer;
-use crate::request::{CookieChange, LiveToken, RequestState};
+use crate::request::{LiveToken, RequestState};
+use crate::resolve::CookieChange;
 use crate::stats::bump;
 use crate::store::{TokenRecord, TokenStore};
 use crate::token::Token;
 use crate::token::TokenHash;
 
 /// Extractor that logs users in and out. Works on anonymous requests too (that is where
-/// `login` happens). Cookie changes are sent on this request's response.
+/// `login` happens). Extracting it costs no store operation; each operation says what it
+/// reads and writes. Cookie changes are sent on this request's response.
 ///
 /// Checking the password is the app's job; `login` only issues the token:
 ///
@@ -40,25 +42,49 @@ pub struct Auth {
 
 impl Auth {
     /// The user this request arrived logged in as, if any (a `login` in this handler does
-    /// not change it).
-    pub fn username(&self) -> Option<&str> {
-        self.state.identity.as_ref().map(|i| i.user.as_str())
+    /// not change it). Checks the token (one token lookup) unless an extractor of this
+    /// request did already.
+    pub async fn username(&self) -> Result<Option<&str>> {
+        Ok(self.state.resolve_parsed().await?.map(|i| i.user.as_str()))
+    }
+
+    /// The live token of the request: the one an earlier operation of this request left,
+    /// else the one the request arrived with (checked against the store, once per request).
+    async fn current(&self) -> Result<Option<LiveToken>> {
+        if let Some(changed) = self.state.changed_login() {
+            return Ok(changed);
+        }
+        Ok(self.state.resolve_parsed().await?.map(|i| LiveToken {
+            hash: i.hash,
+            user: i.user.clone(),
+            created: i.created,
+        }))
+    }
+
+    /// The hash of the token to delete when the login ends: the one an earlier operation of
+    /// this request left, else the cookie's, unchecked (deleting an unknown token is
+    /// harmless, and costs no lookup).
+    fn current_hash(&self) -> Option<TokenHash> {
+        match self.state.changed_login() {
+            Some(changed) => changed.map(|live| live.hash),
+            None => self.state.cookie_hash(),
+        }
     }
 
     /// Logs `username` in: a fresh random token (a token the client sent is never adopted),
     /// a new `_auth` record, and `Set-Cookie` on the response.
     ///
-    /// The token this request carried (or issued earlier in this handler) is deleted
-    /// **first**, so a planted or shared token never stays valid next to the new one. If that
+    /// The token this request carried (or issued earlier in this handler), if well-formed, is
+    /// deleted **first** (without a lookup), so a planted or shared token never stays valid next to the new one. If that
     /// delete fails, nothing changed and the error is returned. If the insert of the new
     /// token then fails, the error is returned and the response removes the cookie (the old
     /// token is gone, no new one exists).
     pub async fn login(&self, username: &str) -> Result<()> {
         let user = Username::new(username)?;
         let _one_at_a_time = self.state.auth_ops.lock().await;
-        if let Some(old) = self.state.current() {
-            let step = self.store().delete_token(&old.hash);
-            self.deleting("login (delete previous token)", &old.hash, step)
+        if let Some(old) = self.current_hash() {
+            let step = self.store().delete_token(&old);
+            self.deleting("login (delete previous token)", &old, step)
                 .await?;
         }
         let now = self.core().config.clock.now();
@@ -67,16 +93,17 @@ impl Auth {
         Ok(())
     }
 
-    /// Logs this browser out: deletes its token record and expires the cookie. On an
-    /// anonymous request it only expires the cookie. If the delete fails, the error is
-    /// returned and the cookie is left as it was (the token still works, so the user can
-    /// retry).
+    /// Logs this browser out: deletes its token record (one delete, no lookup) and expires
+    /// the cookie. Without a well-formed token cookie it only expires the cookie. If the
+    /// delete fails, the error is returned and the cookie is left as it was (the token still
+    /// works, so the user can retry).
     pub async fn logout(&self) -> Result<()> {
         let _one_at_a_time = self.state.auth_ops.lock().await;
-        if let Some(current) = self.state.current() {
-            let step = self.store().delete_token(&current.hash);
-            self.deleting("logout", &current.hash, step).await?;
-            bump(&self.core().counters.logouts);
+        if let Some(current) = self.current_hash() {
+            let step = self.store().delete_token(&current);
+            if self.deleting("logout", &current, step).await? {
+                bump(&self.core().counters.logouts);
+            }
         }
         self.state.record(None, CookieChange::Remove);
         Ok(())
@@ -88,7 +115,7 @@ impl Auth {
     /// request. If the delete fails, the error is returned and the cookie is left as it was.
     pub async fn logout_everywhere(&self) -> Result<u64> {
         let _one_at_a_time = self.state.auth_ops.lock().await;
-        let current = self.state.current().ok_or(Error::NotLoggedIn)?;
+        let current = self.current().await?.ok_or(Error::NotLoggedIn)?;
         let step = self.store().delete_user_tokens(&current.user);
         let n = self
             .deleting("logout everywhere", &current.hash, step)
@@ -108,7 +135,7 @@ impl Auth {
     /// grace (with a zero grace, the response removes the cookie): the user logs in again.
     pub async fn rotate(&self) -> Result<()> {
         let _one_at_a_time = self.state.auth_ops.lock().await;
-        let old = self.state.current().ok_or(Error::NotLoggedIn)?;
+        let old = self.current().await?.ok_or(Error::NotLoggedIn)?;
         let config = &self.core().config;
         let grace = config.rotation_grace;
         if grace.is_zero() {
@@ -228,7 +255,7 @@ impl Auth {
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Auth")
-            .field("username", &self.username())
+            .field("username", &self.state.resolved().map(|i| i.user.as_str()))
             .finish()
     }
 }
@@ -237,8 +264,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Auth {
     type Rejection = MissingLayer;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let state = RequestState::from_parts(parts)?;
+        // Parse the cookie now (no store call): the operations need it and have no headers.
+        state.cookie(&parts.headers);
         Ok(Auth {
-            state: Arc::clone(RequestState::from_parts(parts)?),
+            state: Arc::clone(state),
         })
     }
 }

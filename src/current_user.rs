@@ -1,4 +1,4 @@
-//! [`CurrentUser`]: the logged-in user and the profile the layer loaded.
+//! [`CurrentUser`]: the logged-in user, and the profile loaded on first read.
 
 use std::sync::Arc;
 
@@ -11,17 +11,25 @@ use time::OffsetDateTime;
 use crate::error::{Error, Result};
 use crate::names::{SlateName, Username};
 use crate::redirect::login_required;
-use crate::rejection::{LoginRequired, MissingLayer};
-use crate::request::{Identity, RequestState};
+use crate::rejection::{LoginRequired, Unresolved};
+use crate::request::{resolve_parts, RequestState};
+use crate::resolve::Identity;
 use crate::store::SlateDoc;
 use crate::user_slates::UserSlates;
 
-/// Extractor for the logged-in user: the username and the profile (the user slate,
-/// document `_id: "user"`), already loaded by the layer in the same pass as the token check.
+/// Extractor for the logged-in user: the username, and the profile (the user slate,
+/// document `_id: "user"`).
+///
+/// Extracting it checks the request's token (one token lookup, the first time in the
+/// request); the profile is read on the first call to [`profile`](Self::profile) or
+/// [`raw_profile`](Self::raw_profile) and kept for the rest of the request. A route that
+/// extracts neither `CurrentUser` nor [`UserSlates`] nor calls an [`Auth`](crate::Auth)
+/// operation costs no store operation at all.
 ///
 /// Rejects an anonymous request ([`LoginRequired`]) as configured with
 /// [`EngineBuilder::when_logged_out`](crate::EngineBuilder::when_logged_out): 401 by
-/// default, or a redirect to the login page. Use `Option<CurrentUser>` where login is
+/// default, or a redirect to the login page; a token store failure is 503
+/// ([`Unavailable`](crate::Unavailable)). Use `Option<CurrentUser>` where login is
 /// optional.
 ///
 /// ```no_run
@@ -30,7 +38,7 @@ use crate::user_slates::UserSlates;
 /// struct Profile { name: String, timezone: String }
 ///
 /// async fn page(user: CurrentUser) -> Result<String, slates::Error> {
-///     let profile: Option<Profile> = user.profile()?;
+///     let profile: Option<Profile> = user.profile().await?;
 ///     Ok(format!("hello {} ({:?})", user.username(), profile.map(|p| p.timezone)))
 /// }
 /// ```
@@ -41,10 +49,9 @@ pub struct CurrentUser {
 
 impl CurrentUser {
     fn identity(&self) -> &Identity {
-        // Constructed only when the identity is present.
+        // Constructed only once the request resolved to a logged-in user.
         self.state
-            .identity
-            .as_ref()
+            .resolved()
             .expect("CurrentUser is only built for authenticated requests")
     }
 
@@ -63,36 +70,37 @@ impl CurrentUser {
         self.identity().expires
     }
 
-    /// The profile as loaded at the start of the request, raw (`None` if the user has none
-    /// yet, or if the stored document is malformed: see [`profile`](Self::profile)). No copy
-    /// is made.
-    pub fn raw_profile(&self) -> Option<&Document> {
-        self.loaded().ok().flatten().map(|s| &*s.doc)
-    }
-
-    /// The profile's version as loaded.
-    pub fn profile_version(&self) -> Option<i64> {
-        self.loaded().ok().flatten().map(|s| s.version)
-    }
-
-    /// The profile as loaded at the start of the request, deserialized into `T` (`None` if
-    /// the user has none yet). To write it, use
-    /// [`UserSlates::profile_slate`](crate::UserSlates::profile_slate).
+    /// The profile, raw: read from the store on the first profile read of the request, then
+    /// kept (`None` if the user has none yet). No copy is made.
     ///
     /// A stored document that slates cannot read (its `_v` or `_expires` edited by hand to
-    /// another type) is [`Error::MalformedDocument`](crate::Error::MalformedDocument), and
-    /// fields that do not fit `T` are [`Error::Deserialize`](crate::Error::Deserialize):
-    /// only this call fails, the request itself and handlers that do not read the profile
-    /// proceed. A `put` of the profile repairs a malformed document.
-    pub fn profile<T: DeserializeOwned>(&self) -> Result<Option<T>> {
-        match self.loaded()? {
+    /// another type) is [`Error::MalformedDocument`](crate::Error::MalformedDocument): only
+    /// this call fails, the request itself and handlers that do not read the profile
+    /// proceed. A store failure is an error too (503 when returned from a handler).
+    pub async fn raw_profile(&self) -> Result<Option<&Document>> {
+        Ok(self.loaded().await?.map(|s| &*s.doc))
+    }
+
+    /// The profile's version (`None` if the user has none), read like
+    /// [`raw_profile`](Self::raw_profile).
+    pub async fn profile_version(&self) -> Result<Option<i64>> {
+        Ok(self.loaded().await?.map(|s| s.version))
+    }
+
+    /// The profile, deserialized into `T` (`None` if the user has none yet), read like
+    /// [`raw_profile`](Self::raw_profile). Fields that do not fit `T` are
+    /// [`Error::Deserialize`](crate::Error::Deserialize). To write it, use
+    /// [`UserSlates::profile_slate`](crate::UserSlates::profile_slate); a `put` of the
+    /// profile repairs a malformed document.
+    pub async fn profile<T: DeserializeOwned>(&self) -> Result<Option<T>> {
+        match self.loaded().await? {
             None => Ok(None),
             Some(s) => Ok(Some(bson::from_document((*s.doc).clone())?)),
         }
     }
 
-    fn loaded(&self) -> Result<Option<&SlateDoc>> {
-        match &self.identity().profile {
+    async fn loaded(&self) -> Result<Option<&SlateDoc>> {
+        match self.state.profile(self.identity()).await? {
             Ok(slate) => Ok(slate.as_ref()),
             Err(reason) => Err(Error::MalformedDocument {
                 what: SlateName::USER.to_owned(),
@@ -119,22 +127,21 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
     type Rejection = LoginRequired;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let state = RequestState::from_parts(parts)?;
-        if state.identity.is_none() {
-            return Err(login_required(&state.core.config.when_logged_out, parts));
+        match resolve_parts(parts).await? {
+            (state, Some(_)) => Ok(CurrentUser {
+                state: Arc::clone(state),
+            }),
+            (state, None) => Err(login_required(&state.core.config.when_logged_out, parts)),
         }
-        Ok(CurrentUser {
-            state: Arc::clone(state),
-        })
     }
 }
 
 impl<S: Send + Sync> OptionalFromRequestParts<S> for CurrentUser {
-    type Rejection = MissingLayer;
+    type Rejection = Unresolved;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Self::Rejection> {
-        let state = RequestState::from_parts(parts)?;
-        Ok(state.identity.as_ref().map(|_| CurrentUser {
+        let (state, identity) = resolve_parts(parts).await?;
+        Ok(identity.map(|_| CurrentUser {
             state: Arc::clone(state),
         }))
     }

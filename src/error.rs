@@ -149,7 +149,7 @@ impl axum::response::IntoResponse for Error {
         use http::StatusCode;
         if let Error::Unavailable(_) = &self {
             tracing::error!(error = %self, "slates store unavailable");
-            return service_unavailable();
+            return crate::rejection::Unavailable.into_response();
         }
         let (status, body) = match &self {
             Error::InvalidName { .. }
@@ -172,18 +172,3 @@ impl axum::response::IntoResponse for Error {
         (status, body).into_response()
     }
 }
-
-/// The answer to an unavailable store, from the layer or from a handler: 503, a short
-/// generic text and `Retry-After`, so clients and proxies know to come back.
-pub(crate) fn service_unavailable() -> axum::response::Response {
-    use axum::response::IntoResponse;
-    (
-        http::StatusCode::SERVICE_UNAVAILABLE,
-        [(http::header::RETRY_AFTER, RETRY_AFTER_SECONDS)],
-        "Service temporarily unavailable. Please try again shortly.\n",
-    )
-        .into_response()
-}
-
-/// The `Retry-After` of every 503 slates sends, in seconds.
-pub const RETRY_AFTER_SECONDS: &str = "5";

@@ -7,10 +7,11 @@ use tower_layer::Layer;
 use crate::core::Core;
 use crate::service::SlatesService;
 
-/// Resolves the token cookie to a user on every request, loads the user's profile, and
-/// leaves what the extractors ([`CurrentUser`](crate::CurrentUser),
+/// Leaves what the extractors ([`CurrentUser`](crate::CurrentUser),
 /// [`UserSlates`](crate::UserSlates), [`Auth`](crate::Auth), [`Engine`](crate::Engine))
-/// need in the request extensions; applies the cookie changes they ask for on the response.
+/// need in the request extensions, and applies the cookie changes they ask for on the
+/// response. It reads nothing itself: the token is checked when an extractor first asks who
+/// the user is, the profile when a handler first reads it, each at most once per request.
 /// Get one from [`Engine::layer`](crate::Engine::layer). Cheap to clone.
 #[derive(Clone)]
 pub struct SlatesLayer {

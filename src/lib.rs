@@ -9,16 +9,19 @@
 //! slates splits the bag:
 //! - an `_auth` collection maps the SHA-256 of a random token to a username, with its own
 //!   expiry (tokens expire; user data never does);
-//! - each user has a **profile** (the user slate, `_id: "user"`), loaded by the layer with
-//!   the token check;
+//! - each user has a **profile** (the user slate, `_id: "user"`), read on the first profile
+//!   read of a request;
 //! - each multi-step task has its own **workflow slate**, read and written only by the pages
 //!   of that task, each write one atomic operation on one small document. A
 //!   [`Workflow`] declares it once: name, document type, expiry.
 //!
 //! The names: the [`Engine`] is the configured system (stores, settings, counters) and
-//! makes the [`SlatesLayer`]; in a handler, [`CurrentUser`] is who is logged in with the
-//! profile as loaded, [`UserSlates`] hands out that user's slates, [`Slate<T>`](Slate) is a
+//! makes the [`SlatesLayer`]; in a handler, [`CurrentUser`] is who is logged in, with the
+//! profile, [`UserSlates`] hands out that user's slates, [`Slate<T>`](Slate) is a
 //! typed handle to one of them ([`RawSlate`] an untyped one), and [`Auth`] logs in and out.
+//!
+//! Nothing is read until a handler asks: a route that extracts none of these costs no store
+//! operation, one that needs only the username costs the token lookup.
 //!
 //! No lock is held while a handler runs: two tabs of the same user run side by side, and
 //! concurrent increments, pushes and compare-and-swap updates are never lost.
@@ -151,7 +154,7 @@ pub use crate::names::{SlateName, Username};
 pub use crate::raw_slate::RawSlate;
 pub use crate::redirect::safe_next;
 pub use crate::rejection::{
-    LoginRedirect, LoginRequired, MissingLayer, NotLoggedIn, WhenLoggedOut,
+    LoginRedirect, LoginRequired, MissingLayer, NotLoggedIn, Unavailable, Unresolved, WhenLoggedOut,
 };
 pub use crate::same_origin::{is_cross_origin, same_origin_only};
 pub use crate::service::SlatesService;

@@ -4,8 +4,15 @@
 //! [`WhenLoggedOut`], the policy that picks the answer to an anonymous request.
 
 use axum::response::{IntoResponse, Response};
-use http::header::LOCATION;
+use http::header::{LOCATION, RETRY_AFTER};
 use http::{HeaderValue, StatusCode};
+
+/// The body of every 503 slates sends.
+const SERVICE_UNAVAILABLE_BODY: &str =
+    "Service temporarily unavailable. Please try again shortly.\n";
+
+/// The `Retry-After` of every 503 slates sends, in seconds.
+const RETRY_AFTER_SECONDS: &str = "5";
 
 /// What [`CurrentUser`](crate::CurrentUser) and [`UserSlates`](crate::UserSlates) answer
 /// when nobody is logged in. Set with
@@ -129,6 +136,79 @@ impl IntoResponse for LoginRedirect {
     }
 }
 
+/// A store failed (503 Service Unavailable, a short generic text and `Retry-After: 5`, so
+/// clients and proxies know to come back): the answer of an extractor whose token check
+/// failed, and of a handler returning a store [`Error`](crate::Error). A request whose token
+/// cannot be checked is neither treated as anonymous (that would drop the browser's cookie
+/// on a mere hiccup) nor as anyone else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unavailable;
+
+impl Unavailable {
+    /// 503 Service Unavailable.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+
+    /// The response body.
+    pub fn body_text(&self) -> String {
+        SERVICE_UNAVAILABLE_BODY.to_owned()
+    }
+}
+
+impl IntoResponse for Unavailable {
+    fn into_response(self) -> Response {
+        let mut response = respond(self.status(), self.body_text());
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+        response
+    }
+}
+
+/// Rejection of `Option<CurrentUser>`: only the failures, never the absence of a login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unresolved {
+    /// Layer not installed: 500.
+    MissingLayer(MissingLayer),
+    /// The token could not be checked: 503.
+    Unavailable(Unavailable),
+}
+
+impl Unresolved {
+    /// The status of the response.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Unresolved::MissingLayer(r) => r.status(),
+            Unresolved::Unavailable(r) => r.status(),
+        }
+    }
+
+    /// The body of the response.
+    pub fn body_text(&self) -> String {
+        match self {
+            Unresolved::MissingLayer(r) => r.body_text(),
+            Unresolved::Unavailable(r) => r.body_text(),
+        }
+    }
+}
+
+impl From<MissingLayer> for Unresolved {
+    fn from(m: MissingLayer) -> Self {
+        Unresolved::MissingLayer(m)
+    }
+}
+
+impl IntoResponse for Unresolved {
+    fn into_response(self) -> Response {
+        match self {
+            Unresolved::MissingLayer(r) => r.into_response(),
+            Unresolved::Unavailable(r) => r.into_response(),
+        }
+    }
+}
+
 /// Rejection of [`CurrentUser`](crate::CurrentUser) and [`UserSlates`](crate::UserSlates).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -139,6 +219,8 @@ pub enum LoginRequired {
     Redirect(LoginRedirect),
     /// Layer not installed: 500.
     MissingLayer(MissingLayer),
+    /// The token could not be checked: 503.
+    Unavailable(Unavailable),
 }
 
 impl LoginRequired {
@@ -148,6 +230,7 @@ impl LoginRequired {
             LoginRequired::NotLoggedIn(r) => r.status(),
             LoginRequired::Redirect(r) => r.status(),
             LoginRequired::MissingLayer(r) => r.status(),
+            LoginRequired::Unavailable(r) => r.status(),
         }
     }
 
@@ -157,6 +240,7 @@ impl LoginRequired {
             LoginRequired::NotLoggedIn(r) => r.body_text(),
             LoginRequired::Redirect(r) => r.body_text(),
             LoginRequired::MissingLayer(r) => r.body_text(),
+            LoginRequired::Unavailable(r) => r.body_text(),
         }
     }
 }
@@ -167,12 +251,22 @@ impl From<MissingLayer> for LoginRequired {
     }
 }
 
+impl From<Unresolved> for LoginRequired {
+    fn from(u: Unresolved) -> Self {
+        match u {
+            Unresolved::MissingLayer(m) => LoginRequired::MissingLayer(m),
+            Unresolved::Unavailable(u) => LoginRequired::Unavailable(u),
+        }
+    }
+}
+
 impl IntoResponse for LoginRequired {
     fn into_response(self) -> Response {
         match self {
             LoginRequired::NotLoggedIn(r) => r.into_response(),
             LoginRequired::Redirect(r) => r.into_response(),
             LoginRequired::MissingLayer(r) => r.into_response(),
+            LoginRequired::Unavailable(r) => r.into_response(),
         }
     }
 }

@@ -1,38 +1,22 @@
-//! What the layer leaves in request extensions for the extractors.
+//! What the layer leaves in request extensions for the extractors: the request's state,
+//! resolved lazily. Nothing is read from a store until an extractor asks: the token lookup
+//! on the first identity question, the profile on the first profile question, each at most
+//! once per request.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use http::request::Parts;
+use http::HeaderMap;
 use time::OffsetDateTime;
+use tokio::sync::OnceCell;
 
+use crate::cookie::{token_from_headers, CookieToken};
 use crate::core::Core;
+use crate::error::Result;
 use crate::names::Username;
-use crate::rejection::MissingLayer;
-use crate::store::SlateDoc;
-use crate::token::{Token, TokenHash};
-
-/// The logged-in user of a request, as resolved by the layer.
-pub(crate) struct Identity {
-    pub user: Username,
-    pub hash: TokenHash,
-    /// The login time of the token (its record's `created`).
-    pub created: OffsetDateTime,
-    pub expires: OffsetDateTime,
-    /// The profile (user slate) as loaded, or why the stored document could not be read (a
-    /// malformed document must not turn every request of the user into an error: only a
-    /// handler that asks for the profile sees it).
-    pub profile: Result<Option<SlateDoc>, &'static str>,
-}
-
-/// A cookie change a handler asked for, applied by the service on the way out.
-pub(crate) enum CookieChange {
-    /// Send this token (login, rotation, renewal) with this max age.
-    Set(Token, time::Duration),
-    /// Make the browser drop the cookie.
-    Remove,
-    /// Send nothing, not even the layer's own change (a renewal).
-    Keep,
-}
+use crate::rejection::{MissingLayer, Unavailable, Unresolved};
+use crate::resolve::{load_profile, resolve, CookieChange, Identity, LoadedProfile};
+use crate::token::TokenHash;
 
 /// A live token of the request: the one it came with, or one an `Auth` operation issued.
 #[derive(Clone)]
@@ -44,17 +28,27 @@ pub(crate) struct LiveToken {
 }
 
 /// Where the request's login stands after the `Auth` operations run so far.
+#[derive(Default)]
 struct AuthState {
-    /// The live token the browser holds once this response is applied.
-    current: Option<LiveToken>,
-    /// The cookie change that gets it there (`None`: leave the cookie as the layer decided).
+    /// Set once an `Auth` operation changed the login: the live token the browser holds
+    /// once this response is applied (`Some(None)`: none).
+    current: Option<Option<LiveToken>>,
+    /// The cookie change an `Auth` operation asked for (`None`: leave the cookie as the
+    /// resolution decided).
     change: Option<CookieChange>,
+    /// The cookie change the resolution wants (removal of a refused cookie, a renewal).
+    resolution_change: Option<CookieChange>,
 }
 
 /// Per-request state shared by the service and the extractors (one `Arc` in extensions).
 pub(crate) struct RequestState {
     pub core: Arc<Core>,
-    pub identity: Option<Identity>,
+    /// The token cookie, parsed by the first extractor that needs it.
+    cookie: OnceLock<CookieToken>,
+    /// The identity, resolved by the first extractor that asks (one token lookup).
+    identity: OnceCell<Option<Identity>>,
+    /// The profile, loaded by the first profile read (one slate read).
+    profile: OnceCell<LoadedProfile>,
     /// Short critical sections only (read or swap a value); never held across an `.await`.
     auth: Mutex<AuthState>,
     /// Serializes the `Auth` operations of this one request (a handler that runs two at once
@@ -64,28 +58,73 @@ pub(crate) struct RequestState {
 }
 
 impl RequestState {
-    pub fn new(core: Arc<Core>, identity: Option<Identity>) -> Self {
-        let current = identity.as_ref().map(|i| LiveToken {
-            hash: i.hash,
-            user: i.user.clone(),
-            created: i.created,
-        });
+    pub fn new(core: Arc<Core>) -> Self {
         RequestState {
             core,
-            identity,
-            auth: Mutex::new(AuthState {
-                current,
-                change: None,
-            }),
+            cookie: OnceLock::new(),
+            identity: OnceCell::new(),
+            profile: OnceCell::new(),
+            auth: Mutex::new(AuthState::default()),
             auth_ops: tokio::sync::Mutex::new(()),
         }
     }
 
-    pub fn from_parts(parts: &Parts) -> Result<&Arc<RequestState>, MissingLayer> {
+    pub fn from_parts(parts: &Parts) -> std::result::Result<&Arc<RequestState>, MissingLayer> {
         parts
             .extensions
             .get::<Arc<RequestState>>()
             .ok_or(MissingLayer)
+    }
+
+    /// The token cookie of the request, parsed once (no store call).
+    pub fn cookie(&self, headers: &HeaderMap) -> &CookieToken {
+        self.cookie
+            .get_or_init(|| token_from_headers(headers, &self.core.config.cookie.name))
+    }
+
+    /// The identity the request arrived with: resolved on the first call (one token lookup,
+    /// and a renewal when due), the same answer afterwards. A store failure is an error and
+    /// is not remembered (a later call asks again).
+    pub async fn resolve(&self, headers: &HeaderMap) -> Result<Option<&Identity>> {
+        self.cookie(headers);
+        self.resolve_parsed().await
+    }
+
+    /// [`resolve`](Self::resolve) once the cookie was parsed (an extractor that keeps the
+    /// state, such as `Auth`, parses it when it is extracted); a cookie never parsed counts
+    /// as absent.
+    pub async fn resolve_parsed(&self) -> Result<Option<&Identity>> {
+        let cookie = self.cookie.get().unwrap_or(&CookieToken::Absent);
+        let identity = self
+            .identity
+            .get_or_try_init(|| async {
+                let (identity, change) = resolve(&self.core, cookie).await?;
+                self.auth().resolution_change = change;
+                Ok::<_, crate::error::Error>(identity)
+            })
+            .await?;
+        Ok(identity.as_ref())
+    }
+
+    /// The hash of the token the request's cookie holds, if it holds a well-formed one (not
+    /// checked against the store). `None` if the cookie was never parsed.
+    pub fn cookie_hash(&self) -> Option<TokenHash> {
+        match self.cookie.get()? {
+            CookieToken::Present(token) => Some(token.hash()),
+            CookieToken::Absent | CookieToken::Malformed => None,
+        }
+    }
+
+    /// The identity, if the request was resolved already and is logged in.
+    pub fn resolved(&self) -> Option<&Identity> {
+        self.identity.get().and_then(Option::as_ref)
+    }
+
+    /// The profile of `identity`, loaded on the first call (one slate read).
+    pub async fn profile(&self, identity: &Identity) -> Result<&LoadedProfile> {
+        self.profile
+            .get_or_try_init(|| load_profile(&self.core, &identity.user))
+            .await
     }
 
     fn auth(&self) -> MutexGuard<'_, AuthState> {
@@ -94,15 +133,16 @@ impl RequestState {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The live token the response will leave the browser with.
-    pub fn current(&self) -> Option<LiveToken> {
+    /// The live token the response will leave the browser with, if an `Auth` operation
+    /// changed it (`None`: no operation did; `Some(None)`: logged out).
+    pub fn changed_login(&self) -> Option<Option<LiveToken>> {
         self.auth().current.clone()
     }
 
     /// Records that the browser's live token is now `current`, reached by `change`.
     pub fn record(&self, current: Option<LiveToken>, change: CookieChange) {
         let mut auth = self.auth();
-        auth.current = current;
+        auth.current = Some(current);
         auth.change = Some(change);
     }
 
@@ -112,12 +152,26 @@ impl RequestState {
         matches!(&self.auth().change, Some(CookieChange::Set(t, _)) if t.hash() == *hash)
     }
 
-    /// Leaves the browser's cookie as it is: no change, and none of the layer's either.
+    /// Leaves the browser's cookie as it is: no change, and none of the resolution's either.
     pub fn keep(&self) {
         self.auth().change = Some(CookieChange::Keep);
     }
 
+    /// The cookie change to apply: an `Auth` operation's, else the resolution's.
     pub fn take_cookie_change(&self) -> Option<CookieChange> {
-        self.auth().change.take()
+        let mut auth = self.auth();
+        auth.change.take().or_else(|| auth.resolution_change.take())
+    }
+}
+
+/// Resolves the request's identity for an extractor: the state, and whether someone is
+/// logged in. A store failure is [`Unavailable`].
+pub(crate) async fn resolve_parts(
+    parts: &Parts,
+) -> std::result::Result<(&Arc<RequestState>, Option<&Identity>), Unresolved> {
+    let state = RequestState::from_parts(parts)?;
+    match state.resolve(&parts.headers).await {
+        Ok(identity) => Ok((state, identity)),
+        Err(_) => Err(Unresolved::Unavailable(Unavailable)),
     }
 }

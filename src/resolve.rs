@@ -1,5 +1,5 @@
-//! Token cookie to identity: the token lookup, the profile load and the renewal the layer
-//! does before the handler runs.
+//! Token cookie to identity (the token lookup and the renewal), and the profile load: what
+//! an extractor's first question about the request costs.
 
 use std::time::Instant;
 
@@ -9,22 +9,44 @@ use crate::config::Config;
 use crate::cookie::CookieToken;
 use crate::core::Core;
 use crate::error::Error;
-use crate::names::SlateName;
-use crate::request::{CookieChange, Identity};
+use crate::names::{SlateName, Username};
 use crate::stats::bump;
-use crate::store::{SlateKey, TokenRecord};
-use crate::token::TokenHash;
+use crate::store::{SlateDoc, SlateKey, TokenRecord};
+use crate::token::{Token, TokenHash};
 
-/// Token cookie to identity: at most one token lookup, one user slate read and, when due, one
-/// renewal. Returns the cookie change the layer itself wants (removal of a bad cookie or a
-/// renewed one), which a handler's own change overrides.
+/// The logged-in user of a request, as resolved from its token.
+pub(crate) struct Identity {
+    pub user: Username,
+    pub hash: TokenHash,
+    /// The login time of the token (its record's `created`).
+    pub created: OffsetDateTime,
+    pub expires: OffsetDateTime,
+}
+
+/// The profile (user slate) as loaded, or why the stored document could not be read (a
+/// malformed document must not turn every request of the user into an error: only a
+/// handler that asks for the profile sees it).
+pub(crate) type LoadedProfile = std::result::Result<Option<SlateDoc>, &'static str>;
+
+/// A cookie change, applied by the service on the way out.
+pub(crate) enum CookieChange {
+    /// Send this token (login, rotation, renewal) with this max age.
+    Set(Token, time::Duration),
+    /// Make the browser drop the cookie.
+    Remove,
+    /// Send nothing, not even the resolution's own change (a renewal).
+    Keep,
+}
+
+/// Token cookie to identity: at most one token lookup and, when due, one renewal. Returns
+/// the cookie change the resolution wants (removal of a bad cookie or a renewed one), which
+/// a handler's own change overrides.
 pub(crate) async fn resolve(
     core: &Core,
-    cookie: CookieToken,
+    cookie: &CookieToken,
 ) -> Result<(Option<Identity>, Option<CookieChange>), Error> {
     let counters = &core.counters;
     let config = &core.config;
-    bump(&counters.requests);
     let token = match cookie {
         CookieToken::Absent => {
             bump(&counters.anonymous);
@@ -48,20 +70,6 @@ pub(crate) async fn resolve(
     let Some(record) = record.filter(|r| now < absolute_end(config, r)) else {
         return Ok(refused(core, &hash));
     };
-    let key = SlateKey::new(record.user.clone(), SlateName::user());
-    let profile = match core.slates.get_slate(&key, now).await {
-        Ok(slate) => Ok(slate),
-        Err(Error::MalformedDocument { reason, .. }) => {
-            tracing::warn!(user = %record.user, reason, "malformed profile (user slate): the request proceeds without it");
-            Err(reason)
-        }
-        Err(e) => {
-            store_failed(core, "profile load", &hash.short(), &e);
-            return Err(e);
-        }
-    };
-    bump(&counters.user_slate_loads);
-
     let mut expires = record.expires;
     let mut change = None;
     if let Some(new_expires) = renewal(config, &record, now) {
@@ -73,7 +81,7 @@ pub(crate) async fn resolve(
             Ok(true) => {
                 bump(&counters.renewals);
                 expires = new_expires;
-                change = Some(CookieChange::Set(token, new_expires - now));
+                change = Some(CookieChange::Set(token.clone(), new_expires - now));
             }
             Ok(false) => {
                 // The record changed between lookup and renewal. Read it again: after a
@@ -89,7 +97,7 @@ pub(crate) async fn resolve(
             Err(e) => {
                 // Renewal is an optimisation: the token is still valid, so serve the request
                 // and renew on a later one.
-                store_failed(core, "renewal", &hash.short(), &e);
+                core.store_error("renewal", &e);
             }
         }
     }
@@ -100,10 +108,28 @@ pub(crate) async fn resolve(
             hash,
             created: record.created,
             expires,
-            profile,
         }),
         change,
     ))
+}
+
+/// Loads the profile (user slate) of `user`: one slate read. A malformed stored document is
+/// not an error here (only a handler that reads the profile sees it); a store failure is.
+pub(crate) async fn load_profile(core: &Core, user: &Username) -> Result<LoadedProfile, Error> {
+    let key = SlateKey::new(user.clone(), SlateName::user());
+    let profile = match core.slates.get_slate(&key, core.now()).await {
+        Ok(slate) => Ok(slate),
+        Err(Error::MalformedDocument { reason, .. }) => {
+            tracing::warn!(user = %user, reason, "malformed profile (user slate): the request proceeds without it");
+            Err(reason)
+        }
+        Err(e) => {
+            core.store_error("profile load", &e);
+            return Err(e);
+        }
+    };
+    bump(&core.counters.user_slate_loads);
+    Ok(profile)
 }
 
 /// One token lookup. A store failure is an error (the layer answers 503); a malformed
@@ -121,7 +147,7 @@ async fn find_token(
             Ok(None)
         }
         Err(e) => {
-            store_failed(core, "token lookup", &hash.short(), &e);
+            core.store_error("token lookup", &e);
             Err(e)
         }
     }
@@ -159,9 +185,4 @@ fn absolute_end(config: &Config, record: &TokenRecord) -> OffsetDateTime {
         .created
         .checked_add(config.absolute_lifetime)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
-
-fn store_failed(core: &Core, what: &str, token: &str, err: &Error) {
-    bump(&core.counters.store_errors);
-    tracing::error!(error = %err, token, "slates {what} failed");
 }

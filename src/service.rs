@@ -8,12 +8,12 @@ use http::header::{CACHE_CONTROL, SET_COOKIE};
 use http::{HeaderValue, Request};
 use tower_service::Service;
 
-use crate::cookie::{removal_cookie, set_cookie, token_from_headers};
+use crate::cookie::{removal_cookie, set_cookie};
 use crate::core::Core;
-use crate::error::service_unavailable;
 use crate::future::ResponseFuture;
-use crate::request::{CookieChange, RequestState};
-use crate::resolve::resolve;
+use crate::request::RequestState;
+use crate::resolve::CookieChange;
+use crate::stats::bump;
 
 /// The service built by [`SlatesLayer`](crate::SlatesLayer).
 #[derive(Clone)]
@@ -55,25 +55,17 @@ where
         // Take the service that was driven to readiness and leave a fresh clone behind.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let core = Arc::clone(&self.core);
+        let state = Arc::new(RequestState::new(Arc::clone(&self.core)));
+        bump(&state.core.counters.requests);
+        req.extensions_mut().insert(Arc::clone(&state));
         ResponseFuture {
             inner: Box::pin(async move {
-                // Read the cookie before any await: the request body need not be `Sync`.
-                let cookie = token_from_headers(req.headers(), &core.config.cookie.name);
-                let (identity, layer_change) = match resolve(&core, cookie).await {
-                    Ok(resolved) => resolved,
-                    // Any store failure is answered this way, never by treating the user as
-                    // anonymous (which would drop the cookie on a mere hiccup) or as someone
-                    // else.
-                    Err(_) => return Ok(service_unavailable()),
-                };
-                let state = Arc::new(RequestState::new(core, identity));
-                req.extensions_mut().insert(Arc::clone(&state));
-                // No lock of any kind is held while the handler runs.
+                // Nothing is resolved here: the extractors ask when they need to, so a route
+                // that never asks who the user is costs no store operation. No lock of any
+                // kind is held while the handler runs.
                 let mut response = inner.call(req).await?;
                 let cookie = &state.core.config.cookie;
-                let change = state.take_cookie_change().or(layer_change);
-                if let Some(change) = change {
+                if let Some(change) = state.take_cookie_change() {
                     let value = match change {
                         CookieChange::Set(token, max_age) => set_cookie(cookie, &token, max_age),
                         CookieChange::Remove => removal_cookie(cookie),

@@ -113,9 +113,11 @@ impl Counters {
 pub struct Stats {
     /// Requests that went through the layer.
     pub requests: u64,
-    /// Requests with a valid token.
+    /// Requests whose token was checked (an extractor asked who the user is) and valid.
     pub authenticated: u64,
-    /// Requests without a valid token (no cookie, malformed, unknown or expired).
+    /// Requests whose identity was asked for and that had no valid token (no cookie,
+    /// malformed, unknown or expired). A request that never asks is neither authenticated
+    /// nor anonymous.
     pub anonymous: u64,
     /// Cookies refused before any store call (wrong length or alphabet, ambiguous).
     pub malformed_tokens: u64,
@@ -127,7 +129,7 @@ pub struct Stats {
     pub logins: u64,
     /// Logouts (single and everywhere).
     pub logouts: u64,
-    /// User slates loaded by the layer.
+    /// Profiles (user slates) read: at most one per request, on the first profile read.
     pub user_slate_loads: u64,
     /// Slate reads by handlers.
     pub slate_reads: u64,

@@ -11,13 +11,15 @@ use crate::names::{SlateName, Username};
 use crate::raw_slate::RawSlate;
 use crate::redirect::login_required;
 use crate::rejection::LoginRequired;
-use crate::request::RequestState;
+use crate::request::resolve_parts;
 use crate::slate::Slate;
 use crate::stats::bump;
 use crate::workflow::Workflow;
 
 /// Extractor: one user's slates, as handles (nothing is read until a handle is asked).
-/// Rejects an anonymous request like [`CurrentUser`](crate::CurrentUser) does.
+/// Extracting it checks the request's token (one token lookup, the first time in the
+/// request) but does not read the profile. Rejects an anonymous request like
+/// [`CurrentUser`](crate::CurrentUser) does.
 ///
 /// Outside a request, get one from [`Engine::user_slates`](crate::Engine::user_slates).
 #[derive(Clone)]
@@ -44,8 +46,8 @@ impl UserSlates {
 
     /// The typed handle to this user's profile (the user slate, `_id: "user"`), which never
     /// expires, for the rare writes to it. Within a request, read it through
-    /// [`CurrentUser::profile`](crate::CurrentUser::profile): the layer has loaded it
-    /// already.
+    /// [`CurrentUser::profile`](crate::CurrentUser::profile), which reads it once per
+    /// request.
     pub fn profile_slate<T>(&self) -> Slate<T> {
         Slate::new(self.raw_slate(SlateName::USER))
     }
@@ -77,13 +79,12 @@ impl<S: Send + Sync> FromRequestParts<S> for UserSlates {
     type Rejection = LoginRequired;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let state = RequestState::from_parts(parts)?;
-        match &state.identity {
-            Some(identity) => Ok(UserSlates::new(
+        match resolve_parts(parts).await? {
+            (state, Some(identity)) => Ok(UserSlates::new(
                 Arc::clone(&state.core),
                 identity.user.clone(),
             )),
-            None => Err(login_required(&state.core.config.when_logged_out, parts)),
+            (state, None) => Err(login_required(&state.core.config.when_logged_out, parts)),
         }
     }
 }

@@ -47,7 +47,12 @@ async fn h_engine(engine: Engine) -> String {
 }
 
 async fn h_auth(auth: Auth) -> String {
-    auth.username().unwrap_or("anonymous").to_owned()
+    auth.username()
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or("anonymous")
+        .to_owned()
 }
 
 #[derive(serde::Deserialize)]

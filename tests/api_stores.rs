@@ -36,7 +36,7 @@ struct Import {
 const IMPORT: Workflow<Import> = Workflow::new("import").expires_after(Duration::minutes(20));
 
 async fn h_me(user: CurrentUser) -> Result<String, Error> {
-    let name = user.profile::<Profile>()?.map(|p| p.name);
+    let name = user.profile::<Profile>().await?.map(|p| p.name);
     Ok(format!("{} {}", user.username(), name.unwrap_or_default()))
 }
 

@@ -231,13 +231,17 @@ struct Profile {
 
 async fn h_profile(user: CurrentUser) -> Result<String, Error> {
     Ok(user
-        .profile::<Profile>()?
+        .profile::<Profile>()
+        .await?
         .map(|p| p.name)
         .unwrap_or_default())
 }
 
 async fn h_version(user: CurrentUser) -> String {
-    format!("{:?}", user.profile_version().unwrap_or(-1))
+    format!(
+        "{:?}",
+        user.profile_version().await.ok().flatten().unwrap_or(-1)
+    )
 }
 
 async fn h_hits(slates: UserSlates) -> Result<String, Error> {

@@ -487,7 +487,20 @@ async fn layer_commands(test: &str, layout: Layout) {
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     rec.one("insert", "login");
 
-    // An authenticated request: exactly two commands, the token and the user slate.
+    // Lazy resolution: a route that never asks who the user is costs nothing, even with a
+    // valid cookie; one that needs only the username costs the token lookup.
+    assert_eq!(c.get("/static").await.body, "static");
+    assert!(
+        rec.names().is_empty(),
+        "a route without identity costs nothing"
+    );
+    assert_eq!(c.get("/maybe").await.body, "ada");
+    let seen = rec.take();
+    let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["find"], "the username alone: the token lookup");
+    assert_eq!(seen[0].1.get_str("find").unwrap(), "_auth");
+
+    // A request that reads the profile: exactly two commands, the token and the user slate.
     let r = c.get("/me").await;
     assert_eq!(r.status, StatusCode::OK);
     let seen = rec.take();
@@ -501,15 +514,16 @@ async fn layer_commands(test: &str, layout: Layout) {
         "the user slate is a point read; its expiry is checked in Rust"
     );
 
-    // Past half the lifetime: the same two reads and one renewal update, never an upsert.
+    // Past half the lifetime: the token read, one renewal update (never an upsert), then
+    // the profile read.
     clock.advance(Duration::days(4));
     assert_eq!(c.get("/me").await.status, StatusCode::OK);
     let seen = rec.take();
     let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["find", "find", "update"], "a request that renews");
-    assert!(!flag(statement(&seen[2].1, "updates"), "upsert"));
+    assert_eq!(names, ["find", "update", "find"], "a request that renews");
+    assert!(!flag(statement(&seen[1].1, "updates"), "upsert"));
 
-    // Log out everywhere: the two reads, then one delete on `user`.
+    // Log out everywhere: the token read (whose user?), then one delete on `user`.
     let mut other = Client::new(app.clone());
     other.post_form("/login", "username=ada").await;
     rec.take();
@@ -519,20 +533,20 @@ async fn layer_commands(test: &str, layout: Layout) {
     );
     let seen = rec.take();
     let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["find", "find", "delete"]);
-    let s = statement(&seen[2].1, "deletes");
+    assert_eq!(names, ["find", "delete"]);
+    let s = statement(&seen[1].1, "deletes");
     assert_eq!(s.get_document("q").unwrap(), &doc! {"user": "ada"});
 
-    // Log out: the two reads, then one delete on _id.
+    // Log out: one delete on _id, no lookup.
     let mut c = Client::new(app);
     c.post_form("/login", "username=ada").await;
     rec.take();
     assert_eq!(c.post("/logout").await.status, StatusCode::NO_CONTENT);
     let seen = rec.take();
     let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["find", "find", "delete"]);
+    assert_eq!(names, ["delete"]);
     assert_eq!(
-        statement(&seen[2].1, "deletes").get_i32("limit").unwrap(),
+        statement(&seen[0].1, "deletes").get_i32("limit").unwrap(),
         1
     );
 }

@@ -15,7 +15,7 @@
 //!    workflow slate.
 //! 4. `/sets` and `/profile` — other pages of the site. They work at any time, in between
 //!    too, without touching the workflow slate. The profile shows the name and timezone from
-//!    the **profile** (the user slate, loaded by the layer with the token check) and changes
+//!    the **profile** (the user slate, read once per request on first use) and changes
 //!    the timezone; every page shows times in that timezone.
 //! 5. `/stats` — the engine's statistics as JSON, for the admin only: the user named by
 //!    `SLATES_ADMIN` (default `admin`). Other users get 403; anonymous visitors are sent to
@@ -176,7 +176,7 @@ async fn home(
         let next = q.next.as_deref().and_then(slates::safe_next);
         return Ok(pages::login_page(q.problem(), next));
     };
-    let profile: Profile = user.profile()?.unwrap_or_default();
+    let profile: Profile = user.profile().await?.unwrap_or_default();
     let name = profile.name.as_deref().unwrap_or(user.username());
     Ok(pages::home_page(user.username(), name, q.problem()))
 }
@@ -274,8 +274,8 @@ async fn upload_in_progress(
 }
 
 /// How this user's pages show times: in the profile's timezone.
-fn local_time(user: &CurrentUser) -> slates::Result<LocalTime> {
-    let profile: Option<Profile> = user.profile()?;
+async fn local_time(user: &CurrentUser) -> slates::Result<LocalTime> {
+    let profile: Option<Profile> = user.profile().await?;
     Ok(LocalTime::new(profile.and_then(|p| p.timezone).as_deref()))
 }
 
@@ -284,7 +284,7 @@ async fn review(user: CurrentUser, Query(q): Query<PageQuery>) -> Result<Respons
     let Some((upload, version, expires)) = upload_in_progress(&import).await? else {
         return Ok(pages::no_upload_page(user.username()));
     };
-    let local = local_time(&user)?;
+    let local = local_time(&user).await?;
     Ok(pages::review_page(
         user.username(),
         &upload,
@@ -358,7 +358,7 @@ async fn saved_sets(user: CurrentUser, Query(q): Query<PageQuery>) -> Result<Res
         .get()
         .await?
         .unwrap_or_default();
-    let local = local_time(&user)?;
+    let local = local_time(&user).await?;
     Ok(pages::sets_page(
         user.username(),
         &saved,
@@ -368,8 +368,7 @@ async fn saved_sets(user: CurrentUser, Query(q): Query<PageQuery>) -> Result<Res
 }
 
 async fn profile(user: CurrentUser, Query(q): Query<PageQuery>) -> Result<Response, PageError> {
-    // The profile was loaded by the layer with the token check: no extra read here.
-    let p: Profile = user.profile()?.unwrap_or_default();
+    let p: Profile = user.profile().await?.unwrap_or_default();
     Ok(pages::profile_page(
         user.username(),
         p.name.as_deref().unwrap_or(user.username()),

@@ -656,6 +656,9 @@ async fn h_me(user: CurrentUser) -> String {
         "{} {}",
         user.username(),
         user.raw_profile()
+            .await
+            .ok()
+            .flatten()
             .and_then(|d| d.get_str("tz").ok())
             .unwrap_or("-")
     )
@@ -705,6 +708,7 @@ pub fn test_app(slates: &Engine) -> Router {
         .route("/logout-everywhere", post(h_logout_everywhere))
         .route("/rotate", post(h_rotate))
         .route("/slow", get(h_slow))
+        .route("/static", get(|| async { "static" }))
         .route("/stats", get(slates::stats_handler))
         .layer(slates.layer())
 }

@@ -1,0 +1,143 @@
+//! Issue 12, point 1: lazy resolution, through the real layer on every backend, counting the
+//! store calls with the `Hooked` decorator. A route that never asks who the user is costs
+//! no store call (even with a valid, renewable or malformed cookie, and with the store
+//! down); one that needs only the username costs the token lookup; the profile is read on
+//! first access, once per request; cookie removal and renewal happen when resolution did.
+mod common;
+
+use axum::routing::get;
+use axum::Router;
+use common::harness::Client;
+use common::hooked::{hooked_engine, Call, Phase};
+use common::Backend;
+use http::StatusCode;
+use slates::{CurrentUser, Engine, Error, UserSlates};
+use time::Duration;
+
+async fn h_name(user: Option<CurrentUser>) -> String {
+    user.map_or("anonymous".to_owned(), |u| u.username().to_owned())
+}
+
+/// Asks for the identity through two extractors and reads the profile three times.
+async fn h_profile_thrice(user: CurrentUser, slates: UserSlates) -> Result<String, Error> {
+    let a = user.raw_profile().await?.map(|d| d.len());
+    let b = user.profile_version().await?;
+    let c = user.raw_profile().await?.map(|d| d.len());
+    assert_eq!(a, c);
+    Ok(format!(
+        "{} {} {:?}",
+        user.username(),
+        slates.username(),
+        b.is_some()
+    ))
+}
+
+fn app(engine: &Engine) -> Router {
+    // `test_app` (the suite's routes: `/login`, `/static`, ...) carries its own layer.
+    Router::new()
+        .route(
+            "/engine",
+            get(|e: Engine| async move { e.config().cookie.name.clone() }),
+        )
+        .route("/name", get(h_name))
+        .route("/profile", get(h_profile_thrice))
+        .layer(engine.layer())
+        .merge(common::suite::test_app(engine))
+}
+
+async fn lazy_costs(backend: Backend, test: &str) {
+    let Some((engine, hooked, clock)) = hooked_engine(backend, test).await else {
+        return;
+    };
+    let mut c = Client::new(app(&engine));
+    assert_eq!(
+        c.post_form("/login", "username=ada").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        hooked.calls(),
+        [Call::InsertToken],
+        "login on an anonymous request"
+    );
+    hooked.clear_calls();
+
+    // No identity asked: nothing read, nothing set.
+    for path in ["/static", "/engine"] {
+        let r = c.get(path).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        assert!(r.set_cookies().is_empty(), "{path}");
+    }
+    assert_eq!(hooked.calls(), [], "routes that never ask cost nothing");
+
+    // The username only: one token lookup.
+    assert_eq!(c.get("/name").await.body, "ada");
+    assert_eq!(hooked.calls(), [Call::FindToken]);
+    hooked.clear_calls();
+
+    // Two identity extractors and three profile reads: one lookup, one profile read.
+    engine
+        .user_slates("ada")
+        .unwrap()
+        .raw_slate("user")
+        .set("tz", "UTC")
+        .await
+        .unwrap();
+    hooked.clear_calls();
+    let r = c.get("/profile").await;
+    assert_eq!(r.body, "ada ada true");
+    assert_eq!(hooked.calls(), [Call::FindToken, Call::GetSlate]);
+    hooked.clear_calls();
+
+    // Past the renewal point: a route that does not ask neither renews nor reads...
+    clock.advance(Duration::days(4));
+    let r = c.get("/static").await;
+    assert!(r.set_cookies().is_empty());
+    assert_eq!(hooked.calls(), []);
+    // ...one that asks renews and sends the renewed cookie.
+    let r = c.get("/name").await;
+    assert_eq!(r.body, "ada");
+    assert_eq!(hooked.calls(), [Call::FindToken, Call::RenewToken]);
+    assert_eq!(r.set_cookies().len(), 1, "renewal sets the cookie");
+    assert!(!r.set_cookies()[0].contains("Max-Age=0"));
+    hooked.clear_calls();
+
+    // A malformed cookie: removed only where the identity was asked for, never a store call.
+    let mut bad = Client::new(app(&engine));
+    bad.cookie = Some("not-a-token".into());
+    let r = bad.get("/static").await;
+    assert!(r.set_cookies().is_empty(), "not asked: left alone");
+    let r = bad.get("/name").await;
+    assert_eq!(r.body, "anonymous");
+    assert!(r.set_cookies()[0].contains("Max-Age=0"), "asked: removed");
+    // An unknown well-formed token: one lookup, then removed.
+    let mut unknown = Client::new(app(&engine));
+    unknown.cookie = Some(slates::Token::generate().unwrap().encode());
+    let r = unknown.get("/name").await;
+    assert_eq!(r.body, "anonymous");
+    assert!(r.set_cookies()[0].contains("Max-Age=0"));
+    assert_eq!(hooked.calls(), [Call::FindToken]);
+    hooked.clear_calls();
+
+    // The token store fails: routes that ask answer 503 with Retry-After and keep the
+    // cookie; routes that do not ask are served.
+    hooked.fail_call(0, Phase::Before);
+    let r = c.get("/name").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.headers["retry-after"], "5");
+    assert!(
+        r.set_cookies().is_empty(),
+        "a hiccup never drops the cookie"
+    );
+    assert_eq!(c.get("/static").await.status, StatusCode::OK);
+    // The profile read failing: the handler's error is a store error (503), once.
+    hooked.fail_call(1, Phase::Before);
+    let r = c.get("/profile").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    // And service resumes.
+    assert_eq!(c.get("/profile").await.body, "ada ada true");
+
+    let stats = engine.stats();
+    assert!(stats.requests >= 14, "{stats:?}");
+}
+
+per_backend!(lazy_costs);

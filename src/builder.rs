@@ -1,6 +1,7 @@
 //! [`EngineBuilder`]: every setting of an [`Engine`], checked at start-up by
 //! [`build`](EngineBuilder::build).
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use cookie::SameSite;
@@ -15,7 +16,10 @@ use crate::error::{Error, Result};
 use crate::redirect::safe_next;
 use crate::rejection::WhenLoggedOut;
 use crate::stats::Counters;
-use crate::store::{Layout, SlateStore, Store, StoreOptions, TokenStore};
+use crate::store::{
+    CacheSettings, Cached, Call, Intercept, Intercepted, InvalidationChannel, Layout, SlateStore,
+    Store, StoreFuture, StoreOptions, TokenStore,
+};
 
 /// Builds an [`Engine`]. Setters consume and return the builder; every check happens in
 /// [`build`](Self::build), so a bad configuration fails at start-up, not at the first request.
@@ -40,6 +44,16 @@ pub struct EngineBuilder {
     config: Config,
     /// The cookie name, if set; the default depends on the other cookie settings.
     cookie_name: Option<String>,
+    /// Whether and how to cache (see [`cache`](Self::cache)).
+    cache: CacheChoice,
+}
+
+/// The cache configuration of a builder.
+enum CacheChoice {
+    /// On with the default settings if the token store offers a channel.
+    Default,
+    Off,
+    On(CacheSettings, Option<Arc<dyn InvalidationChannel>>),
 }
 
 impl Engine {
@@ -73,6 +87,7 @@ impl EngineBuilder {
             tokens,
             slates,
             cookie_name: None,
+            cache: CacheChoice::Default,
             config: Config {
                 cookie: CookieSettings {
                     name: String::new(),
@@ -218,6 +233,43 @@ impl EngineBuilder {
         self
     }
 
+    /// Caches token records and profiles in process with `settings`, kept in step across
+    /// instances by the token store's invalidation channel
+    /// ([`TokenStore::invalidation_channel`]), or the one set with
+    /// [`cache_channel`](Self::cache_channel). See [`Cached`] for what is cached and when
+    /// it serves.
+    ///
+    /// Default: on, with [`CacheSettings::default`], when the token store offers a channel
+    /// (`MongoStore` does: a capped collection every instance tails); off otherwise (the
+    /// [`MemoryStore`](crate::MemoryStore) is in process already). [`build`](Self::build)
+    /// fails with [`Error::Config`] when the cache is asked for and there is no channel.
+    pub fn cache(mut self, settings: CacheSettings) -> Self {
+        let channel = match self.cache {
+            CacheChoice::On(_, channel) => channel,
+            _ => None,
+        };
+        self.cache = CacheChoice::On(settings, channel);
+        self
+    }
+
+    /// Caches (with the settings given to [`cache`](Self::cache), else the defaults) and
+    /// keeps the caches in step through `channel`, for example a
+    /// [`LocalChannel`](crate::store::LocalChannel) shared by the engines of one process.
+    pub fn cache_channel(mut self, channel: Arc<dyn InvalidationChannel>) -> Self {
+        let settings = match self.cache {
+            CacheChoice::On(settings, _) => settings,
+            _ => CacheSettings::default(),
+        };
+        self.cache = CacheChoice::On(settings, Some(channel));
+        self
+    }
+
+    /// No cache: every token check and profile read goes to the store.
+    pub fn no_cache(mut self) -> Self {
+        self.cache = CacheChoice::Off;
+        self
+    }
+
     /// Checks the configuration, prepares the stores (creates indexes) and returns the
     /// [`Engine`].
     pub async fn build(mut self) -> Result<Engine> {
@@ -229,11 +281,44 @@ impl EngineBuilder {
         validate(&self.config)?;
         self.tokens.prepare_tokens(&self.config.store).await?;
         self.slates.prepare_slates(&self.config.store).await?;
+        let counters = Counters::default();
+        // Every call that reaches the stores is counted (`Stats::store_operations`); a
+        // cache sits above the count, so what it serves costs nothing.
+        let count = CountOperations(Arc::clone(&counters.store_operations));
+        let tokens: Arc<dyn TokenStore> = Arc::new(Intercepted::new(self.tokens, count.clone()));
+        let slates: Arc<dyn SlateStore> = Arc::new(Intercepted::new(self.slates, count));
+        let channel = match self.cache {
+            CacheChoice::Off => None,
+            CacheChoice::Default => tokens
+                .invalidation_channel()
+                .map(|c| (CacheSettings::default(), c)),
+            CacheChoice::On(settings, channel) => match channel.or_else(|| tokens.invalidation_channel()) {
+                Some(c) => Some((settings, c)),
+                None => {
+                    return Err(Error::Config(
+                        "a cache needs an invalidation channel: the token store offers none, set one with cache_channel".into(),
+                    ))
+                }
+            },
+        };
+        let (tokens, slates, cache) = match channel {
+            None => (tokens, slates, None),
+            Some((settings, channel)) => {
+                channel.prepare().await?;
+                let cached = Arc::new(Cached::new(tokens, slates, channel, settings));
+                (
+                    cached.clone() as Arc<dyn TokenStore>,
+                    cached.clone() as Arc<dyn SlateStore>,
+                    Some(cached),
+                )
+            }
+        };
         Ok(Engine::from_core(Core {
-            tokens: self.tokens,
-            slates: self.slates,
+            tokens,
+            slates,
+            cache,
             config: self.config,
-            counters: Counters::default(),
+            counters,
         }))
     }
 }
@@ -361,4 +446,21 @@ fn valid_domain(domain: &str) -> bool {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
+}
+
+/// Counts the calls that reach the stores.
+#[derive(Clone)]
+struct CountOperations(Arc<AtomicU64>);
+
+impl Intercept for CountOperations {
+    fn around<'a, T, F>(&'a self, call: Call<'a>, op: F) -> StoreFuture<'a, T>
+    where
+        T: Send + 'a,
+        F: FnOnce() -> StoreFuture<'a, T> + Send + 'a,
+    {
+        if !matches!(call, Call::PrepareTokens(_) | Call::PrepareSlates(_)) {
+            self.0.fetch_add(1, Relaxed);
+        }
+        op()
+    }
 }

@@ -9,12 +9,14 @@ use time::OffsetDateTime;
 use crate::config::Config;
 use crate::error::Result;
 use crate::stats::{bump, Counters};
-use crate::store::{SlateStore, TokenStore};
+use crate::store::{Cached, SlateStore, TokenStore};
 
 /// The shared state of one engine, behind one `Arc`.
 pub(crate) struct Core {
     pub tokens: Arc<dyn TokenStore>,
     pub slates: Arc<dyn SlateStore>,
+    /// The cache in front of both stores, if any (for its statistics).
+    pub cache: Option<Arc<Cached>>,
     pub config: Config,
     pub counters: Counters,
 }

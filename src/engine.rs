@@ -43,7 +43,9 @@ impl Engine {
 
     /// A snapshot of the statistics.
     pub fn stats(&self) -> Stats {
-        self.core.counters.snapshot()
+        self.core
+            .counters
+            .snapshot(self.core.cache.as_ref().map(|c| c.stats()))
     }
 
     /// The settled configuration.

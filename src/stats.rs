@@ -1,9 +1,12 @@
 //! Statistics: cheap counters on the hot path, a report only when asked.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::store::CacheStats;
 
 const LATENCY_BUCKETS: usize = 32;
 
@@ -24,6 +27,8 @@ pub(crate) struct Counters {
     pub cas_conflicts: AtomicU64,
     pub cas_retries: AtomicU64,
     pub store_errors: AtomicU64,
+    /// Calls that reached the stores (shared with the counting decorator).
+    pub store_operations: Arc<AtomicU64>,
     lookup_count: AtomicU64,
     lookup_nanos: AtomicU64,
     lookup_max_nanos: AtomicU64,
@@ -46,7 +51,8 @@ impl Counters {
         self.lookup_buckets[bucket.min(LATENCY_BUCKETS - 1)].fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn snapshot(&self) -> Stats {
+    /// The counters now, with the cache's (`None`: no cache).
+    pub(crate) fn snapshot(&self, cache: Option<CacheStats>) -> Stats {
         let get = |c: &AtomicU64| c.load(Relaxed);
         let count = get(&self.lookup_count);
         let buckets: Vec<u64> = self.lookup_buckets.iter().map(get).collect();
@@ -65,6 +71,9 @@ impl Counters {
             1u64 << (LATENCY_BUCKETS - 1)
         };
         let requests = get(&self.requests);
+        // Round trips: the calls that reached the stores, and the invalidations published.
+        let store_operations =
+            get(&self.store_operations) + cache.as_ref().map_or(0, |c| c.invalidations_published);
         let authenticated = get(&self.authenticated);
         let slate_reads = get(&self.slate_reads);
         let slate_writes = get(&self.slate_writes);
@@ -94,12 +103,13 @@ impl Counters {
                 p50_micros_at_most: percentile(0.5),
                 p99_micros_at_most: percentile(0.99),
             },
+            store_operations,
             store_operations_per_request: if requests == 0 {
                 0.0
             } else {
-                (count + get(&self.user_slate_loads) + slate_reads + slate_writes) as f64
-                    / requests as f64
+                store_operations as f64 / requests as f64
             },
+            cache,
         }
     }
 }
@@ -143,9 +153,16 @@ pub struct Stats {
     pub store_errors: u64,
     /// Latency of the token lookup.
     pub lookup: LookupLatency,
-    /// Store operations per request, like a cache's cost per hit: token lookups, user slate
-    /// loads, slate reads and writes, divided by requests.
+    /// Round trips to the stores since start: every store call that was not answered by the
+    /// cache (token lookups, renewals, profile and slate reads and writes, logins,
+    /// logouts), plus the invalidations published. The cache's own tail of the channel is
+    /// not counted (it runs in the background, not per request).
+    pub store_operations: u64,
+    /// [`store_operations`](Self::store_operations) divided by requests.
     pub store_operations_per_request: f64,
+    /// The cache's counters (`None`: no cache): hits, misses, hit ratio, invalidations
+    /// received, invalidation lag.
+    pub cache: Option<CacheStats>,
 }
 
 /// Token lookup latency.

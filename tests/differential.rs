@@ -72,6 +72,14 @@ enum Deviation {
     /// maximum BSON document size is 16 mebibytes",
     /// <https://www.mongodb.com/docs/manual/reference/limits/#mongodb-limit-BSON-Document-Size>.
     NoResultSizeLimit,
+    /// FerretDB ignores a `$set` of a document onto a document whose values are the same,
+    /// in the same order, under other field names (`{a: 1}` set to `{k: 1}` stays
+    /// `{a: 1}`; `{a: 1}` to `{k: 2}` is applied): it compares the values only to decide
+    /// that nothing changed. MongoDB replaces the value: "$set replaces the value of a
+    /// field with the specified value",
+    /// <https://www.mongodb.com/docs/manual/reference/operator/update/set/#behavior>.
+    /// Found by the property test below (measured against FerretDB 1.24 by hand too).
+    SetSameValuesOtherKeysIgnored,
 }
 
 impl Deviation {
@@ -92,6 +100,11 @@ impl Deviation {
             Deviation::NoResultSizeLimit => {
                 "FerretDB stores update results over 16 MiB (MongoDB refuses them: \
                  https://www.mongodb.com/docs/manual/reference/limits/#mongodb-limit-BSON-Document-Size)"
+            }
+            Deviation::SetSameValuesOtherKeysIgnored => {
+                "FerretDB ignores a $set of a document with the same values under other keys \
+                 (MongoDB replaces it: \
+                 https://www.mongodb.com/docs/manual/reference/operator/update/set/#behavior)"
             }
         }
     }
@@ -139,6 +152,17 @@ fn ferretdb_deviation(o: &Observation<'_>) -> Option<Deviation> {
         });
         if overflows {
             return Some(Deviation::Int32OverflowWraps);
+        }
+        // `$set` of a document whose values equal the current document's, keys aside.
+        let same_values_other_keys = ops.iter().any(|op| match op {
+            UpdateOp::Set(path, Bson::Document(new)) => matches!(get_path(before, path),
+                Some(Bson::Document(old)) if old.len() == new.len()
+                    && old.keys().ne(new.keys())
+                    && old.values().eq(new.values())),
+            _ => false,
+        });
+        if same_values_other_keys && matches!(o.memory, Outcome::Updated(_)) {
+            return Some(Deviation::SetSameValuesOtherKeysIgnored);
         }
     }
     // An update MongoDB (and the memory store) refuse as too large, stored by FerretDB.
@@ -1216,6 +1240,41 @@ async fn counter_through_an_array_is_a_type_mismatch() {
     ];
     play(
         "differential::counter_through_an_array_is_a_type_mismatch",
+        vec![Scenario { start, calls }],
+    )
+    .await;
+}
+
+/// `$set` replaces a document value whatever it held, also with the same values under
+/// other field names. <https://www.mongodb.com/docs/manual/reference/operator/update/set/#behavior>.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_replaces_documents_by_keys_and_values() {
+    let start = doc! {"ids": {"a": 1}};
+    let calls = vec![
+        call(
+            "other keys, other values",
+            vec![set("ids", doc! {"k": 2})],
+            UPDATED,
+            doc! {"ids": {"k": 2}},
+        ),
+        Call {
+            ferretdb: Some(Deviation::SetSameValuesOtherKeysIgnored),
+            ..call(
+                "other keys, the same values",
+                vec![set("ids", doc! {"m": 2})],
+                UPDATED,
+                doc! {"ids": {"m": 2}},
+            )
+        },
+        call(
+            "the same keys, other values",
+            vec![set("ids", doc! {"m": 3})],
+            UPDATED,
+            doc! {"ids": {"m": 3}},
+        ),
+    ];
+    play(
+        "differential::set_replaces_documents_by_keys_and_values",
         vec![Scenario { start, calls }],
     )
     .await;

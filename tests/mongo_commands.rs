@@ -81,7 +81,10 @@ async fn setup(test: &str, layout: Layout) -> Option<Setup> {
     }));
     let db = mongo::database(test, options).await;
     let clock = ManualClock::new();
+    // No cache: these tests pin the commands every store call sends (the cache's own
+    // commands are pinned in tests/cache_mongo.rs).
     let slates = Engine::builder(MongoStore::from_database(db))
+        .no_cache()
         .layout(layout)
         .clock(clock.clone())
         .secure(false)

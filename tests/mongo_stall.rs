@@ -98,6 +98,11 @@ async fn stalled_server_loses_no_acknowledged_increment() {
          slowest request {slowest:?} during a {stall:?} stall"
     );
     assert_eq!(settled, later, "nothing changed after the stream");
+    // The engine caches (the default on MongoDB): its tail of the invalidation channel
+    // always has one `getMore` waiting. Drop the engine; the tail answers its last
+    // `getMore` (at most `TAIL_AWAIT` later), kills its cursor and ends.
+    drop((slates, counter));
+    tokio::time::sleep(slates::store::TAIL_AWAIT * 5).await;
     let unanswered = open.lock().unwrap().len();
     assert_eq!(
         unanswered,

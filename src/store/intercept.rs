@@ -8,8 +8,8 @@ use bson::Document;
 use time::OffsetDateTime;
 
 use super::{
-    Expiry, SlateDoc, SlateKey, SlateStore, StoreFuture, StoreOptions, TokenRecord, TokenStore,
-    UpdateOp, Updated,
+    Expiry, InvalidationChannel, SlateDoc, SlateKey, SlateStore, StoreFuture, StoreOptions,
+    TokenRecord, TokenStore, UpdateOp, Updated,
 };
 use crate::names::Username;
 use crate::token::TokenHash;
@@ -227,6 +227,10 @@ impl<S: TokenStore, I: Intercept> TokenStore for Intercepted<S, I> {
     fn delete_user_tokens<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, u64> {
         let op = move || self.inner.delete_user_tokens(user);
         self.intercept.around(Call::DeleteUserTokens(user), op)
+    }
+    /// The inner store's channel: a decorated store caches like the store it wraps.
+    fn invalidation_channel(&self) -> Option<std::sync::Arc<dyn InvalidationChannel>> {
+        self.inner.invalidation_channel()
     }
 }
 

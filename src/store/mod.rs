@@ -1,6 +1,6 @@
 //! Storage: the traits [`TokenStore`] and [`SlateStore`] (a [`Store`] is both), the
-//! embedded [`MemoryStore`], `MongoStore` (feature `mongodb`), and the [`Intercepted`]
-//! decorator.
+//! embedded [`MemoryStore`], `MongoStore` (feature `mongodb`), the [`Intercepted`]
+//! decorator, and the [`Cached`] decorator with its [`InvalidationChannel`]s.
 //!
 //! A token store keeps `_auth` token records, keyed by the SHA-256 of the token; a slate
 //! store keeps slate documents, keyed by (username, slate name). Every method is one atomic
@@ -16,9 +16,11 @@ use std::sync::Arc;
 
 use crate::error::Result;
 
+mod cache;
 mod faults;
 mod intercept;
 mod interpreter;
+mod invalidation;
 mod memory;
 #[cfg(feature = "mongodb")]
 mod mongo;
@@ -29,13 +31,18 @@ mod traits;
 mod update;
 mod version;
 
+pub use cache::{CacheSettings, CacheStats, Cached};
 pub use faults::Faults;
 pub use intercept::{Call, CallKind, Intercept, Intercepted};
 pub use interpreter::get_path;
+pub use invalidation::{
+    Freshness, Invalidation, InvalidationChannel, InvalidationSink, LocalChannel,
+};
 pub use memory::MemoryStore;
 #[cfg(feature = "mongodb")]
 pub use mongo::{
     MongoStore, DEFAULT_DATABASE, DEFAULT_HEARTBEAT, DEFAULT_MAX_TIME, DEFAULT_SERVER_TIMEOUT,
+    INVALIDATIONS_COLLECTION, TAIL_AWAIT,
 };
 pub use options::{Layout, StoreOptions};
 pub use records::{Expiry, SlateDoc, SlateKey, TokenRecord, UpdateOp, Updated};

@@ -12,7 +12,8 @@ use bson::Document;
 use time::OffsetDateTime;
 
 use super::{
-    Expiry, SlateDoc, SlateKey, StoreFuture, StoreOptions, TokenRecord, UpdateOp, Updated,
+    Expiry, InvalidationChannel, SlateDoc, SlateKey, StoreFuture, StoreOptions, TokenRecord,
+    UpdateOp, Updated,
 };
 use crate::names::Username;
 use crate::token::TokenHash;
@@ -71,6 +72,14 @@ pub trait TokenStore: Send + Sync + 'static {
 
     /// Deletes every token of `user` ("log out everywhere"). Returns how many.
     fn delete_user_tokens<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, u64>;
+
+    /// The channel that keeps the caches of every instance in step, if this store offers
+    /// one: `MongoStore` does (a capped collection every instance tails), so an engine on it
+    /// caches by default (see [`EngineBuilder::cache`](crate::EngineBuilder::cache)).
+    /// Default: none, and no cache unless one is configured.
+    fn invalidation_channel(&self) -> Option<Arc<dyn InvalidationChannel>> {
+        None
+    }
 }
 
 /// Storage for slate documents, keyed by (username, slate name). Implemented by
@@ -190,6 +199,9 @@ impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
     }
     fn delete_user_tokens<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, u64> {
         (**self).delete_user_tokens(user)
+    }
+    fn invalidation_channel(&self) -> Option<Arc<dyn InvalidationChannel>> {
+        (**self).invalidation_channel()
     }
 }
 

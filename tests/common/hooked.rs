@@ -50,12 +50,14 @@ pub struct Hooks {
 }
 
 /// An engine on a fresh store of `backend` behind a [`Hooked`] decorator (every store call
-/// recorded), with a manual clock and plain-http cookies. The record starts empty: the
+/// recorded), without a cache, with a manual clock and plain-http cookies. The record starts empty: the
 /// prepares of `build` are forgotten. `None`: backend not available here, skip the test.
 pub async fn hooked_engine(backend: Backend, test: &str) -> Option<(Engine, Hooked, ManualClock)> {
     let hooked = Hooked::new(backend.store(test).await?);
     let clock = ManualClock::new();
+    // No cache: these tests observe every store call a request makes.
     let engine = Engine::builder_shared(hooked.store())
+        .no_cache()
         .layout(backend.layout())
         .clock(clock.clone())
         .secure(false)

@@ -19,6 +19,8 @@ pub(super) struct Prepared {
     pub slates: OnceLock<Settled>,
     /// Whether the server was asked what it is (once per store).
     announced: OnceLock<bool>,
+    /// The invalidation channel, made on first request (one tail per subscribed cache).
+    pub channel: OnceLock<std::sync::Arc<super::invalidation::MongoChannel>>,
 }
 
 /// The options one concern was prepared with, and its collection.

@@ -33,8 +33,11 @@ macro_rules! limited {
 
 mod error;
 mod indexes;
+mod invalidation;
 mod slates;
 mod tokens;
+
+pub use invalidation::{INVALIDATIONS_COLLECTION, TAIL_AWAIT};
 
 use indexes::Prepared;
 

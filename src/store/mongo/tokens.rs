@@ -3,10 +3,13 @@
 use bson::{doc, Bson, Document};
 use time::OffsetDateTime;
 
+use std::sync::Arc;
+
+use super::invalidation::MongoChannel;
 use super::{error, from_bson_date, to_bson_date, MongoStore};
 use crate::error::Result;
 use crate::names::Username;
-use crate::store::{StoreFuture, StoreOptions, TokenRecord, TokenStore};
+use crate::store::{InvalidationChannel, StoreFuture, StoreOptions, TokenRecord, TokenStore};
 use crate::token::TokenHash;
 
 impl TokenStore for MongoStore {
@@ -117,6 +120,16 @@ impl TokenStore for MongoStore {
                 .map_err(error::map)?;
             Ok(result.deleted_count)
         })
+    }
+
+    /// The capped collection [`INVALIDATIONS_COLLECTION`](crate::store::INVALIDATIONS_COLLECTION),
+    /// tailed by every cache on this store.
+    fn invalidation_channel(&self) -> Option<Arc<dyn InvalidationChannel>> {
+        let channel = self
+            .prepared
+            .channel
+            .get_or_init(|| Arc::new(MongoChannel::new(self.db.clone())));
+        Some(Arc::new(Arc::clone(channel)))
     }
 }
 

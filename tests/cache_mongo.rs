@@ -1,0 +1,318 @@
+//! Issue 12, points 3-6, on the MongoDB-wire server (FerretDB in CI): two engines with
+//! their own clients ("instances") share one database and keep their caches in step
+//! through the capped collection `_invalidations`. Each instance's commands are recorded
+//! (driver command monitoring).
+//!
+//! - 20 warm `GET /me` on B send no command but the tail's `getMore`s, and
+//!   `Stats::store_operations` does not move;
+//! - a logout, a log out everywhere and a profile write on A are seen by B (the delay is
+//!   measured and printed over many trials, never asserted: no timing in tests; the bench
+//!   reports it);
+//! - each publication is one `insert` into `_invalidations`;
+//! - a killed tail cursor is reopened and the cache flushed; a stalled server (SIGSTOP)
+//!   stops the cache, which serves again when the server resumes.
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration as StdDuration, Instant};
+
+use bson::{doc, Document};
+use common::harness::Client;
+use common::mongo;
+use http::StatusCode;
+use slates::mongodb::event::command::CommandEvent;
+use slates::mongodb::event::EventHandler;
+use slates::mongodb::options::ClientOptions;
+use slates::mongodb::Database;
+use slates::store::INVALIDATIONS_COLLECTION;
+use slates::{Engine, ManualClock, MongoStore};
+
+/// The commands one instance sent (name, command), `hello` and friends left out.
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<(String, Document)>>>);
+
+impl Recorder {
+    fn watch(&self, options: &mut ClientOptions) {
+        let seen = self.0.clone();
+        options.command_event_handler = Some(EventHandler::callback(move |event| {
+            if let CommandEvent::Started(e) = event {
+                if !["hello", "isMaster", "ismaster", "buildInfo", "endSessions"]
+                    .contains(&e.command_name.as_str())
+                {
+                    seen.lock().unwrap().push((e.command_name, e.command));
+                }
+            }
+        }));
+    }
+
+    fn take(&self) -> Vec<(String, Document)> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+
+    /// The commands other than the tail's `getMore`s (and its cursor reopenings).
+    fn requests(&self) -> Vec<(String, Document)> {
+        self.take()
+            .into_iter()
+            .filter(|(name, cmd)| {
+                let tail = (name == "getMore" || name == "find" || name == "killCursors")
+                    && [cmd.get_str("collection"), cmd.get_str("find"), cmd.get_str("killCursors")]
+                        .contains(&Ok(INVALIDATIONS_COLLECTION));
+                !tail
+            })
+            .collect()
+    }
+
+    /// The id of the tail's cursor, from its latest `getMore`.
+    fn tail_cursor(&self) -> Option<i64> {
+        self.0.lock().unwrap().iter().rev().find_map(|(name, cmd)| {
+            (name == "getMore" && cmd.get_str("collection") == Ok(INVALIDATIONS_COLLECTION))
+                .then(|| cmd.get_i64("getMore").ok())
+                .flatten()
+        })
+    }
+}
+
+struct Instance {
+    engine: Engine,
+    rec: Recorder,
+    client: Client,
+}
+
+async fn instance(options: ClientOptions, test: &str, clock: &ManualClock, fresh: bool) -> Instance {
+    let rec = Recorder::default();
+    let mut options = options;
+    rec.watch(&mut options);
+    let db = if fresh {
+        mongo::database(test, options).await
+    } else {
+        let client = slates::mongodb::Client::with_options(options).unwrap();
+        client.database(&mongo::database_name(test))
+    };
+    let engine = Engine::builder(MongoStore::from_database(db))
+        .clock(clock.clone())
+        .secure(false)
+        .build()
+        .await
+        .expect("build");
+    let client = Client::new(common::suite::test_app(&engine));
+    Instance {
+        engine,
+        rec,
+        client,
+    }
+}
+
+/// Waits (at most 10 s) until `instance`'s cache serves.
+async fn until_serving(instance: &Instance) {
+    let deadline = Instant::now() + StdDuration::from_secs(10);
+    while !instance.engine.stats().cache.expect("cache on").serving {
+        assert!(Instant::now() < deadline, "the cache never started serving");
+        tokio::time::sleep(StdDuration::from_millis(10)).await;
+    }
+}
+
+/// Polls `path` on `client` until the body is `want`; returns how long it took. Fails the
+/// test after 10 s (a bound that only a lost invalidation can reach).
+async fn until_body(client: &mut Client, path: &str, want: &str) -> StdDuration {
+    let started = Instant::now();
+    loop {
+        let r = client.get(path).await;
+        if r.body == want {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < StdDuration::from_secs(10),
+            "{path} still answers {:?}, not {want:?}",
+            r.body
+        );
+        tokio::time::sleep(StdDuration::from_millis(2)).await;
+    }
+}
+
+fn percentile(sorted: &[StdDuration], p: f64) -> StdDuration {
+    let rank = ((sorted.len() as f64) * p).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_one_cache_channel() {
+    let test = "cache_mongo::two_instances";
+    let Some(options) = mongo::client_options().await else {
+        return;
+    };
+    let clock = ManualClock::new();
+    let mut a = instance(options.clone(), test, &clock, true).await;
+    let mut b = instance(options, test, &clock, false).await;
+    until_serving(&a).await;
+    until_serving(&b).await;
+
+    // Warm reads on B cost nothing.
+    a.client.post_form("/login", "username=ada").await;
+    b.client.cookie = a.client.cookie.clone();
+    let r = b.client.get("/me").await;
+    assert_eq!(r.status, StatusCode::OK);
+    b.rec.take();
+    let before = b.engine.stats();
+    for _ in 0..20 {
+        assert_eq!(b.client.get("/me").await.body, "ada -");
+    }
+    let after = b.engine.stats();
+    assert_eq!(b.rec.requests(), [], "20 warm GET /me on B: no command");
+    assert_eq!(after.store_operations, before.store_operations);
+    let (hits, misses) = (after.cache.as_ref().unwrap().hits, after.cache.unwrap().misses);
+    assert!(hits >= 40, "hits {hits}, misses {misses}");
+
+    // A logout on A: one delete and one insert into `_invalidations`; B refuses.
+    a.rec.take();
+    assert_eq!(a.client.post("/logout").await.status, StatusCode::NO_CONTENT);
+    let sent = a.rec.requests();
+    let names: Vec<&str> = sent.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["delete", "insert"]);
+    let insert = &sent[1].1;
+    assert_eq!(insert.get_str("insert"), Ok(INVALIDATIONS_COLLECTION));
+    let published = insert.get_array("documents").unwrap()[0]
+        .as_document()
+        .unwrap()
+        .clone();
+    assert_eq!(published.get_str("k"), Ok("t"));
+    assert_eq!(published.get_str("v").unwrap().len(), 64, "the token hash");
+    until_body(&mut b.client, "/maybe", "anonymous").await;
+
+    // Many trials: logout on A until B refuses; profile write on A until B shows it.
+    let (mut logouts, mut writes) = (Vec::new(), Vec::new());
+    for i in 0..40 {
+        a.client.cookie = None;
+        a.client.post_form("/login", "username=ada").await;
+        b.client.cookie = a.client.cookie.clone();
+        assert_eq!(b.client.get("/maybe").await.body, "ada");
+        assert_eq!(b.client.get("/me").await.status, StatusCode::OK); // warm
+        let tz = format!("tz{i}");
+        a.engine
+            .user_slates("ada")
+            .unwrap()
+            .raw_slate("user")
+            .set("tz", tz.as_str())
+            .await
+            .unwrap();
+        writes.push(until_body(&mut b.client, "/me", &format!("ada {tz}")).await);
+        a.client.post("/logout").await;
+        logouts.push(until_body(&mut b.client, "/maybe", "anonymous").await);
+    }
+    logouts.sort();
+    writes.sort();
+    say!(
+        "cache_mongo: logout on A refused on B after p50 {:?}, p99 {:?}, max {:?}; profile write \
+         seen on B after p50 {:?}, p99 {:?} ({} trials, this machine, FerretDB)",
+        percentile(&logouts, 0.5),
+        percentile(&logouts, 0.99),
+        logouts.last().unwrap(),
+        percentile(&writes, 0.5),
+        percentile(&writes, 0.99),
+        logouts.len()
+    );
+
+    // Log out everywhere on A: B refuses.
+    a.client.cookie = None;
+    a.client.post_form("/login", "username=ada").await;
+    b.client.cookie = a.client.cookie.clone();
+    assert_eq!(b.client.get("/maybe").await.body, "ada");
+    assert_eq!(
+        a.client.post("/logout-everywhere").await.status,
+        StatusCode::NO_CONTENT
+    );
+    until_body(&mut b.client, "/maybe", "anonymous").await;
+    assert!(b.engine.stats().cache.unwrap().invalidations_received >= 80);
+}
+
+/// Kills B's tail cursor from outside: B reopens it, drops its cache (it may have missed
+/// invalidations), and keeps refusing logged-out tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_tail_is_reopened_and_flushes() {
+    let test = "cache_mongo::killed_tail";
+    let Some(options) = mongo::client_options().await else {
+        return;
+    };
+    let clock = ManualClock::new();
+    let mut a = instance(options.clone(), test, &clock, true).await;
+    let mut b = instance(options.clone(), test, &clock, false).await;
+    until_serving(&b).await;
+    a.client.post_form("/login", "username=ada").await;
+    b.client.cookie = a.client.cookie.clone();
+    assert_eq!(b.client.get("/maybe").await.body, "ada");
+    let flushes = b.engine.stats().cache.unwrap().flushes;
+
+    let id = b.rec.tail_cursor().expect("B tails");
+    let admin: Database = slates::mongodb::Client::with_options(options)
+        .unwrap()
+        .database(&mongo::database_name(test));
+    admin
+        .run_command(doc! {"killCursors": INVALIDATIONS_COLLECTION, "cursors": [id]})
+        .await
+        .expect("killCursors");
+    let deadline = Instant::now() + StdDuration::from_secs(10);
+    while b.engine.stats().cache.unwrap().flushes == flushes {
+        assert!(Instant::now() < deadline, "the tail was not reopened");
+        tokio::time::sleep(StdDuration::from_millis(10)).await;
+    }
+    until_serving(&b).await;
+    assert_ne!(b.rec.tail_cursor(), Some(id), "a new cursor");
+    assert_eq!(a.client.post("/logout").await.status, StatusCode::NO_CONTENT);
+    until_body(&mut b.client, "/maybe", "anonymous").await;
+}
+
+/// A stalled server (SIGSTOP): B's cache stops serving (a warm request goes to the store
+/// and waits), and serves again once the server resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_server_stops_the_cache_until_it_resumes() {
+    let test = "cache_mongo::stalled";
+    let Some(binary) = mongo::dedicated_binary(test) else {
+        return;
+    };
+    let port = mongo::free_port();
+    let dir = mongo::temp_dir("cache-stall");
+    let server = mongo::ServerProcess::start(&binary, port, &dir);
+    let options = ClientOptions::parse(format!(
+        "{}?serverSelectionTimeoutMS=1000&connectTimeoutMS=1000&heartbeatFrequencyMS=500",
+        server.uri()
+    ))
+    .await
+    .unwrap();
+    let clock = ManualClock::new();
+    let mut a = instance(options.clone(), test, &clock, true).await;
+    let mut b = instance(options, test, &clock, false).await;
+    until_serving(&b).await;
+    a.client.post_form("/login", "username=ada").await;
+    b.client.cookie = a.client.cookie.clone();
+    assert_eq!(b.client.get("/maybe").await.body, "ada");
+    assert_eq!(b.client.get("/maybe").await.body, "ada");
+    let hits = b.engine.stats().cache.unwrap().hits;
+    assert!(hits >= 1);
+
+    server.signal("STOP");
+    let deadline = Instant::now() + StdDuration::from_secs(5);
+    while b.engine.stats().cache.unwrap().serving {
+        assert!(Instant::now() < deadline, "the cache kept serving a stalled channel");
+        tokio::time::sleep(StdDuration::from_millis(10)).await;
+    }
+    // A warm request is not answered from the cache: it waits on the stopped server.
+    let mut c = b.client.clone();
+    let request = tokio::spawn(async move { c.get("/maybe").await });
+    tokio::time::sleep(StdDuration::from_millis(500)).await;
+    assert!(!request.is_finished(), "answered from the cache during the stall");
+    assert_eq!(b.engine.stats().cache.unwrap().hits, hits);
+    server.signal("CONT");
+    let r = request.await.unwrap();
+    assert!(
+        r.status == StatusCode::OK || r.status == StatusCode::SERVICE_UNAVAILABLE,
+        "{r:?}"
+    );
+    until_serving(&b).await;
+    until_body(&mut b.client, "/maybe", "ada").await;
+    b.rec.take();
+    for _ in 0..5 {
+        assert_eq!(b.client.get("/maybe").await.body, "ada");
+    }
+    assert_eq!(b.rec.requests(), [], "served from the cache again");
+    drop((a, b));
+    drop(server);
+}

@@ -239,7 +239,11 @@ async fn every_token_write_reaches_the_other_instance() {
     let r = t.a.2.get("/maybe").await;
     assert_eq!(r.set_cookies().len(), 1, "A renewed");
     assert_eq!(t.b.2.get("/maybe").await.body, "ada");
-    assert_eq!(t.b.1.calls(), [Call::FindToken], "B read the renewed record");
+    assert_eq!(
+        t.b.1.calls(),
+        [Call::FindToken],
+        "B read the renewed record"
+    );
 }
 
 #[tokio::test]
@@ -304,7 +308,11 @@ async fn a_channel_that_is_down_stops_the_cache_and_resumes() {
     t.b.1.clear_calls();
     tokio::time::sleep(StdDuration::from_millis(300)).await;
     assert_eq!(t.b.2.get("/maybe").await.body, "ada");
-    assert_eq!(t.b.1.calls(), [Call::FindToken], "lagging: read from the store");
+    assert_eq!(
+        t.b.1.calls(),
+        [Call::FindToken],
+        "lagging: read from the store"
+    );
 
     // Confirmed again: B serves from its cache (the entry it filled while fresh; the
     // lagging read did not fill it).

@@ -55,8 +55,12 @@ impl Recorder {
             .into_iter()
             .filter(|(name, cmd)| {
                 let tail = (name == "getMore" || name == "find" || name == "killCursors")
-                    && [cmd.get_str("collection"), cmd.get_str("find"), cmd.get_str("killCursors")]
-                        .contains(&Ok(INVALIDATIONS_COLLECTION));
+                    && [
+                        cmd.get_str("collection"),
+                        cmd.get_str("find"),
+                        cmd.get_str("killCursors"),
+                    ]
+                    .contains(&Ok(INVALIDATIONS_COLLECTION));
                 !tail
             })
             .collect()
@@ -78,7 +82,12 @@ struct Instance {
     client: Client,
 }
 
-async fn instance(options: ClientOptions, test: &str, clock: &ManualClock, fresh: bool) -> Instance {
+async fn instance(
+    options: ClientOptions,
+    test: &str,
+    clock: &ManualClock,
+    fresh: bool,
+) -> Instance {
     let rec = Recorder::default();
     let mut options = options;
     rec.watch(&mut options);
@@ -159,12 +168,18 @@ async fn two_instances_share_one_cache_channel() {
     let after = b.engine.stats();
     assert_eq!(b.rec.requests(), [], "20 warm GET /me on B: no command");
     assert_eq!(after.store_operations, before.store_operations);
-    let (hits, misses) = (after.cache.as_ref().unwrap().hits, after.cache.unwrap().misses);
+    let (hits, misses) = (
+        after.cache.as_ref().unwrap().hits,
+        after.cache.unwrap().misses,
+    );
     assert!(hits >= 40, "hits {hits}, misses {misses}");
 
     // A logout on A: one delete and one insert into `_invalidations`; B refuses.
     a.rec.take();
-    assert_eq!(a.client.post("/logout").await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        a.client.post("/logout").await.status,
+        StatusCode::NO_CONTENT
+    );
     let sent = a.rec.requests();
     let names: Vec<&str> = sent.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["delete", "insert"]);
@@ -256,7 +271,10 @@ async fn a_killed_tail_is_reopened_and_flushes() {
     }
     until_serving(&b).await;
     assert_ne!(b.rec.tail_cursor(), Some(id), "a new cursor");
-    assert_eq!(a.client.post("/logout").await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        a.client.post("/logout").await.status,
+        StatusCode::NO_CONTENT
+    );
     until_body(&mut b.client, "/maybe", "anonymous").await;
 }
 
@@ -291,14 +309,20 @@ async fn a_stalled_server_stops_the_cache_until_it_resumes() {
     server.signal("STOP");
     let deadline = Instant::now() + StdDuration::from_secs(5);
     while b.engine.stats().cache.unwrap().serving {
-        assert!(Instant::now() < deadline, "the cache kept serving a stalled channel");
+        assert!(
+            Instant::now() < deadline,
+            "the cache kept serving a stalled channel"
+        );
         tokio::time::sleep(StdDuration::from_millis(10)).await;
     }
     // A warm request is not answered from the cache: it waits on the stopped server.
     let mut c = b.client.clone();
     let request = tokio::spawn(async move { c.get("/maybe").await });
     tokio::time::sleep(StdDuration::from_millis(500)).await;
-    assert!(!request.is_finished(), "answered from the cache during the stall");
+    assert!(
+        !request.is_finished(),
+        "answered from the cache during the stall"
+    );
     assert_eq!(b.engine.stats().cache.unwrap().hits, hits);
     server.signal("CONT");
     let r = request.await.unwrap();
@@ -315,4 +339,161 @@ async fn a_stalled_server_stops_the_cache_until_it_resumes() {
     assert_eq!(b.rec.requests(), [], "served from the cache again");
     drop((a, b));
     drop(server);
+}
+
+/// A `counter` example process on `port`, on the database `uri`; killed on drop.
+struct App(std::process::Child);
+
+impl App {
+    fn start(binary: &std::path::Path, uri: &str, port: u16) -> App {
+        let child = std::process::Command::new(binary)
+            .env("SLATES_MONGODB_URI", uri)
+            .env("PORT", port.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start the counter example");
+        App(child)
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The `counter` example binary, which `cargo test` builds next to the test binaries.
+fn counter_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let binary = dir.join("examples").join("counter");
+    assert!(
+        binary.exists(),
+        "{} is missing: `cargo test` builds the examples (or run `cargo build --example counter`)",
+        binary.display()
+    );
+    binary
+}
+
+async fn stats(http: &reqwest::Client, base: &str) -> serde_json::Value {
+    let body = http
+        .get(format!("{base}/stats"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Point 6 with two real app processes (the `counter` example, on the cache by default on
+/// MongoDB) sharing one server: 20 warm `GET /me` on B cost 0 store operations (B's own
+/// `/stats`), and a logout on A makes B refuse the cookie (the delay over many trials is
+/// printed, not asserted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_app_processes() {
+    let test = "cache_mongo::two_processes";
+    let Some(server) = mongo::server() else {
+        return;
+    };
+    let binary = counter_binary();
+    let db = mongo::database_name(test);
+    let options = mongo::client_options().await.unwrap();
+    let _ = mongo::database(test, options).await; // dropped: fresh
+    let uri = format!("{}{db}", server.uri.trim_end_matches('/').to_owned() + "/");
+    let (pa, pb) = (mongo::free_port(), mongo::free_port());
+    let (_a, _b) = (App::start(&binary, &uri, pa), App::start(&binary, &uri, pb));
+    let (a, b) = (
+        format!("http://127.0.0.1:{pa}"),
+        format!("http://127.0.0.1:{pb}"),
+    );
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // Both up, both caches serving.
+    let deadline = Instant::now() + StdDuration::from_secs(30);
+    for base in [&a, &b] {
+        loop {
+            let up = match http.get(format!("{base}/stats")).send().await {
+                Ok(r) => r
+                    .text()
+                    .await
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()),
+                Err(_) => None,
+            };
+            if up.is_some_and(|s| s["cache"]["serving"] == true) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{base} never served with its cache on"
+            );
+            tokio::time::sleep(StdDuration::from_millis(50)).await;
+        }
+    }
+    let mut logouts = Vec::new();
+    for trial in 0..20 {
+        let r = http
+            .post(format!("{a}/login"))
+            .form(&[("username", "ada")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        let cookie = r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let me = |base: &str| {
+            http.get(format!("{base}/me"))
+                .header("cookie", cookie.as_str())
+                .send()
+        };
+        assert_eq!(me(&b).await.unwrap().status(), StatusCode::OK); // warm B
+        assert_eq!(me(&b).await.unwrap().status(), StatusCode::OK);
+        if trial == 0 {
+            let before = stats(&http, &b).await;
+            for _ in 0..20 {
+                assert_eq!(me(&b).await.unwrap().status(), StatusCode::OK);
+            }
+            let after = stats(&http, &b).await;
+            assert_eq!(
+                after["store_operations"], before["store_operations"],
+                "20 warm GET /me on B cost no store operation: cache before {}, after {}",
+                before["cache"], after["cache"]
+            );
+        }
+        let r = http
+            .post(format!("{a}/logout"))
+            .header("cookie", cookie.as_str())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        let started = Instant::now();
+        while me(&b).await.unwrap().status() != StatusCode::UNAUTHORIZED {
+            assert!(
+                started.elapsed() < StdDuration::from_secs(10),
+                "B still accepts a cookie logged out on A"
+            );
+            tokio::time::sleep(StdDuration::from_millis(2)).await;
+        }
+        logouts.push(started.elapsed());
+    }
+    logouts.sort();
+    say!(
+        "cache_mongo: two counter processes: logout on A refused on B after p50 {:?}, p99 {:?} \
+         ({} trials, this machine, FerretDB)",
+        percentile(&logouts, 0.5),
+        percentile(&logouts, 0.99),
+        logouts.len()
+    );
 }

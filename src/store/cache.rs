@@ -33,7 +33,9 @@ pub struct CacheSettings {
     /// The cache serves only while its channel has confirmed delivery of every invalidation
     /// published up to at most this long ago; beyond it every read goes to the store. It
     /// bounds how long a logged-out token or an overwritten profile can still be served
-    /// when the channel fails or falls behind. Default 500 ms.
+    /// when the channel fails or falls behind. Default 1 s (MongoDB's channel confirms every
+    /// 100 ms when idle, `store::TAIL_AWAIT`); keep it well above
+    /// the channel's confirmation interval, or the cache rarely serves.
     pub staleness_bound: Duration,
     /// An entry older than this is read again from the store, even with a fresh channel: the
     /// backstop for an instance that wrote but could not publish (it reported the write as
@@ -46,7 +48,7 @@ impl Default for CacheSettings {
         CacheSettings {
             max_entries: 100_000,
             max_bytes: 64 * 1024 * 1024,
-            staleness_bound: Duration::from_millis(500),
+            staleness_bound: Duration::from_secs(1),
             max_age: Duration::from_secs(60),
         }
     }

@@ -33,8 +33,11 @@ struct TestChannel {
 struct TestState {
     down: AtomicBool,
     fail_publish: AtomicBool,
-    subs: Mutex<Vec<(Weak<dyn InvalidationSink>, Arc<Freshness>)>>,
+    subs: Mutex<Vec<Subscription>>,
 }
+
+/// A subscriber and its freshness.
+type Subscription = (Weak<dyn InvalidationSink>, Arc<Freshness>);
 
 impl TestChannel {
     fn set_down(&self, down: bool) {

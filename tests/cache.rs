@@ -384,6 +384,15 @@ async fn bounded_in_entries_bytes_and_age() {
     assert_eq!(t.b.1.calls(), [Call::FindToken], "too old: read again");
 }
 
+#[test]
+fn default_settings() {
+    let d = CacheSettings::default();
+    assert_eq!(d.max_entries, 100_000);
+    assert_eq!(d.max_bytes, 64 * 1024 * 1024);
+    assert_eq!(d.staleness_bound, StdDuration::from_secs(1));
+    assert_eq!(d.max_age, StdDuration::from_secs(60));
+}
+
 #[tokio::test]
 async fn memory_store_has_no_cache_by_default_and_a_cache_needs_a_channel() {
     let engine = Engine::builder(MemoryStore::new()).build().await.unwrap();

@@ -155,6 +155,34 @@ async fn two_instances_share_one_cache_channel() {
     until_serving(&a).await;
     until_serving(&b).await;
 
+    // The tail: one tailable awaitData `find` whose first batch holds one document (full:
+    // FerretDB keeps the cursor open), then `getMore`s that wait at most 100 ms.
+    let seen = b.rec.0.lock().unwrap().clone();
+    let find = seen
+        .iter()
+        .find(|(n, c)| {
+            n == "find"
+                && c.get_str("find") == Ok(INVALIDATIONS_COLLECTION)
+                && c.get_bool("tailable") == Ok(true)
+        })
+        .map(|(_, c)| c.clone())
+        .expect("B opened its tail: a tailable find");
+    assert_eq!(find.get_bool("awaitData"), Ok(true));
+    assert_eq!(
+        find.get_i32("batchSize")
+            .ok()
+            .or(find.get_i64("batchSize").ok().map(|v| v as i32)),
+        Some(1)
+    );
+    let more = seen
+        .iter()
+        .find(|(n, _)| n == "getMore")
+        .map(|(_, c)| c.clone())
+        .expect("B tails");
+    let wait = more.get_i64("maxTimeMS").unwrap();
+    assert_eq!(wait as u128, slates::store::TAIL_AWAIT.as_millis());
+    assert_eq!(slates::store::TAIL_AWAIT, StdDuration::from_millis(100));
+
     // Warm reads on B cost nothing.
     a.client.post_form("/login", "username=ada").await;
     b.client.cookie = a.client.cookie.clone();
@@ -458,8 +486,25 @@ async fn two_app_processes() {
                 .send()
         };
         assert_eq!(me(&b).await.unwrap().status(), StatusCode::OK); // warm B
-        assert_eq!(me(&b).await.unwrap().status(), StatusCode::OK);
         if trial == 0 {
+            // The login on A wrote the profile (last login) and published that: wait until B
+            // has received everything A published, then warm B.
+            let published = stats(&http, &a).await["cache"]["invalidations_published"]
+                .as_u64()
+                .unwrap();
+            let deadline = Instant::now() + StdDuration::from_secs(10);
+            while stats(&http, &b).await["cache"]["invalidations_received"]
+                .as_u64()
+                .unwrap()
+                < published
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "B never received A's invalidations"
+                );
+                tokio::time::sleep(StdDuration::from_millis(5)).await;
+            }
+            assert_eq!(me(&b).await.unwrap().status(), StatusCode::OK);
             let before = stats(&http, &b).await;
             for _ in 0..20 {
                 assert_eq!(me(&b).await.unwrap().status(), StatusCode::OK);

@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 
 use crate::config::Config;
 use crate::error::Result;
+use crate::events::Events;
 use crate::stats::{bump, Counters};
 use crate::store::{SlateStore, TokenStore};
 
@@ -17,6 +18,8 @@ pub(crate) struct Core {
     pub slates: Arc<dyn SlateStore>,
     pub config: Config,
     pub counters: Counters,
+    /// Where lifecycle events go (`tracing`, and the app's subscriber).
+    pub events: Events,
 }
 
 impl Core {

@@ -110,13 +110,17 @@
 
 mod auth;
 mod builder;
+mod client_ip;
 mod clock;
 mod config;
 mod cookie;
 mod core;
 mod current_user;
+mod device_id;
+mod devices;
 mod engine;
 mod error;
+mod events;
 mod future;
 mod layer;
 mod modified;
@@ -133,6 +137,7 @@ mod slate_update;
 mod stats;
 pub mod store;
 mod token;
+mod user_agent;
 mod user_slates;
 mod workflow;
 
@@ -142,8 +147,11 @@ pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::config::{Config, MAX_DURATION};
 pub use crate::cookie::{token_from_headers, CookieSettings, CookieToken};
 pub use crate::current_user::CurrentUser;
+pub use crate::device_id::DeviceId;
+pub use crate::devices::{Device, Devices};
 pub use crate::engine::{stats_handler, Engine};
 pub use crate::error::{Error, NameKind, Result};
+pub use crate::events::{AuthEvent, AuthEventKind, AuthEventSubscriber};
 pub use crate::future::ResponseFuture;
 pub use crate::layer::SlatesLayer;
 pub use crate::modified::Modified;

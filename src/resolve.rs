@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::cookie::CookieToken;
 use crate::core::Core;
 use crate::error::Error;
+use crate::events::{AuthEvent, AuthEventKind};
 use crate::names::SlateName;
 use crate::request::{CookieChange, Identity};
 use crate::stats::bump;
@@ -45,8 +46,10 @@ pub(crate) async fn resolve(
     counters.record_lookup(started.elapsed());
     // The absolute lifetime counts from login with the configuration in force now, so a
     // redeploy that shortens it applies to existing tokens too.
-    let Some(record) = record.filter(|r| now < absolute_end(config, r)) else {
-        return Ok(refused(core, &hash));
+    let record = match record {
+        Some(r) if now < absolute_end(config, &r) => r,
+        // Known but past its absolute lifetime: the refusal names the user.
+        past => return Ok(refused(core, &hash, past.as_ref())),
     };
     let key = SlateKey::new(record.user.clone(), SlateName::user());
     let profile = match core.slates.get_slate(&key, now).await {
@@ -72,6 +75,7 @@ pub(crate) async fn resolve(
         {
             Ok(true) => {
                 bump(&counters.renewals);
+                emit(core, AuthEventKind::Renewal, Some(&record), &hash, now);
                 expires = new_expires;
                 change = Some(CookieChange::Set(token, new_expires - now));
             }
@@ -83,7 +87,7 @@ pub(crate) async fn resolve(
                 // after a logout it is gone, and the logout wins.
                 match find_token(core, &hash, now).await? {
                     Some(current) => expires = current.expires,
-                    None => return Ok(refused(core, &hash)),
+                    None => return Ok(refused(core, &hash, None)),
                 }
             }
             Err(e) => {
@@ -93,6 +97,7 @@ pub(crate) async fn resolve(
             }
         }
     }
+    crate::devices::touch_if_due(core, &record, now).await;
     bump(&counters.authenticated);
     Ok((
         Some(Identity {
@@ -127,8 +132,14 @@ async fn find_token(
     }
 }
 
-/// The answer to an unknown, expired or malformed token: anonymous, and the cookie removed.
-fn refused(core: &Core, hash: &TokenHash) -> (Option<Identity>, Option<CookieChange>) {
+/// The answer to an unknown, expired or malformed token (`record` when it was read):
+/// anonymous, and the cookie removed.
+fn refused(
+    core: &Core,
+    hash: &TokenHash,
+    record: Option<&TokenRecord>,
+) -> (Option<Identity>, Option<CookieChange>) {
+    emit(core, AuthEventKind::Refused, record, hash, core.now());
     let counters = &core.counters;
     bump(&counters.unknown_tokens);
     bump(&counters.anonymous);
@@ -159,6 +170,20 @@ fn absolute_end(config: &Config, record: &TokenRecord) -> OffsetDateTime {
         .created
         .checked_add(config.absolute_lifetime)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Emits a lifecycle event about the request's token.
+fn emit(
+    core: &Core,
+    kind: AuthEventKind,
+    record: Option<&TokenRecord>,
+    hash: &TokenHash,
+    now: OffsetDateTime,
+) {
+    let user = record.map(|r| &r.user);
+    let device = record.and_then(|r| r.device.as_ref());
+    core.events
+        .emit(AuthEvent::new(kind, user, device, Some(hash), now));
 }
 
 fn store_failed(core: &Core, what: &str, token: &str, err: &Error) {

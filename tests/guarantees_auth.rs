@@ -916,6 +916,10 @@ async fn fixture_before_means_not_applied(backend: Backend, test: &str) {
             expires: now + Duration::hours(1),
             renewed: None,
             rotated: None,
+            device: Some(slates::DeviceId::generate().unwrap()),
+            last_seen: now,
+            label: String::new(),
+            ip: None,
         };
         fx.hooked.clear_calls();
         fx.hooked.fail_call(0, phase);

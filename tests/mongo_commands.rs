@@ -156,6 +156,10 @@ async fn token_commands(test: &str, layout: Layout) {
         expires: now + Duration::hours(1),
         renewed: None,
         rotated: None,
+        device: Some(slates::DeviceId::generate().unwrap()),
+        last_seen: now,
+        label: String::new(),
+        ip: None,
     };
 
     store.insert_token(&record).await.unwrap();

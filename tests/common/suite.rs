@@ -106,6 +106,10 @@ pub async fn token_records_round_trip(_: Backend, slates: Engine, clock: ManualC
         expires: now + Duration::hours(1),
         renewed: None,
         rotated: None,
+        device: Some(slates::DeviceId::generate().unwrap()),
+        last_seen: now,
+        label: String::new(),
+        ip: None,
     };
     store.insert_token(&record).await.unwrap();
     assert!(matches!(
@@ -183,6 +187,10 @@ pub async fn renewal_never_resurrects(_: Backend, slates: Engine, clock: ManualC
         expires: now + Duration::hours(1),
         renewed: None,
         rotated: None,
+        device: Some(slates::DeviceId::generate().unwrap()),
+        last_seen: now,
+        label: String::new(),
+        ip: None,
     };
     store.insert_token(&record).await.unwrap();
     let later = now + Duration::hours(2);
@@ -617,6 +625,10 @@ pub async fn delete_user_slates_keeps_tokens(_: Backend, slates: Engine, clock: 
             expires: now + Duration::hours(1),
             renewed: None,
             rotated: None,
+            device: Some(slates::DeviceId::generate().unwrap()),
+            last_seen: now,
+            label: String::new(),
+            ip: None,
         })
         .await
         .unwrap();

@@ -192,12 +192,11 @@ impl TokenStore for MongoStore {
         Box::pin(async move {
             let auth = self.auth()?;
             let filter = doc! {"user": user.as_str(), "device": device.as_str()};
-            let deleted = limited!(
-                self,
-                auth.find_one_and_delete(filter).projection(doc! {"_id": 1})
-            )
-            .await
-            .map_err(error::map)?;
+            // The whole (small) record comes back: FerretDB 1.x does not implement a
+            // projection (`fields`) on findAndModify.
+            let deleted = limited!(self, auth.find_one_and_delete(filter))
+                .await
+                .map_err(error::map)?;
             deleted
                 .map(|d| {
                     d.get_str("_id")

@@ -30,6 +30,7 @@ macro_rules! slates_suite {
             renewal_never_resurrects,
             device_records,
             last_seen_touch_never_resurrects,
+            concurrent_device_writes_have_one_winner,
             slate_operators,
             slate_versions_and_cas,
             slate_expiry,
@@ -827,6 +828,72 @@ pub async fn last_seen_touch_never_resurrects(_: Backend, slates: Engine, clock:
             .last_seen,
         t1
     );
+}
+
+/// Concurrent ends of one device: exactly one deletes it (and gets its hash); concurrent
+/// first touches of a record from before devices existed: exactly one assigns its id.
+pub async fn concurrent_device_writes_have_one_winner(
+    backend: Backend,
+    slates: Engine,
+    clock: ManualClock,
+) {
+    if !atomic_under_concurrency(backend, "concurrent_device_writes_have_one_winner").await {
+        return;
+    }
+    let store = slates.token_store().clone();
+    let now = clock.now();
+    for round in 0..5 {
+        let record = TokenRecord {
+            hash: Token::generate().unwrap().hash(),
+            user: user("ada"),
+            created: now,
+            expires: now + Duration::hours(1),
+            renewed: None,
+            rotated: None,
+            device: None,
+            last_seen: now,
+            label: String::new(),
+            ip: None,
+        };
+        store.insert_token(&record).await.unwrap();
+        // All spawned first (collected), then awaited: they run at the same time.
+        let touches: Vec<_> = (0..16)
+            .map(|_| {
+                let (store, hash) = (store.clone(), record.hash);
+                let id = DeviceId::generate().unwrap();
+                tokio::spawn(async move {
+                    let won = store.touch_token(&hash, Some(&id), now, now).await.unwrap();
+                    (won, id)
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for t in touches {
+            let (won, id) = t.await.unwrap();
+            if won {
+                winners.push(id);
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: one id assigned");
+        let stored = store.find_token(&record.hash, now).await.unwrap().unwrap();
+        assert_eq!(stored.device.as_ref(), Some(&winners[0]));
+
+        let ends: Vec<_> = (0..16)
+            .map(|_| {
+                let (store, id) = (store.clone(), winners[0].clone());
+                tokio::spawn(async move { store.delete_device(&user("ada"), &id).await.unwrap() })
+            })
+            .collect();
+        let mut ended = Vec::new();
+        for e in ends {
+            ended.extend(e.await.unwrap());
+        }
+        assert_eq!(
+            ended,
+            vec![record.hash],
+            "round {round}: one end deletes it"
+        );
+    }
 }
 
 // ---------------------------------------------------------------- through the layer

@@ -439,6 +439,112 @@ pub async fn subscriber_cannot_slow_or_fail_requests(backend: Backend, test: &st
     );
 }
 
+/// The client network is kept only when asked, truncated, from axum's `ConnectInfo`.
+pub async fn client_ip_only_when_asked_and_truncated(backend: Backend, test: &str) {
+    use axum::extract::ConnectInfo;
+    use std::net::SocketAddr;
+    for (record, addr, want) in [
+        (false, Some("203.0.113.77:5000"), None),
+        (true, None, None),
+        (true, Some("203.0.113.77:5000"), Some("203.0.113.0/24")),
+        (true, Some("[2001:db8:1:2::9]:443"), Some("2001:db8:1::/48")),
+    ] {
+        let clock = ManualClock::new();
+        let name = format!("{test}_{record}_{}", addr.map_or(0, |a| a.len()));
+        let Some(b) = builder(backend, &name, &clock).await else {
+            return;
+        };
+        let engine = b.record_client_ip(record).build().await.unwrap();
+        let mut c = Client::new(app(&engine));
+        let mut req = Request::post("/login")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from("username=ada"))
+            .unwrap();
+        if let Some(addr) = addr {
+            let addr: SocketAddr = addr.parse().unwrap();
+            req.extensions_mut().insert(ConnectInfo(addr));
+        }
+        assert_eq!(c.send(req).await.status, StatusCode::NO_CONTENT);
+        let devices = engine.user_devices("ada").await.unwrap();
+        assert_eq!(devices[0].ip.as_deref(), want, "record {record}, {addr:?}");
+        assert_eq!(devices[0].label, "Unknown device", "no User-Agent");
+    }
+}
+
+/// A record written before devices existed (no `device`, `seen`, `label`, `ip`): it keeps
+/// working, is not listed until its next request, which gives it an id; "end the others"
+/// ends it like any other.
+pub async fn records_from_before_devices_keep_working(backend: Backend, test: &str) {
+    let clock = ManualClock::new();
+    let Some(b) = builder(backend, test, &clock).await else {
+        return;
+    };
+    let engine = b.build().await.unwrap();
+    let token = Token::generate().unwrap();
+    let now = clock.now();
+    let expires = now + Duration::days(7);
+    match backend {
+        Backend::Memory => {
+            let record = slates::store::TokenRecord {
+                hash: token.hash(),
+                user: slates::Username::new("ada").unwrap(),
+                created: now,
+                expires,
+                renewed: None,
+                rotated: None,
+                device: None,
+                last_seen: now,
+                label: String::new(),
+                ip: None,
+            };
+            engine.token_store().insert_token(&record).await.unwrap();
+        }
+        #[cfg(feature = "mongodb")]
+        Backend::Mongo(_) => {
+            // Exactly what an earlier version wrote.
+            let options = common::mongo::client_options().await.unwrap();
+            let client = slates::mongodb::Client::with_options(options).unwrap();
+            let db = client.database(&common::mongo::database_name(test));
+            let date = |t: time::OffsetDateTime| {
+                slates::bson::DateTime::from_millis((t.unix_timestamp_nanos() / 1_000_000) as i64)
+            };
+            db.collection::<slates::bson::Document>("_auth")
+                .insert_one(slates::bson::doc! {
+                    "_id": token.hash().to_hex(), "user": "ada",
+                    "created": date(now), "expires": date(expires),
+                })
+                .await
+                .unwrap();
+            let read = engine
+                .token_store()
+                .find_token(&token.hash(), now)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                (read.device, read.last_seen, read.label, read.ip),
+                (None, now, String::new(), None)
+            );
+        }
+    }
+    let mut phone = device(&engine, "ada", FIREFOX_LINUX).await;
+    assert_eq!(
+        devices_of(&phone.get("/devices").await).len(),
+        1,
+        "not listed yet"
+    );
+    let mut old = Client::new(app(&engine));
+    old.cookie = Some(token.encode());
+    assert_eq!(old.get("/me").await.status, StatusCode::OK);
+    let listed = devices_of(&old.get("/devices").await);
+    assert_eq!(listed.len(), 2, "its request gave it an id");
+    let own = listed.iter().find(|d| d.1).unwrap();
+    assert_eq!((own.2.as_str(), own.3), ("", now.unix_timestamp()));
+    assert!(slates::DeviceId::parse(&own.0).is_some());
+    assert_eq!(phone.post("/logout-others").await.body, "1");
+    assert_eq!(old.get("/me").await.status, StatusCode::UNAUTHORIZED);
+}
+
 per_backend!(
     list_end_and_end_others,
     rotation_lists_one_device,
@@ -446,4 +552,6 @@ per_backend!(
     max_devices_ends_least_recently_seen,
     lifecycle_events,
     subscriber_cannot_slow_or_fail_requests,
+    client_ip_only_when_asked_and_truncated,
+    records_from_before_devices_keep_working,
 );

@@ -18,7 +18,8 @@
 //! The names: the [`Engine`] is the configured system (stores, settings, counters) and
 //! makes the [`SlatesLayer`]; in a handler, [`CurrentUser`] is who is logged in with the
 //! profile as loaded, [`UserSlates`] hands out that user's slates, [`Slate<T>`](Slate) is a
-//! typed handle to one of them ([`RawSlate`] an untyped one), and [`Auth`] logs in and out.
+//! typed handle to one of them ([`RawSlate`] an untyped one), [`Auth`] logs in and out,
+//! and [`Devices`] lists the user's devices (one per login) and ends them.
 //!
 //! No lock is held while a handler runs: two tabs of the same user run side by side, and
 //! concurrent increments, pushes and compare-and-swap updates are never lost.
@@ -91,8 +92,9 @@
 //!    lifetime. Unknown or expired: anonymous, and the cookie is removed.
 //! 3. It loads the profile (one read), renews the token if more than the configured
 //!    share of the idle timeout has passed (one update that never resurrects a deleted or
-//!    rotated-out token, and never goes past the absolute lifetime), and puts the identity
-//!    in request extensions.
+//!    rotated-out token, and never goes past the absolute lifetime), writes the device's
+//!    last-seen time when the configured interval has passed (one conditional update that
+//!    never resurrects a token either), and puts the identity in request extensions.
 //! 4. The handler runs with no lock held; [`Auth`] can log in, log out, log out everywhere
 //!    or rotate the token.
 //! 5. On the way out, the layer applies the cookie change (`Set-Cookie`).

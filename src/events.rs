@@ -17,6 +17,7 @@ use time::OffsetDateTime;
 
 use crate::device_id::DeviceId;
 use crate::names::Username;
+use crate::store::TokenRecord;
 use crate::token::TokenHash;
 
 /// What happened to a login.
@@ -174,6 +175,20 @@ impl Events {
                 }
             }
         }
+    }
+
+    /// Emits `kind` about the token `hash`, naming the user and device of its `record` when
+    /// it was read.
+    pub fn emit_about(
+        &self,
+        kind: AuthEventKind,
+        record: Option<&TokenRecord>,
+        hash: &TokenHash,
+        at: OffsetDateTime,
+    ) {
+        let user = record.map(|r| &r.user);
+        let device = record.and_then(|r| r.device.as_ref());
+        self.emit(AuthEvent::new(kind, user, device, Some(hash), at));
     }
 
     /// Events the subscriber did not get (the queue was full).

@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::cookie::CookieToken;
 use crate::core::Core;
 use crate::error::Error;
-use crate::events::{AuthEvent, AuthEventKind};
+use crate::events::AuthEventKind;
 use crate::names::SlateName;
 use crate::request::{CookieChange, Identity};
 use crate::stats::bump;
@@ -75,7 +75,8 @@ pub(crate) async fn resolve(
         {
             Ok(true) => {
                 bump(&counters.renewals);
-                emit(core, AuthEventKind::Renewal, Some(&record), &hash, now);
+                core.events
+                    .emit_about(AuthEventKind::Renewal, Some(&record), &hash, now);
                 expires = new_expires;
                 change = Some(CookieChange::Set(token, new_expires - now));
             }
@@ -139,7 +140,8 @@ fn refused(
     hash: &TokenHash,
     record: Option<&TokenRecord>,
 ) -> (Option<Identity>, Option<CookieChange>) {
-    emit(core, AuthEventKind::Refused, record, hash, core.now());
+    core.events
+        .emit_about(AuthEventKind::Refused, record, hash, core.now());
     let counters = &core.counters;
     bump(&counters.unknown_tokens);
     bump(&counters.anonymous);
@@ -170,20 +172,6 @@ fn absolute_end(config: &Config, record: &TokenRecord) -> OffsetDateTime {
         .created
         .checked_add(config.absolute_lifetime)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
-
-/// Emits a lifecycle event about the request's token.
-fn emit(
-    core: &Core,
-    kind: AuthEventKind,
-    record: Option<&TokenRecord>,
-    hash: &TokenHash,
-    now: OffsetDateTime,
-) {
-    let user = record.map(|r| &r.user);
-    let device = record.and_then(|r| r.device.as_ref());
-    core.events
-        .emit(AuthEvent::new(kind, user, device, Some(hash), now));
 }
 
 fn store_failed(core: &Core, what: &str, token: &str, err: &Error) {

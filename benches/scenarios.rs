@@ -454,6 +454,10 @@ async fn scale_slates(users: usize, samples: usize, rounds: usize) -> ScaleRow {
             expires,
             renewed: None,
             rotated: None,
+            device: Some(slates::DeviceId::generate().unwrap()),
+            last_seen: now,
+            label: String::new(),
+            ip: None,
         };
         store.insert_token(&record).await.unwrap();
     }
@@ -641,6 +645,10 @@ mod mongo_scenarios {
                 expires: now + time::Duration::days(14),
                 renewed: None,
                 rotated: None,
+                device: Some(slates::DeviceId::generate().unwrap()),
+                last_seen: now,
+                label: String::new(),
+                ip: None,
             })
             .await
             .unwrap();

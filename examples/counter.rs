@@ -15,6 +15,9 @@
 //! | `GET /hits` | 200, the current count as plain text (401 when anonymous) |
 //! | `POST /logout` | 204 + an expired cookie |
 //! | `POST /logout-everywhere` | 204 (every token of the user deleted), 401 when anonymous |
+//! | `GET /devices` | 200 JSON array of `{"id", "current", "created", "last_seen", "label"}` (times in RFC 3339), exactly one `current: true`; 401 when anonymous |
+//! | `POST /devices/{id}/end` | 204 when `id` is one of the caller's devices (its cookie is refused from then on), else 404; 401 when anonymous |
+//! | `POST /logout-others` | 204: every other device of the caller ends, this one stays; 401 when anonymous |
 //! | `GET /stats` | 200 JSON statistics (open: see below) |
 //! | `GET /` | an HTML page with a login form and a hit button |
 //!
@@ -29,14 +32,15 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use axum::extract::Form;
+use axum::extract::{Form, Path};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use slates::{Auth, CurrentUser, Engine, SlateUpdate, UserSlates, Workflow};
+use slates::{Auth, CurrentUser, Devices, Engine, SlateUpdate, UserSlates, Workflow};
+use time::format_description::well_known::Rfc3339;
 
 /// The slate holding the user's count. It never expires: the count outlives every login.
 const COUNTER: Workflow<Counter> = Workflow::new("counter");
@@ -68,6 +72,9 @@ pub fn app(engine: Engine) -> Router {
         .route("/hits", get(hits).post(hit))
         .route("/logout", post(logout))
         .route("/logout-everywhere", post(logout_everywhere))
+        .route("/devices", get(devices))
+        .route("/devices/{id}/end", post(end_device))
+        .route("/logout-others", post(logout_others))
         .route("/stats", get(slates::stats_handler))
         .layer(engine.layer())
         // Outermost: refuse cross-site form posts before anything else runs.
@@ -183,6 +190,45 @@ async fn logout(auth: Auth, headers: HeaderMap) -> Result<Response, slates::Erro
 async fn logout_everywhere(auth: Auth, headers: HeaderMap) -> Result<Response, slates::Error> {
     auth.logout_everywhere().await?;
     Ok(done(&headers, StatusCode::NO_CONTENT.into_response()))
+}
+
+/// One entry of `GET /devices`.
+#[derive(Serialize)]
+struct DeviceJson {
+    id: String,
+    current: bool,
+    created: String,
+    last_seen: String,
+    label: String,
+}
+
+async fn devices(devices: Devices) -> Result<Json<Vec<DeviceJson>>, slates::Error> {
+    let rfc3339 = |t: time::OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
+    let list = devices.list().await?;
+    Ok(Json(
+        list.into_iter()
+            .map(|d| DeviceJson {
+                id: d.id.to_string(),
+                current: d.current,
+                created: rfc3339(d.created),
+                last_seen: rfc3339(d.last_seen),
+                label: d.label,
+            })
+            .collect(),
+    ))
+}
+
+async fn end_device(devices: Devices, Path(id): Path<String>) -> Result<StatusCode, slates::Error> {
+    // Another user's id, an unknown one and a malformed one all answer 404.
+    Ok(match devices.end(&id).await? {
+        true => StatusCode::NO_CONTENT,
+        false => StatusCode::NOT_FOUND,
+    })
+}
+
+async fn logout_others(devices: Devices) -> Result<StatusCode, slates::Error> {
+    devices.end_others().await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 fn esc(s: &str) -> String {

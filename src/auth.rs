@@ -1,21 +1,28 @@
 //! [`Auth`]: login, logout, logout everywhere and rotation, from inside a handler.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use http::header::USER_AGENT;
 use http::request::Parts;
 use time::OffsetDateTime;
 
+use crate::client_ip::truncated_ip;
+use crate::cookie::CookieChange;
 use crate::core::Core;
+use crate::device_id::DeviceId;
+use crate::device_ops::enforce_limit;
 use crate::error::{Error, Result};
+use crate::events::{AuthEvent, AuthEventKind};
 use crate::names::Username;
 use crate::rejection::MissingLayer;
 use crate::request::{LiveToken, RequestState};
-use crate::resolve::CookieChange;
 use crate::stats::bump;
 use crate::store::{TokenRecord, TokenStore};
 use crate::token::Token;
 use crate::token::TokenHash;
+use crate::user_agent::device_label;
 
 /// Extractor that logs users in and out. Works on anonymous requests too (that is where
 /// `login` happens). Extracting it costs no store operation; each operation says what it
@@ -35,9 +42,24 @@ use crate::token::TokenHash;
 ///     Ok(StatusCode::NO_CONTENT)
 /// }
 /// ```
+///
+/// A login is a new device ([`Devices`](crate::Devices)): its record keeps a random device
+/// id, a label from this request's `User-Agent` and, if
+/// [`record_client_ip`](crate::EngineBuilder::record_client_ip) is on, the client's network.
 #[derive(Clone)]
 pub struct Auth {
     state: Arc<RequestState>,
+    /// The request's `User-Agent`, for the device label of a login.
+    user_agent: Option<String>,
+    /// The client address (axum's `ConnectInfo`), if the app serves with it.
+    client_ip: Option<IpAddr>,
+}
+
+/// The device fields of a new token record.
+struct DeviceFields {
+    id: DeviceId,
+    label: String,
+    ip: Option<String>,
 }
 
 impl Auth {
@@ -51,19 +73,25 @@ impl Auth {
     /// The live token of the request: the one an earlier operation of this request left,
     /// else the one the request arrived with (checked against the store, once per request).
     async fn current(&self) -> Result<Option<LiveToken>> {
-        if let Some(changed) = self.state.changed_login() {
-            return Ok(changed);
+        if self.state.changed_login().is_none() {
+            self.state.resolve_parsed().await?;
         }
-        Ok(self.state.resolve_parsed().await?.map(|i| LiveToken {
-            hash: i.hash,
-            user: i.user.clone(),
-            created: i.created,
-        }))
+        Ok(self.state.current())
     }
 
     /// The hash of the token to delete when the login ends: the one an earlier operation of
     /// this request left, else the cookie's, unchecked (deleting an unknown token is
     /// harmless, and costs no lookup).
+    /// The user of the live token `hash`, if this request knows it without a lookup (it
+    /// resolved its identity, or an operation issued that token).
+    fn known_user(&self, hash: &TokenHash) -> Option<Username> {
+        if let Some(Some(live)) = self.state.changed_login() {
+            return (live.hash == *hash).then_some(live.user);
+        }
+        let identity = self.state.resolved()?;
+        (identity.hash == *hash).then(|| identity.user.clone())
+    }
+
     fn current_hash(&self) -> Option<TokenHash> {
         match self.state.changed_login() {
             Some(changed) => changed.map(|live| live.hash),
@@ -88,8 +116,12 @@ impl Auth {
                 .await?;
         }
         let now = self.core().config.clock.now();
-        self.issue(user, now).await?;
+        let device = self.device_fields()?;
+        let hash = self
+            .issue(user.clone(), now, device, AuthEventKind::Login)
+            .await?;
         bump(&self.core().counters.logins);
+        enforce_limit(self.core(), &user, &hash).await;
         Ok(())
     }
 
@@ -103,6 +135,8 @@ impl Auth {
             let step = self.store().delete_token(&current);
             if self.deleting("logout", &current, step).await? {
                 bump(&self.core().counters.logouts);
+                let user = self.known_user(&current);
+                self.emit(AuthEventKind::Logout, user.as_ref(), None, &current);
             }
         }
         self.state.record(None, CookieChange::Remove);
@@ -121,11 +155,17 @@ impl Auth {
             .deleting("logout everywhere", &current.hash, step)
             .await?;
         bump(&self.core().counters.logouts);
+        let kind = AuthEventKind::LogoutEverywhere;
+        self.emit(kind, Some(&current.user), None, &current.hash);
         Ok(n)
     }
 
     /// Replaces the current token with a new one (call it when privileges change).
     /// [`Error::NotLoggedIn`] on an anonymous request.
+    ///
+    /// The new token gets a new device id, with the old one's login time and a label (and
+    /// address) from this request: the old token, in its grace, is no longer listed by
+    /// [`Devices`](crate::Devices).
     ///
     /// The old token is retired **first**: marked as rotated out (never renewed again) with
     /// its expiry lowered to the configured rotation grace (default 10 s, so requests already
@@ -150,13 +190,23 @@ impl Auth {
                 .await
                 .inspect_err(|e| self.store_error("rotate (retire the old token)", e))?;
         }
-        // The new token continues the same login: its absolute lifetime counts from it.
-        self.issue(old.user, old.created).await
+        // The new token continues the same login: its absolute lifetime counts from it. It
+        // is the same browser, so its label and address come from this request.
+        let device = self.device_fields()?;
+        let kind = AuthEventKind::Rotation;
+        self.issue(old.user, old.created, device, kind).await?;
+        Ok(())
     }
 
-    /// Inserts a fresh token for `user`, logged in at `created`, and records it as the
-    /// request's cookie change.
-    async fn issue(&self, user: Username, created: OffsetDateTime) -> Result<()> {
+    /// Inserts a fresh token for `user`, logged in at `created`, on `device`, records it as
+    /// the request's cookie change and emits `kind`. Returns its hash.
+    async fn issue(
+        &self,
+        user: Username,
+        created: OffsetDateTime,
+        device: DeviceFields,
+        kind: AuthEventKind,
+    ) -> Result<TokenHash> {
         let config = &self.core().config;
         let now = config.clock.now();
         // Idle deadline, capped by the absolute lifetime of the login (a rotation late in
@@ -176,6 +226,10 @@ impl Auth {
                 expires,
                 renewed: None,
                 rotated: None,
+                device: Some(device.id.clone()),
+                last_seen: now,
+                label: device.label.clone(),
+                ip: device.ip.clone(),
             };
             match self.store().insert_token(&record).await {
                 Ok(()) => break token,
@@ -193,14 +247,39 @@ impl Auth {
                 }
             }
         };
+        let hash = token.hash();
+        self.emit(kind, Some(&user), Some(&device.id), &hash);
         let live = LiveToken {
-            hash: token.hash(),
+            hash,
             user,
             created,
         };
         self.state
             .record(Some(live), CookieChange::Set(token, expires - now));
-        Ok(())
+        Ok(hash)
+    }
+
+    /// A fresh device id, and the label and address of this request.
+    fn device_fields(&self) -> Result<DeviceFields> {
+        let ip = self
+            .client_ip
+            .filter(|_| self.core().config.record_client_ip);
+        Ok(DeviceFields {
+            id: DeviceId::generate()?,
+            label: device_label(self.user_agent.as_deref()),
+            ip: ip.map(truncated_ip),
+        })
+    }
+
+    fn emit(
+        &self,
+        kind: AuthEventKind,
+        user: Option<&Username>,
+        device: Option<&DeviceId>,
+        hash: &TokenHash,
+    ) {
+        let event = AuthEvent::new(kind, user, device, Some(hash), self.core().now());
+        self.core().events.emit(event);
     }
 
     /// Runs a store `step` that deletes the request's current token `hash` (with others,
@@ -267,8 +346,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Auth {
         let state = RequestState::from_parts(parts)?;
         // Parse the cookie now (no store call): the operations need it and have no headers.
         state.cookie(&parts.headers);
+        let user_agent = parts.headers.get(USER_AGENT);
+        let client_ip = parts.extensions.get::<ConnectInfo<SocketAddr>>();
         Ok(Auth {
             state: Arc::clone(state),
+            user_agent: user_agent.and_then(|v| v.to_str().ok()).map(str::to_owned),
+            client_ip: client_ip.map(|c| c.0.ip()),
         })
     }
 }

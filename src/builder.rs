@@ -13,6 +13,7 @@ use crate::cookie::{check_headers, CookieSettings};
 use crate::core::Core;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::events::{AuthEventSubscriber, Events};
 use crate::redirect::safe_next;
 use crate::rejection::WhenLoggedOut;
 use crate::stats::Counters;
@@ -44,6 +45,9 @@ pub struct EngineBuilder {
     config: Config,
     /// The cookie name, if set; the default depends on the other cookie settings.
     cookie_name: Option<String>,
+    /// Who gets the lifecycle events, and the length of their queue.
+    subscriber: Option<Arc<dyn AuthEventSubscriber>>,
+    event_queue: usize,
     /// Whether and how to cache (see [`cache`](Self::cache)).
     cache: CacheChoice,
 }
@@ -88,6 +92,8 @@ impl EngineBuilder {
             slates,
             cookie_name: None,
             cache: CacheChoice::Default,
+            subscriber: None,
+            event_queue: 1024,
             config: Config {
                 cookie: CookieSettings {
                     name: String::new(),
@@ -102,6 +108,9 @@ impl EngineBuilder {
                 renew_after: 0.5,
                 rotation_grace: Duration::seconds(10),
                 cas_attempts: 64,
+                last_seen_interval: Duration::minutes(10),
+                max_devices: None,
+                record_client_ip: false,
                 store: StoreOptions::default(),
                 clock: Arc::new(SystemClock),
             },
@@ -270,6 +279,57 @@ impl EngineBuilder {
         self
     }
 
+    /// How often a device's last-seen time is written (default 10 minutes): a request writes
+    /// it (one conditional update, never an upsert) only once this long has passed since the
+    /// last write. Whole milliseconds from zero (every request) to [`MAX_DURATION`].
+    pub fn last_seen_interval(mut self, interval: Duration) -> Self {
+        self.config.last_seen_interval = interval;
+        self
+    }
+
+    /// The most devices (live logins) a user may have at once (default: no limit), as OWASP
+    /// suggests for apps that want to limit simultaneous sessions. A login that would go
+    /// beyond it ends the user's least recently seen devices (their next request is
+    /// anonymous) and emits [`AuthEventKind::DeviceLimit`](crate::AuthEventKind::DeviceLimit)
+    /// for each. At least 1. Two logins of one user at the same instant may each count
+    /// before the other's record exists, and leave one device too many until the next login.
+    pub fn max_devices(mut self, max: u32) -> Self {
+        self.config.max_devices = Some(max);
+        self
+    }
+
+    /// Whether each device keeps the client address it logged in from, truncated to its
+    /// network (IPv4 /24, IPv6 /48) (default `false`). Even truncated, an address is
+    /// personal data (GDPR): switch this on only with a purpose, and say so in your privacy
+    /// notice. The address is axum's `ConnectInfo<SocketAddr>` request extension (serve with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`); behind a reverse proxy, that
+    /// is the proxy's address unless a middleware of yours puts the client's address there.
+    /// Without the extension, nothing is kept.
+    pub fn record_client_ip(mut self, record: bool) -> Self {
+        self.config.record_client_ip = record;
+        self
+    }
+
+    /// The app's receiver of lifecycle [`AuthEvent`](crate::AuthEvent)s (logins, logouts,
+    /// ended devices, rotations, renewals, refused tokens): a type implementing
+    /// [`AuthEventSubscriber`], or a closure `Fn(&AuthEvent)`. Events are delivered in
+    /// order on a thread of their own through a queue (see
+    /// [`auth_event_queue`](Self::auth_event_queue)); a request never waits for the
+    /// subscriber, and a panic in it is caught and logged. Every event is also a `tracing`
+    /// event (target `slates::events`), with or without a subscriber.
+    pub fn auth_events(mut self, subscriber: impl AuthEventSubscriber) -> Self {
+        self.subscriber = Some(Arc::new(subscriber));
+        self
+    }
+
+    /// How many events wait for the subscriber at most (default 1024). When the queue is
+    /// full, new events are dropped and counted in
+    /// [`Stats::events_dropped`](crate::Stats::events_dropped). At least 1.
+    pub fn auth_event_queue(mut self, capacity: usize) -> Self {
+        self.event_queue = capacity;
+        self
+    }
+
     /// Checks the configuration, prepares the stores (creates indexes) and returns the
     /// [`Engine`].
     pub async fn build(mut self) -> Result<Engine> {
@@ -279,6 +339,11 @@ impl EngineBuilder {
             if host_only { "__Host-slates" } else { "slates" }.to_owned()
         });
         validate(&self.config)?;
+        if self.event_queue == 0 {
+            return Err(Error::Config(
+                "the auth event queue needs room for 1 event".to_owned(),
+            ));
+        }
         self.tokens.prepare_tokens(&self.config.store).await?;
         self.slates.prepare_slates(&self.config.store).await?;
         let counters = Counters::default();
@@ -319,6 +384,7 @@ impl EngineBuilder {
             cache,
             config: self.config,
             counters,
+            events: Events::new(self.subscriber, self.event_queue),
         }))
     }
 }
@@ -386,6 +452,13 @@ fn validate(c: &Config) -> Result<()> {
     }
     if cookie.same_site == SameSite::None && !cookie.secure {
         return bad("a SameSite=None cookie must be Secure (browsers refuse it otherwise)");
+    }
+    let interval = c.last_seen_interval;
+    if interval < Duration::ZERO || interval > MAX_DURATION || !whole_ms(interval) {
+        return bad("the last-seen interval must be whole milliseconds from zero to 400 days");
+    }
+    if c.max_devices == Some(0) {
+        return bad("max_devices must be at least 1");
     }
     if c.cas_attempts == 0 {
         return bad("cas_attempts must be at least 1");

@@ -33,6 +33,15 @@ pub struct Config {
     /// Attempts a compare-and-swap helper makes before
     /// [`Error::Conflict`](crate::Error::Conflict) (default 64).
     pub cas_attempts: u32,
+    /// How often a device's `last_seen` is written (default 10 minutes): a request writes it
+    /// only when at least this long has passed since the last write, so a busy device costs
+    /// one conditional update per interval, and `last_seen` is exact to this interval.
+    pub last_seen_interval: Duration,
+    /// The most devices (live logins) a user may have (default `None`: no limit). A login
+    /// beyond it ends the least recently seen device.
+    pub max_devices: Option<u32>,
+    /// Whether the client address is kept with each device, truncated (default `false`).
+    pub record_client_ip: bool,
     /// What the store was prepared with.
     pub store: StoreOptions,
     /// The time source.

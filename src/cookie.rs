@@ -39,6 +39,16 @@ pub enum CookieToken {
     Present(Token),
 }
 
+/// A cookie change, applied by the service on the way out.
+pub(crate) enum CookieChange {
+    /// Send this token (login, rotation, renewal) with this max age.
+    Set(Token, time::Duration),
+    /// Make the browser drop the cookie.
+    Remove,
+    /// Send nothing, not even the resolution's own change (a renewal).
+    Keep,
+}
+
 /// Finds the token cookie `name` in every `Cookie` header of `headers`.
 ///
 /// Deterministic on any input: headers that are not UTF-8 are read lossily (a replaced byte

@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 
 use crate::config::Config;
 use crate::error::Result;
+use crate::events::Events;
 use crate::stats::{bump, Counters};
 use crate::store::{Cached, SlateStore, TokenStore};
 
@@ -19,6 +20,8 @@ pub(crate) struct Core {
     pub cache: Option<Arc<Cached>>,
     pub config: Config,
     pub counters: Counters,
+    /// Where lifecycle events go (`tracing`, and the app's subscriber).
+    pub events: Events,
 }
 
 impl Core {

@@ -9,7 +9,9 @@ use time::OffsetDateTime;
 
 use crate::config::Config;
 use crate::core::Core;
+use crate::device_ops::{end_device, user_devices, Device};
 use crate::error::Result;
+use crate::events::{AuthEvent, AuthEventKind};
 use crate::layer::SlatesLayer;
 use crate::names::Username;
 use crate::rejection::MissingLayer;
@@ -43,9 +45,12 @@ impl Engine {
 
     /// A snapshot of the statistics.
     pub fn stats(&self) -> Stats {
-        self.core
+        let mut stats = self
+            .core
             .counters
-            .snapshot(self.core.cache.as_ref().map(|c| c.stats()))
+            .snapshot(self.core.cache.as_ref().map(|c| c.stats()));
+        stats.events_dropped = self.core.events.dropped();
+        stats
     }
 
     /// The settled configuration.
@@ -85,7 +90,25 @@ impl Engine {
             .core
             .track(self.core.tokens.delete_user_tokens(&user).await)?;
         bump(&self.core.counters.logouts);
+        let kind = AuthEventKind::LogoutEverywhere;
+        let event = AuthEvent::new(kind, Some(&user), None, None, self.now());
+        self.core.events.emit(event);
         Ok(n)
+    }
+
+    /// The devices of `username` (where they are logged in), for admin tools: like
+    /// [`Devices::list`](crate::Devices::list), with no device marked current. Check that
+    /// the caller may see them first: slates does not know who is an admin.
+    pub async fn user_devices(&self, username: &str) -> Result<Vec<Device>> {
+        user_devices(&self.core, &Username::new(username)?, None).await
+    }
+
+    /// Ends the device `id` of `username`, for admin tools: its next request is anonymous.
+    /// Returns `false`, changing nothing, when `id` is not one of that user's devices
+    /// (another user's device is never ended).
+    pub async fn end_device(&self, username: &str, id: &str) -> Result<bool> {
+        let user = Username::new(username)?;
+        Ok(end_device(&self.core, &user, id).await?.is_some())
     }
 }
 

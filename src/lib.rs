@@ -18,7 +18,8 @@
 //! The names: the [`Engine`] is the configured system (stores, settings, counters) and
 //! makes the [`SlatesLayer`]; in a handler, [`CurrentUser`] is who is logged in, with the
 //! profile, [`UserSlates`] hands out that user's slates, [`Slate<T>`](Slate) is a
-//! typed handle to one of them ([`RawSlate`] an untyped one), and [`Auth`] logs in and out.
+//! typed handle to one of them ([`RawSlate`] an untyped one), [`Auth`] logs in and out,
+//! and [`Devices`] lists the user's devices (one per login) and ends them.
 //!
 //! Nothing is read until a handler asks: a route that extracts none of these costs no store
 //! operation, one that needs only the username costs the token lookup.
@@ -94,8 +95,9 @@
 //!    lifetime. Unknown or expired: anonymous, and the cookie is removed.
 //! 3. It loads the profile (one read), renews the token if more than the configured
 //!    share of the idle timeout has passed (one update that never resurrects a deleted or
-//!    rotated-out token, and never goes past the absolute lifetime), and puts the identity
-//!    in request extensions.
+//!    rotated-out token, and never goes past the absolute lifetime), writes the device's
+//!    last-seen time when the configured interval has passed (one conditional update that
+//!    never resurrects a token either), and puts the identity in request extensions.
 //! 4. The handler runs with no lock held; [`Auth`] can log in, log out, log out everywhere
 //!    or rotate the token.
 //! 5. On the way out, the layer applies the cookie change (`Set-Cookie`).
@@ -113,13 +115,18 @@
 
 mod auth;
 mod builder;
+mod client_ip;
 mod clock;
 mod config;
 mod cookie;
 mod core;
 mod current_user;
+mod device_id;
+mod device_ops;
+mod devices;
 mod engine;
 mod error;
+mod events;
 mod future;
 mod layer;
 mod modified;
@@ -136,6 +143,7 @@ mod slate_update;
 mod stats;
 pub mod store;
 mod token;
+mod user_agent;
 mod user_slates;
 mod workflow;
 
@@ -145,8 +153,12 @@ pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::config::{Config, MAX_DURATION};
 pub use crate::cookie::{token_from_headers, CookieSettings, CookieToken};
 pub use crate::current_user::CurrentUser;
+pub use crate::device_id::DeviceId;
+pub use crate::device_ops::Device;
+pub use crate::devices::Devices;
 pub use crate::engine::{stats_handler, Engine};
 pub use crate::error::{Error, NameKind, Result};
+pub use crate::events::{AuthEvent, AuthEventKind, AuthEventSubscriber};
 pub use crate::future::ResponseFuture;
 pub use crate::layer::SlatesLayer;
 pub use crate::modified::Modified;

@@ -10,12 +10,13 @@ use http::HeaderMap;
 use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 
+use crate::cookie::CookieChange;
 use crate::cookie::{token_from_headers, CookieToken};
 use crate::core::Core;
 use crate::error::Result;
 use crate::names::Username;
 use crate::rejection::{MissingLayer, Unavailable, Unresolved};
-use crate::resolve::{load_profile, resolve, CookieChange, Identity, LoadedProfile};
+use crate::resolve::{load_profile, resolve, Identity, LoadedProfile};
 use crate::token::TokenHash;
 
 /// A live token of the request: the one it came with, or one an `Auth` operation issued.
@@ -137,6 +138,19 @@ impl RequestState {
     /// changed it (`None`: no operation did; `Some(None)`: logged out).
     pub fn changed_login(&self) -> Option<Option<LiveToken>> {
         self.auth().current.clone()
+    }
+
+    /// The live token of the request without any lookup: the one an `Auth` operation left,
+    /// else the identity it resolved to (`None`: anonymous, or not resolved yet).
+    pub fn current(&self) -> Option<LiveToken> {
+        match self.changed_login() {
+            Some(changed) => changed,
+            None => self.resolved().map(|i| LiveToken {
+                hash: i.hash,
+                user: i.user.clone(),
+                created: i.created,
+            }),
+        }
     }
 
     /// Records that the browser's live token is now `current`, reached by `change`.

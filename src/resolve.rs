@@ -6,13 +6,14 @@ use std::time::Instant;
 use time::OffsetDateTime;
 
 use crate::config::Config;
-use crate::cookie::CookieToken;
+use crate::cookie::{CookieChange, CookieToken};
 use crate::core::Core;
 use crate::error::Error;
+use crate::events::AuthEventKind;
 use crate::names::{SlateName, Username};
 use crate::stats::bump;
 use crate::store::{SlateDoc, SlateKey, TokenRecord};
-use crate::token::{Token, TokenHash};
+use crate::token::TokenHash;
 
 /// The logged-in user of a request, as resolved from its token.
 pub(crate) struct Identity {
@@ -27,16 +28,6 @@ pub(crate) struct Identity {
 /// malformed document must not turn every request of the user into an error: only a
 /// handler that asks for the profile sees it).
 pub(crate) type LoadedProfile = std::result::Result<Option<SlateDoc>, &'static str>;
-
-/// A cookie change, applied by the service on the way out.
-pub(crate) enum CookieChange {
-    /// Send this token (login, rotation, renewal) with this max age.
-    Set(Token, time::Duration),
-    /// Make the browser drop the cookie.
-    Remove,
-    /// Send nothing, not even the resolution's own change (a renewal).
-    Keep,
-}
 
 /// Token cookie to identity: at most one token lookup and, when due, one renewal. Returns
 /// the cookie change the resolution wants (removal of a bad cookie or a renewed one), which
@@ -67,8 +58,10 @@ pub(crate) async fn resolve(
     counters.record_lookup(started.elapsed());
     // The absolute lifetime counts from login with the configuration in force now, so a
     // redeploy that shortens it applies to existing tokens too.
-    let Some(record) = record.filter(|r| now < absolute_end(config, r)) else {
-        return Ok(refused(core, &hash));
+    let record = match record {
+        Some(r) if now < absolute_end(config, &r) => r,
+        // Known but past its absolute lifetime: the refusal names the user.
+        past => return Ok(refused(core, &hash, past.as_ref())),
     };
     let mut expires = record.expires;
     let mut change = None;
@@ -80,6 +73,8 @@ pub(crate) async fn resolve(
         {
             Ok(true) => {
                 bump(&counters.renewals);
+                core.events
+                    .emit_about(AuthEventKind::Renewal, Some(&record), &hash, now);
                 expires = new_expires;
                 change = Some(CookieChange::Set(token.clone(), new_expires - now));
             }
@@ -91,7 +86,7 @@ pub(crate) async fn resolve(
                 // after a logout it is gone, and the logout wins.
                 match find_token(core, &hash, now).await? {
                     Some(current) => expires = current.expires,
-                    None => return Ok(refused(core, &hash)),
+                    None => return Ok(refused(core, &hash, None)),
                 }
             }
             Err(e) => {
@@ -101,6 +96,7 @@ pub(crate) async fn resolve(
             }
         }
     }
+    crate::device_ops::touch_if_due(core, &record, now).await;
     bump(&counters.authenticated);
     Ok((
         Some(Identity {
@@ -153,8 +149,15 @@ async fn find_token(
     }
 }
 
-/// The answer to an unknown, expired or malformed token: anonymous, and the cookie removed.
-fn refused(core: &Core, hash: &TokenHash) -> (Option<Identity>, Option<CookieChange>) {
+/// The answer to an unknown, expired or malformed token (`record` when it was read):
+/// anonymous, and the cookie removed.
+fn refused(
+    core: &Core,
+    hash: &TokenHash,
+    record: Option<&TokenRecord>,
+) -> (Option<Identity>, Option<CookieChange>) {
+    core.events
+        .emit_about(AuthEventKind::Refused, record, hash, core.now());
     let counters = &core.counters;
     bump(&counters.unknown_tokens);
     bump(&counters.anonymous);

@@ -8,11 +8,11 @@ use http::header::{CACHE_CONTROL, SET_COOKIE};
 use http::{HeaderValue, Request};
 use tower_service::Service;
 
+use crate::cookie::CookieChange;
 use crate::cookie::{removal_cookie, set_cookie};
 use crate::core::Core;
 use crate::future::ResponseFuture;
 use crate::request::RequestState;
-use crate::resolve::CookieChange;
 use crate::stats::bump;
 
 /// The service built by [`SlatesLayer`](crate::SlatesLayer).

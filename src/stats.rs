@@ -92,6 +92,7 @@ impl Counters {
             cas_conflicts: get(&self.cas_conflicts),
             cas_retries: get(&self.cas_retries),
             store_errors: get(&self.store_errors),
+            events_dropped: 0,
             lookup: LookupLatency {
                 count,
                 mean_micros: if count == 0 {
@@ -151,6 +152,9 @@ pub struct Stats {
     pub cas_retries: u64,
     /// Store operations that failed.
     pub store_errors: u64,
+    /// Lifecycle events the subscriber did not get because its queue was full (see
+    /// [`EngineBuilder::auth_events`](crate::EngineBuilder::auth_events)).
+    pub events_dropped: u64,
     /// Latency of the token lookup.
     pub lookup: LookupLatency,
     /// Round trips to the stores since start: every store call that was not answered by the

@@ -776,3 +776,72 @@ async fn cookies_as_the_browser_sees_them() {
     })
     .await;
 }
+
+// ------------------------------------------------------------------ devices
+
+/// The Devices page with two browsers (two WebDriver sessions, each its own Chromium and
+/// profile, so two cookie jars: two devices of one user): each lists both, marks itself;
+/// ending the other device logs it out on its next page; "End all other devices" does the
+/// same and keeps this one logged in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_page_with_two_browsers() {
+    let app = upload_app().await;
+    e2e("devices_two_browsers", app, |laptop, base| async move {
+        let laptop = &laptop;
+        let tools = Tools::find("devices_two_browsers_phone").expect("found for the first browser");
+        let driver = Driver::start(&tools, "devices_two_browsers_phone").await;
+        let phone = &driver.session(&tools).await;
+
+        log_in(laptop, &base, "ada").await;
+        log_in(phone, &base, "ada").await;
+        // [rows, rows marked current, label of the current row]
+        let rows = "var rows = document.querySelectorAll('tr.device');
+            var current = document.querySelectorAll('tr.device[data-current=true]');
+            return [rows.length, current.length,
+                    current.length ? current[0].querySelector('.label').textContent : null];";
+        for c in [laptop, phone] {
+            c.goto(&format!("{base}/devices")).await.unwrap();
+            find(c, "#devices").await;
+            let seen = js(c, rows).await;
+            assert_eq!(
+                (seen[0].clone(), seen[1].clone()),
+                (json!(2), json!(1)),
+                "{seen}"
+            );
+            assert!(seen[2].as_str().unwrap().ends_with("on Linux"), "{seen}");
+        }
+        snap(laptop, "devices_two_browsers-1-list").await;
+
+        // The laptop ends the phone.
+        click_and_load(laptop, "tr.device[data-current=false] button.end").await;
+        assert_eq!(path(laptop).await, "/devices?ended=1");
+        assert_eq!(words(laptop, "#ended").await, "Ended 1 device.");
+        assert_eq!(js(laptop, rows).await[0], json!(1));
+        phone.goto(&format!("{base}/devices")).await.unwrap();
+        find(phone, "#username").await;
+        assert_eq!(
+            path(phone).await,
+            "/?next=/devices",
+            "the phone is logged out"
+        );
+
+        // The phone logs in again; the laptop ends all the others.
+        log_in(phone, &base, "ada").await;
+        laptop.goto(&format!("{base}/devices")).await.unwrap();
+        find(laptop, "#devices").await;
+        assert_eq!(js(laptop, rows).await[0], json!(2));
+        click_and_load(laptop, "#end-others").await;
+        assert_eq!(words(laptop, "#ended").await, "Ended 1 device.");
+        snap(laptop, "devices_two_browsers-2-ended-others").await;
+        phone.goto(&format!("{base}/sets")).await.unwrap();
+        find(phone, "#username").await;
+        assert_eq!(path(phone).await, "/?next=/sets");
+        laptop.goto(&format!("{base}/sets")).await.unwrap();
+        find(laptop, "main h1").await;
+        assert_eq!(path(laptop).await, "/sets", "the laptop stays logged in");
+
+        let _ = phone.clone().close().await;
+        drop(driver);
+    })
+    .await;
+}

@@ -56,6 +56,8 @@ async fn contract(backend: Backend, test: &str) {
         ("GET", "/hits"),
         ("POST", "/hits"),
         ("POST", "/logout-everywhere"),
+        ("GET", "/devices"),
+        ("POST", "/logout-others"),
     ] {
         let r = client
             .send(
@@ -130,6 +132,114 @@ async fn contract(backend: Backend, test: &str) {
     assert_eq!(client.get("/hits").await.body, "3");
     let me: serde_json::Value = serde_json::from_str(&client.get("/me").await.body).unwrap();
     assert_eq!(me["user"]["logins"], 2);
+}
+
+#[tokio::test]
+async fn devices_contract() {
+    devices(Backend::Memory, "counter_devices_memory").await;
+}
+
+/// The devices contract on the production store (a MongoDB-wire server).
+#[cfg(feature = "mongodb")]
+#[tokio::test]
+async fn devices_contract_on_mongo() {
+    devices(
+        Backend::Mongo(Layout::SingleCollection),
+        "example_counter_devices",
+    )
+    .await;
+}
+
+/// Logs a new client of `app` in as `name`, with a `User-Agent`.
+async fn device(app: &axum::Router, name: &str, user_agent: &str) -> Client {
+    let mut c = Client::new(app.clone());
+    let req = Request::post("/login")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("user-agent", user_agent)
+        .body(Body::from(format!("username={name}")))
+        .unwrap();
+    assert_eq!(c.send(req).await.status, StatusCode::NO_CONTENT);
+    c
+}
+
+/// `GET /devices` as parsed JSON, checking the shape of every entry.
+async fn list(c: &mut Client) -> Vec<serde_json::Value> {
+    use time::format_description::well_known::Rfc3339;
+    let r = c.get("/devices").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.headers["content-type"], "application/json");
+    let list: Vec<serde_json::Value> = serde_json::from_str(&r.body).unwrap();
+    for d in &list {
+        let keys: BTreeSet<&str> = d.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            BTreeSet::from(["id", "current", "created", "last_seen", "label"]),
+            "{d}"
+        );
+        assert!(d["id"].is_string() && d["label"].is_string() && d["current"].is_boolean());
+        for t in ["created", "last_seen"] {
+            time::OffsetDateTime::parse(d[t].as_str().unwrap(), &Rfc3339).expect("RFC 3339");
+        }
+    }
+    assert_eq!(
+        list.iter().filter(|d| d["current"] == true).count(),
+        1,
+        "exactly one current device"
+    );
+    list
+}
+
+async fn devices(backend: Backend, test: &str) {
+    let Some(slates) = backend.slates(test, &ManualClock::new()).await else {
+        return;
+    };
+    let app = app(slates);
+    let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+    let mut phone = device(&app, "ada", firefox).await;
+    let mut laptop = device(&app, "ada", "curl/8.5.0").await;
+    let mut tablet = device(&app, "ada", firefox).await;
+    let mut bob = device(&app, "bob", firefox).await;
+
+    let seen = list(&mut phone).await;
+    assert_eq!(seen.len(), 3);
+    let current = seen.iter().find(|d| d["current"] == true).unwrap();
+    assert_eq!(current["label"], "Firefox on Linux");
+    let laptop_id = list(&mut laptop)
+        .await
+        .into_iter()
+        .find(|d| d["current"] == true)
+        .unwrap()["id"]
+        .clone();
+    let bob_id = list(&mut bob).await[0]["id"].clone();
+
+    // 404 for an id that is not one of the caller's: another user's, unknown, malformed.
+    for id in [bob_id.as_str().unwrap(), "AAAAAAAAAAAAAAAAAAAAAA", "nope"] {
+        let r = phone.post(&format!("/devices/{id}/end")).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{id}");
+    }
+    assert_eq!(bob.get("/me").await.status, StatusCode::OK);
+
+    // 204 for one of the caller's: that device's cookie is refused from then on.
+    let end = format!("/devices/{}/end", laptop_id.as_str().unwrap());
+    assert_eq!(phone.post(&end).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(laptop.get("/me").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        laptop.get("/devices").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(phone.post(&end).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(list(&mut phone).await.len(), 2);
+
+    // Log out the others: the tablet ends, the phone stays, bob is untouched.
+    let r = phone.post("/logout-others").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert!(r.body.is_empty());
+    assert_eq!(tablet.get("/me").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(phone.get("/me").await.status, StatusCode::OK);
+    assert_eq!(bob.get("/me").await.status, StatusCode::OK);
+    let left = list(&mut phone).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["current"], true);
 }
 
 #[tokio::test]

@@ -981,6 +981,112 @@ async fn stats_are_for_the_admin_only() {
     assert_eq!(root.get("/stats").await.status, StatusCode::OK);
 }
 
+#[tokio::test]
+async fn devices_page_lists_ends_one_and_ends_the_others() {
+    devices_page(Backend::Memory, "upload_devices_memory").await;
+}
+
+#[cfg(feature = "mongodb")]
+#[tokio::test]
+async fn devices_page_on_mongo() {
+    devices_page(
+        Backend::Mongo(Layout::SingleCollection),
+        "example_upload_devices",
+    )
+    .await;
+}
+
+/// The rows of the devices page: `(id, current)`.
+fn device_rows(page: &Reply) -> Vec<(String, bool)> {
+    page.body
+        .split("<tr class=\"device\" data-id=\"")
+        .skip(1)
+        .map(|row| {
+            let (id, rest) = row.split_once('"').unwrap();
+            (id.to_owned(), rest.starts_with(" data-current=\"true\""))
+        })
+        .collect()
+}
+
+async fn devices_page(backend: Backend, test: &str) {
+    let clock = ManualClock::new();
+    let Some((_, mut laptop)) = app_on(backend, test, &clock).await else {
+        return;
+    };
+    let mut phone = Client::new(laptop.app.clone());
+    let mut tablet = Client::new(laptop.app.clone());
+    let mut bob = Client::new(laptop.app.clone());
+    let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+    for (c, name) in [
+        (&mut laptop, "ada"),
+        (&mut phone, "ada"),
+        (&mut tablet, "ada"),
+        (&mut bob, "bob"),
+    ] {
+        let req = Request::post("/login")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("user-agent", firefox)
+            .body(Body::from(format!("username={name}")))
+            .unwrap();
+        assert_eq!(c.send(req).await.status, StatusCode::SEE_OTHER);
+    }
+    let page = visit(&mut laptop, "/devices").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Firefox on Linux"), "{}", page.body);
+    assert!(
+        page.body.contains(r#"href="/devices""#),
+        "in the navigation"
+    );
+    let rows = device_rows(&page);
+    assert_eq!(rows.len(), 3, "ada's devices only");
+    assert_eq!(rows.iter().filter(|r| r.1).count(), 1);
+    let phone_id = device_rows(&visit(&mut phone, "/devices").await)
+        .into_iter()
+        .find(|r| r.1)
+        .unwrap()
+        .0;
+    let bob_id = device_rows(&visit(&mut bob, "/devices").await)[0].0.clone();
+
+    // Bob's device from ada's page: "no such device", bob stays logged in.
+    let r = laptop.post(&format!("/devices/{bob_id}/end")).await;
+    failed_post(&mut laptop, r, "/devices", Problem::NoDevice).await;
+    assert_eq!(visit(&mut bob, "/devices").await.status, StatusCode::OK);
+
+    // End the phone: back to the page, which says so; the phone is logged out.
+    let r = laptop.post(&format!("/devices/{phone_id}/end")).await;
+    assert_eq!(
+        (r.status, location(&r)),
+        (StatusCode::SEE_OTHER, "/devices?ended=1")
+    );
+    assert!(visit(&mut laptop, "/devices?ended=1")
+        .await
+        .body
+        .contains("Ended 1 device."));
+    let r = visit(&mut phone, "/devices").await;
+    assert_eq!(
+        (r.status, location(&r)),
+        (StatusCode::SEE_OTHER, "/?next=/devices")
+    );
+
+    // End all the others: the tablet goes, the laptop stays.
+    let r = laptop.post("/devices/end-others").await;
+    assert_eq!(
+        (r.status, location(&r)),
+        (StatusCode::SEE_OTHER, "/devices?ended=1")
+    );
+    assert_eq!(
+        visit(&mut tablet, "/upload").await.status,
+        StatusCode::SEE_OTHER
+    );
+    let page = visit(&mut laptop, "/devices").await;
+    assert_eq!(device_rows(&page).len(), 1);
+    assert!(
+        !page.body.contains("end-others"),
+        "no other device: no button"
+    );
+    assert_eq!(visit(&mut bob, "/devices").await.status, StatusCode::OK);
+}
+
 /// An engine built without `configure` would answer anonymous page visits with 401: `app`
 /// refuses it rather than serve the site that way.
 #[tokio::test]

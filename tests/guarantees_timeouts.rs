@@ -1306,6 +1306,10 @@ async fn gap_far_future_created_panics_the_request() {
             expires: now + Duration::hours(1),
             renewed: None,
             rotated: None,
+            device: Some(slates::DeviceId::generate().unwrap()),
+            last_seen: time::PrimitiveDateTime::MAX.assume_utc(),
+            label: String::new(),
+            ip: None,
         })
         .await
         .unwrap();

@@ -159,6 +159,10 @@ async fn token_commands(test: &str, layout: Layout) {
         expires: now + Duration::hours(1),
         renewed: None,
         rotated: None,
+        device: Some(slates::DeviceId::generate().unwrap()),
+        last_seen: now,
+        label: String::new(),
+        ip: None,
     };
 
     store.insert_token(&record).await.unwrap();
@@ -169,8 +173,11 @@ async fn token_commands(test: &str, layout: Layout) {
         .unwrap();
     assert_eq!(
         inserted,
-        &doc! {"_id": &hex, "user": "ada", "created": date(now), "expires": date(record.expires)},
-        "only the hash of the token is stored"
+        &doc! {
+            "_id": &hex, "user": "ada", "created": date(now), "expires": date(record.expires),
+            "seen": date(now), "label": "", "device": record.device.as_ref().unwrap().as_str(),
+        },
+        "only the hash of the token is stored, with the device fields"
     );
 
     store.find_token(&token.hash(), now).await.unwrap().unwrap();
@@ -230,6 +237,80 @@ async fn token_commands(test: &str, layout: Layout) {
     let s = statement(&cmd, "deletes");
     assert_eq!(s.get_document("q").unwrap(), &doc! {"_id": &hex});
     assert_eq!(s.get_i32("limit").unwrap(), 1);
+
+    // Devices: the user's live records, one find served by the `user` index.
+    store.insert_token(&record).await.unwrap();
+    rec.take();
+    store.user_tokens(&record.user, now).await.unwrap();
+    let cmd = rec.one("find", "list devices");
+    assert_eq!(
+        cmd.get_document("filter").unwrap(),
+        &doc! {"user": "ada", "expires": {"$gt": date(now)}}
+    );
+    assert_eq!(max_time_ms(&cmd), Some(MAX_TIME_MS));
+
+    // The last-seen write: one conditional update, never an upsert (no resurrection).
+    let t = now + Duration::minutes(10);
+    assert!(store
+        .touch_token(&token.hash(), None, now, t)
+        .await
+        .unwrap());
+    let cmd = rec.one("update", "last seen");
+    let s = statement(&cmd, "updates");
+    assert_eq!(
+        s.get_document("q").unwrap(),
+        &doc! {"_id": &hex, "expires": {"$gt": date(t)}, "seen": {"$lte": date(now)}}
+    );
+    assert_eq!(
+        s.get_document("u").unwrap(),
+        &doc! {"$set": {"seen": date(t)}}
+    );
+    assert!(!flag(s, "upsert"), "a touch is never an upsert");
+    assert!(!flag(s, "multi"));
+    // Giving a record from before devices existed its id: only where it has none.
+    let id = slates::DeviceId::generate().unwrap();
+    store
+        .touch_token(&token.hash(), Some(&id), t, t)
+        .await
+        .unwrap();
+    let cmd = rec.one("update", "assign a device id");
+    let s = statement(&cmd, "updates");
+    assert_eq!(
+        s.get_document("q").unwrap(),
+        &doc! {"_id": &hex, "expires": {"$gt": date(t)}, "device": {"$exists": false}}
+    );
+    assert_eq!(
+        s.get_document("u").unwrap(),
+        &doc! {"$set": {"seen": date(t), "device": id.as_str()}}
+    );
+    assert!(!flag(s, "upsert"));
+
+    // Ending a device: ONE findAndModify that matches user AND device together, so
+    // another user's id can never match (atomic on any server: one command, one document).
+    let device = record.device.as_ref().unwrap();
+    let ended = store.delete_device(&record.user, device).await.unwrap();
+    assert_eq!(ended, Some(token.hash()));
+    let cmd = rec.one("findAndModify", "end a device");
+    assert_eq!(
+        cmd.get_document("query").unwrap(),
+        &doc! {"user": "ada", "device": device.as_str()}
+    );
+    assert!(flag(&cmd, "remove"));
+    assert!(!flag(&cmd, "upsert"));
+    assert_eq!(max_time_ms(&cmd), Some(MAX_TIME_MS));
+
+    // Ending the others: one delete on `user`, all but the kept token.
+    store
+        .delete_user_tokens_except(&record.user, &token.hash())
+        .await
+        .unwrap();
+    let cmd = rec.one("delete", "end the other devices");
+    let s = statement(&cmd, "deletes");
+    assert_eq!(
+        s.get_document("q").unwrap(),
+        &doc! {"user": "ada", "_id": {"$ne": &hex}}
+    );
+    assert_eq!(s.get_i32("limit").unwrap(), 0, "deletes many");
 
     store.delete_user_tokens(&record.user).await.unwrap();
     let cmd = rec.one("delete", "log out everywhere");
@@ -523,8 +604,20 @@ async fn layer_commands(test: &str, layout: Layout) {
     assert_eq!(c.get("/me").await.status, StatusCode::OK);
     let seen = rec.take();
     let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["find", "update", "find"], "a request that renews");
+    // Four days also passed the last-seen interval: one more conditional update, then the
+    // profile read.
+    assert_eq!(
+        names,
+        ["find", "update", "update", "find"],
+        "a request that renews"
+    );
     assert!(!flag(statement(&seen[1].1, "updates"), "upsert"));
+    let touch = statement(&seen[2].1, "updates");
+    assert!(
+        touch.get_document("q").unwrap().contains_key("seen"),
+        "{touch}"
+    );
+    assert!(!flag(touch, "upsert"));
 
     // Log out everywhere: the token read (whose user?), then one delete on `user`.
     let mut other = Client::new(app.clone());

@@ -17,7 +17,10 @@
 //!    too, without touching the workflow slate. The profile shows the name and timezone from
 //!    the **profile** (the user slate, read once per request on first use) and changes
 //!    the timezone; every page shows times in that timezone.
-//! 5. `/stats` — the engine's statistics as JSON, for the admin only: the user named by
+//! 5. `/devices` — where the user is logged in (browser and system, login time, last
+//!    seen), with a button to end one device and one to end all the others
+//!    ([`slates::Devices`]).
+//! 6. `/stats` — the engine's statistics as JSON, for the admin only: the user named by
 //!    `SLATES_ADMIN` (default `admin`). Other users get 403; anonymous visitors are sent to
 //!    the login form like on any page. The statistics describe the site's traffic: never
 //!    serve them publicly. (With no passwords, anybody can log in as the admin here: the
@@ -38,6 +41,7 @@
 //!   shows that no upload is in progress, not the review with live buttons.
 
 pub mod csv;
+pub mod devices;
 pub mod id_sets;
 pub mod limits;
 pub mod pages;
@@ -109,6 +113,9 @@ pub fn app(engine: Engine, admin: Username) -> Router {
         .route("/review/cancel", post(cancel))
         .route("/sets", get(saved_sets))
         .route("/profile", get(profile).post(set_timezone))
+        .route("/devices", get(devices::devices_page))
+        .route("/devices/{id}/end", post(devices::end_device))
+        .route("/devices/end-others", post(devices::end_others))
         .route("/stats", get(stats).with_state(Admin(admin)))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(engine.layer())

@@ -323,7 +323,7 @@ fn error_page(problem: Problem) -> Response {
 }
 
 /// The problem of a form post, shown above the form.
-fn problem_html(problem: Option<Problem>) -> String {
+pub fn problem_html(problem: Option<Problem>) -> String {
     problem.map_or(String::new(), |p| {
         format!(
             "\n<p class=\"error\" id=\"error\"><strong>{}.</strong> {}</p>",
@@ -361,11 +361,11 @@ pub fn esc(s: &str) -> String {
 /// back/forward cache (which Chromium does despite `no-store`) reloads itself: Back after
 /// saving an upload shows that there is no upload any more, not the review with live
 /// buttons; Back after logging out shows the login form.
-fn page(title: &str, user: Option<&str>, body: &str) -> Response {
+pub fn page(title: &str, user: Option<&str>, body: &str) -> Response {
     let nav = match user {
         Some(name) => format!(
             r#"<nav><a href="/" class="brand">slates · ids</a>
-<a href="/upload">Upload</a><a href="/review">Review</a><a href="/sets">Saved sets</a><a href="/profile">Profile</a>
+<a href="/upload">Upload</a><a href="/review">Review</a><a href="/sets">Saved sets</a><a href="/profile">Profile</a><a href="/devices">Devices</a>
 <span class="spacer"></span><span class="who">{}</span>
 <form method="post" action="/logout"><button type="submit" id="logout" class="link">Log out</button></form></nav>"#,
             esc(name)

@@ -40,6 +40,8 @@ pub enum Problem {
     TooMuchData,
     /// Profile: not a timezone of the tz database.
     BadTimezone,
+    /// Devices: the device is not one of the user's (or has ended already).
+    NoDevice,
     /// A compare-and-swap gave up: retry.
     Retry,
     /// The store failed (logged): try again later.
@@ -47,7 +49,7 @@ pub enum Problem {
 }
 
 impl Problem {
-    const ALL: [Problem; 16] = [
+    const ALL: [Problem; 17] = [
         Problem::BadUsername,
         Problem::NoSetName,
         Problem::SetNameTooLong,
@@ -62,6 +64,7 @@ impl Problem {
         Problem::BadChoice,
         Problem::TooMuchData,
         Problem::BadTimezone,
+        Problem::NoDevice,
         Problem::Retry,
         Problem::Unavailable,
     ];
@@ -83,6 +86,7 @@ impl Problem {
             Problem::BadChoice => "bad-choice",
             Problem::TooMuchData => "too-much-data",
             Problem::BadTimezone => "bad-timezone",
+            Problem::NoDevice => "no-device",
             Problem::Retry => "retry",
             Problem::Unavailable => "unavailable",
         }
@@ -108,6 +112,7 @@ impl Problem {
             Problem::BadChoice => "Bad choice",
             Problem::TooMuchData => "Too much data",
             Problem::BadTimezone => "Bad timezone",
+            Problem::NoDevice => "No such device",
             Problem::Retry => "Please retry",
             Problem::Unavailable => "Something went wrong",
         }
@@ -139,6 +144,7 @@ impl Problem {
             Problem::BadChoice => "Choose “Discard conflicts” or “Keep all”.".into(),
             Problem::TooMuchData => "Your saved sets have grown past the 16 MiB a slate may hold.".into(),
             Problem::BadTimezone => "Unknown timezone. Use a name of the tz database, such as Europe/Paris, America/New_York or UTC.".into(),
+            Problem::NoDevice => "That device is not logged in any more (or it was never yours).".into(),
             Problem::Retry => "The data changed while saving; please retry.".into(),
             Problem::Unavailable => "Please try again in a moment.".into(),
         }

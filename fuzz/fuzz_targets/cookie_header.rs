@@ -64,6 +64,10 @@ fn world() -> &'static World {
                 expires: clock.now() + Duration::days(14),
                 renewed: None,
                 rotated: None,
+                device: Some(slates::DeviceId::generate().unwrap()),
+                last_seen: clock.now(),
+                label: String::new(),
+                ip: None,
             };
             store.insert_token(&record).await.unwrap();
             Engine::builder(Intercepted::new(store, faults.clone()))

@@ -17,6 +17,7 @@ use super::{
     Expiry, SlateDoc, SlateKey, SlateStore, StoreFuture, StoreOptions, TokenRecord, TokenStore,
     UpdateOp, Updated,
 };
+use crate::device_id::DeviceId;
 use crate::error::Result;
 use crate::names::{SlateName, Username};
 use crate::token::TokenHash;
@@ -448,6 +449,67 @@ impl TokenStore for Cached {
     fn delete_user_tokens<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, u64> {
         Box::pin(async move {
             let result = self.tokens.delete_user_tokens(user).await;
+            let invalidation = Invalidation::UserTokens(user.clone());
+            self.invalidating(invalidation, result).await
+        })
+    }
+
+    /// Not cached: the devices page reads the store.
+    fn user_tokens<'a>(
+        &'a self,
+        user: &'a Username,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Vec<TokenRecord>> {
+        self.tokens.user_tokens(user, now)
+    }
+
+    /// Drops the record here whatever the outcome (its last-seen time, or its device id,
+    /// changed here or on another instance), without publishing: a stale last-seen time
+    /// elsewhere only makes that instance try its own conditional touch, which fails and
+    /// drops its entry in turn. Once per interval per device, not per request.
+    fn touch_token<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+        assign: Option<&'a DeviceId>,
+        not_after: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let result = self.tokens.touch_token(hash, assign, not_after, now).await;
+            self.state.drop_item(&Invalidation::Token(*hash));
+            result
+        })
+    }
+
+    fn delete_device<'a>(
+        &'a self,
+        user: &'a Username,
+        device: &'a DeviceId,
+    ) -> StoreFuture<'a, Option<TokenHash>> {
+        Box::pin(async move {
+            let result = self.tokens.delete_device(user, device).await;
+            match result {
+                Ok(None) => Ok(None), // nothing was deleted
+                Ok(Some(hash)) => {
+                    self.invalidating(Invalidation::Token(hash), Ok(Some(hash)))
+                        .await
+                }
+                // Deleted or not, which token is unknown: every token of the user.
+                Err(e) => {
+                    let invalidation = Invalidation::UserTokens(user.clone());
+                    self.invalidating(invalidation, Err(e)).await
+                }
+            }
+        })
+    }
+
+    fn delete_user_tokens_except<'a>(
+        &'a self,
+        user: &'a Username,
+        keep: &'a TokenHash,
+    ) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let result = self.tokens.delete_user_tokens_except(user, keep).await;
             let invalidation = Invalidation::UserTokens(user.clone());
             self.invalidating(invalidation, result).await
         })

@@ -11,6 +11,7 @@ use super::{
     Expiry, InvalidationChannel, SlateDoc, SlateKey, SlateStore, StoreFuture, StoreOptions,
     TokenRecord, TokenStore, UpdateOp, Updated,
 };
+use crate::device_id::DeviceId;
 use crate::names::Username;
 use crate::token::TokenHash;
 
@@ -32,6 +33,14 @@ pub enum CallKind {
     DeleteToken,
     /// [`TokenStore::delete_user_tokens`].
     DeleteUserTokens,
+    /// [`TokenStore::user_tokens`].
+    UserTokens,
+    /// [`TokenStore::touch_token`].
+    TouchToken,
+    /// [`TokenStore::delete_device`].
+    DeleteDevice,
+    /// [`TokenStore::delete_user_tokens_except`].
+    DeleteUserTokensExcept,
     /// [`SlateStore::prepare_slates`].
     PrepareSlates,
     /// [`SlateStore::get_slate`].
@@ -71,6 +80,20 @@ pub enum Call<'a> {
     DeleteToken(&'a TokenHash),
     /// [`TokenStore::delete_user_tokens`].
     DeleteUserTokens(&'a Username),
+    /// [`TokenStore::user_tokens`].
+    UserTokens(&'a Username),
+    /// [`TokenStore::touch_token`]: the token, the device id to assign, the last-seen bound,
+    /// now.
+    TouchToken(
+        &'a TokenHash,
+        Option<&'a DeviceId>,
+        OffsetDateTime,
+        OffsetDateTime,
+    ),
+    /// [`TokenStore::delete_device`]: the user and the device id.
+    DeleteDevice(&'a Username, &'a DeviceId),
+    /// [`TokenStore::delete_user_tokens_except`]: the user and the token kept.
+    DeleteUserTokensExcept(&'a Username, &'a TokenHash),
     /// [`SlateStore::prepare_slates`].
     PrepareSlates(&'a StoreOptions),
     /// [`SlateStore::get_slate`].
@@ -98,6 +121,10 @@ impl Call<'_> {
             Call::RetireToken(..) => CallKind::RetireToken,
             Call::DeleteToken(..) => CallKind::DeleteToken,
             Call::DeleteUserTokens(..) => CallKind::DeleteUserTokens,
+            Call::UserTokens(..) => CallKind::UserTokens,
+            Call::TouchToken(..) => CallKind::TouchToken,
+            Call::DeleteDevice(..) => CallKind::DeleteDevice,
+            Call::DeleteUserTokensExcept(..) => CallKind::DeleteUserTokensExcept,
             Call::PrepareSlates(..) => CallKind::PrepareSlates,
             Call::GetSlate(..) => CallKind::GetSlate,
             Call::PutSlate(..) => CallKind::PutSlate,
@@ -227,6 +254,42 @@ impl<S: TokenStore, I: Intercept> TokenStore for Intercepted<S, I> {
     fn delete_user_tokens<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, u64> {
         let op = move || self.inner.delete_user_tokens(user);
         self.intercept.around(Call::DeleteUserTokens(user), op)
+    }
+    fn user_tokens<'a>(
+        &'a self,
+        user: &'a Username,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Vec<TokenRecord>> {
+        let op = move || self.inner.user_tokens(user, now);
+        self.intercept.around(Call::UserTokens(user), op)
+    }
+    fn touch_token<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+        assign: Option<&'a DeviceId>,
+        not_after: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, bool> {
+        let op = move || self.inner.touch_token(hash, assign, not_after, now);
+        let call = Call::TouchToken(hash, assign, not_after, now);
+        self.intercept.around(call, op)
+    }
+    fn delete_device<'a>(
+        &'a self,
+        user: &'a Username,
+        device: &'a DeviceId,
+    ) -> StoreFuture<'a, Option<TokenHash>> {
+        let op = move || self.inner.delete_device(user, device);
+        self.intercept.around(Call::DeleteDevice(user, device), op)
+    }
+    fn delete_user_tokens_except<'a>(
+        &'a self,
+        user: &'a Username,
+        keep: &'a TokenHash,
+    ) -> StoreFuture<'a, u64> {
+        let op = move || self.inner.delete_user_tokens_except(user, keep);
+        self.intercept
+            .around(Call::DeleteUserTokensExcept(user, keep), op)
     }
     /// The inner store's channel: a decorated store caches like the store it wraps.
     fn invalidation_channel(&self) -> Option<std::sync::Arc<dyn InvalidationChannel>> {

@@ -17,6 +17,7 @@ use super::{
     fresh_version, Expiry, SlateDoc, SlateKey, SlateStore, StoreFuture, StoreOptions, TokenRecord,
     TokenStore, UpdateOp, Updated,
 };
+use crate::device_id::DeviceId;
 use crate::error::{Error, Result};
 use crate::names::{SlateName, Username};
 use crate::token::TokenHash;
@@ -386,6 +387,110 @@ impl TokenStore for MemoryStore {
             Ok(n)
         })
     }
+
+    fn user_tokens<'a>(
+        &'a self,
+        user: &'a Username,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Vec<TokenRecord>> {
+        Box::pin(async move {
+            // A copy of the user's index, so that no two locks are held at once here.
+            let hashes: Vec<TokenHash> = {
+                let index = self.inner.user_tokens.lock(user);
+                index.get(user).into_iter().flatten().copied().collect()
+            };
+            Ok(hashes
+                .iter()
+                .filter_map(|hash| {
+                    let map = self.inner.tokens.lock(hash);
+                    map.get(hash)
+                        .filter(|r| r.expires > now && r.user == *user)
+                        .cloned()
+                })
+                .collect())
+        })
+    }
+
+    fn touch_token<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+        assign: Option<&'a DeviceId>,
+        not_after: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            // Checked and written under the shard lock: one atomic step, never an insert.
+            let mut map = self.inner.tokens.lock(hash);
+            let Some(r) = map.get_mut(hash).filter(|r| r.expires > now) else {
+                return Ok(false);
+            };
+            match assign {
+                None if r.last_seen <= not_after => {}
+                Some(id) if r.device.is_none() => r.device = Some(id.clone()),
+                _ => return Ok(false),
+            }
+            r.last_seen = now;
+            Ok(true)
+        })
+    }
+
+    fn delete_device<'a>(
+        &'a self,
+        user: &'a Username,
+        device: &'a DeviceId,
+    ) -> StoreFuture<'a, Option<TokenHash>> {
+        Box::pin(async move {
+            // The user's index stays locked for the whole search and delete, so the match on
+            // (user, device) and the delete are one step. Lock order: the user index, then a
+            // token shard; no other method holds a token shard while locking an index.
+            let mut index = self.inner.user_tokens.lock(user);
+            let Some(set) = index.get_mut(user) else {
+                return Ok(None);
+            };
+            let found = set.iter().copied().find(|hash| {
+                let mut map = self.inner.tokens.lock(hash);
+                let mine = map
+                    .get(hash)
+                    .is_some_and(|r| r.user == *user && r.device.as_ref() == Some(device));
+                mine && map.remove(hash).is_some()
+            });
+            if let Some(hash) = &found {
+                set.remove(hash);
+                if set.is_empty() {
+                    index.remove(user);
+                }
+            }
+            Ok(found)
+        })
+    }
+
+    fn delete_user_tokens_except<'a>(
+        &'a self,
+        user: &'a Username,
+        keep: &'a TokenHash,
+    ) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let hashes: Vec<TokenHash> = {
+                let mut index = self.inner.user_tokens.lock(user);
+                let Some(set) = index.get_mut(user) else {
+                    return Ok(0);
+                };
+                let others = set.iter().copied().filter(|h| h != keep).collect();
+                set.retain(|h| h == keep);
+                if set.is_empty() {
+                    index.remove(user);
+                }
+                others
+            };
+            let mut n = 0;
+            for hash in hashes {
+                if self.inner.tokens.lock(&hash).remove(&hash).is_some() {
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+    }
 }
 
 impl SlateStore for MemoryStore {
@@ -514,6 +619,10 @@ mod tests {
             expires,
             renewed: None,
             rotated: None,
+            device: Some(DeviceId::generate().unwrap()),
+            last_seen: now,
+            label: String::new(),
+            ip: None,
         };
         let live = record(now + Duration::hours(1));
         let dead = record(now + Duration::minutes(1));

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use bson::{Bson, Document};
 use time::OffsetDateTime;
 
+use crate::device_id::DeviceId;
 use crate::names::{SlateName, Username};
 use crate::token::TokenHash;
 
@@ -29,6 +30,20 @@ pub struct TokenRecord {
     /// When the token was replaced by [`Auth::rotate`](crate::Auth::rotate), if it was: a
     /// rotated-out token lives out its grace period and is never renewed.
     pub rotated: Option<OffsetDateTime>,
+    /// The public id of the device (the login), drawn at login
+    /// ([`DeviceId::generate`]). `None` only on a record written before devices existed,
+    /// until its first request gives it one ([`TokenStore::touch_token`](super::TokenStore::touch_token)).
+    pub device: Option<DeviceId>,
+    /// When the device was last seen (a request with this token), to the configured
+    /// interval. A record written before devices existed reads as its last renewal, or its
+    /// login.
+    pub last_seen: OffsetDateTime,
+    /// A short description of the device from its `User-Agent` ("Firefox on Linux"); empty
+    /// on a record written before devices existed.
+    pub label: String,
+    /// The client address at login, truncated (IPv4 to /24, IPv6 to /48), when
+    /// [`EngineBuilder::record_client_ip`](crate::EngineBuilder::record_client_ip) is on.
+    pub ip: Option<String>,
 }
 
 /// What a slate write does to the slate's expiry.

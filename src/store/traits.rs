@@ -15,6 +15,7 @@ use super::{
     Expiry, InvalidationChannel, SlateDoc, SlateKey, StoreFuture, StoreOptions, TokenRecord,
     UpdateOp, Updated,
 };
+use crate::device_id::DeviceId;
 use crate::names::Username;
 use crate::token::TokenHash;
 
@@ -73,6 +74,48 @@ pub trait TokenStore: Send + Sync + 'static {
     /// Deletes every token of `user` ("log out everywhere"). Returns how many.
     fn delete_user_tokens<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, u64>;
 
+    /// Every live token record of `user` (`expires > now`), in no particular order: the
+    /// user's devices.
+    fn user_tokens<'a>(
+        &'a self,
+        user: &'a Username,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Vec<TokenRecord>>;
+
+    /// Sets `last_seen = now` on the record for `hash`, in one conditional update that is
+    /// never an upsert (a touch racing a logout cannot bring the token back), only if the
+    /// record is live (`expires > now`) and:
+    /// - `assign` is `None`: it was last seen at or before `not_after` (so a device is
+    ///   written at most once per interval, however many requests it makes);
+    /// - `assign` is `Some(id)`: it has no device id yet (a record written before devices
+    ///   existed); the id is set with `last_seen`, and of two concurrent touches only one
+    ///   assigns an id.
+    ///
+    /// Returns whether a record was updated.
+    fn touch_token<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+        assign: Option<&'a DeviceId>,
+        not_after: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, bool>;
+
+    /// Deletes the record of `user` whose device id is `device`, in one atomic operation
+    /// that matches on both (a device of another user is never deleted, and answers like an
+    /// id that does not exist). Returns the deleted record's token hash, if one was deleted.
+    fn delete_device<'a>(
+        &'a self,
+        user: &'a Username,
+        device: &'a DeviceId,
+    ) -> StoreFuture<'a, Option<TokenHash>>;
+
+    /// Deletes every token of `user` except `keep` ("log out my other devices"). Returns
+    /// how many.
+    fn delete_user_tokens_except<'a>(
+        &'a self,
+        user: &'a Username,
+        keep: &'a TokenHash,
+    ) -> StoreFuture<'a, u64>;
     /// The channel that keeps the caches of every instance in step, if this store offers
     /// one: `MongoStore` does (a capped collection every instance tails), so an engine on it
     /// caches by default (see [`EngineBuilder::cache`](crate::EngineBuilder::cache)).
@@ -199,6 +242,36 @@ impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
     }
     fn delete_user_tokens<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, u64> {
         (**self).delete_user_tokens(user)
+    }
+    fn user_tokens<'a>(
+        &'a self,
+        user: &'a Username,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Vec<TokenRecord>> {
+        (**self).user_tokens(user, now)
+    }
+    fn touch_token<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+        assign: Option<&'a DeviceId>,
+        not_after: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, bool> {
+        (**self).touch_token(hash, assign, not_after, now)
+    }
+    fn delete_device<'a>(
+        &'a self,
+        user: &'a Username,
+        device: &'a DeviceId,
+    ) -> StoreFuture<'a, Option<TokenHash>> {
+        (**self).delete_device(user, device)
+    }
+    fn delete_user_tokens_except<'a>(
+        &'a self,
+        user: &'a Username,
+        keep: &'a TokenHash,
+    ) -> StoreFuture<'a, u64> {
+        (**self).delete_user_tokens_except(user, keep)
     }
     fn invalidation_channel(&self) -> Option<Arc<dyn InvalidationChannel>> {
         (**self).invalidation_channel()

@@ -13,7 +13,7 @@ use slates::names::validate_field;
 use slates::store::{Expiry, SlateKey, TokenRecord, UpdateOp};
 use slates::store::{SlateStore as _, TokenStore as _};
 use slates::{
-    Auth, Clock, CurrentUser, Engine, Error, ManualClock, SlateName, SlateUpdate, Token,
+    Auth, Clock, CurrentUser, DeviceId, Engine, Error, ManualClock, SlateName, SlateUpdate, Token,
     UserSlates, Username,
 };
 use time::Duration;
@@ -28,6 +28,9 @@ macro_rules! slates_suite {
         $crate::slates_suite!(@tests $backend;
             token_records_round_trip,
             renewal_never_resurrects,
+            device_records,
+            last_seen_touch_never_resurrects,
+            concurrent_device_writes_have_one_winner,
             slate_operators,
             slate_versions_and_cas,
             slate_expiry,
@@ -106,6 +109,10 @@ pub async fn token_records_round_trip(_: Backend, slates: Engine, clock: ManualC
         expires: now + Duration::hours(1),
         renewed: None,
         rotated: None,
+        device: Some(slates::DeviceId::generate().unwrap()),
+        last_seen: now,
+        label: String::new(),
+        ip: None,
     };
     store.insert_token(&record).await.unwrap();
     assert!(matches!(
@@ -183,6 +190,10 @@ pub async fn renewal_never_resurrects(_: Backend, slates: Engine, clock: ManualC
         expires: now + Duration::hours(1),
         renewed: None,
         rotated: None,
+        device: Some(slates::DeviceId::generate().unwrap()),
+        last_seen: now,
+        label: String::new(),
+        ip: None,
     };
     store.insert_token(&record).await.unwrap();
     let later = now + Duration::hours(2);
@@ -617,6 +628,10 @@ pub async fn delete_user_slates_keeps_tokens(_: Backend, slates: Engine, clock: 
             expires: now + Duration::hours(1),
             renewed: None,
             rotated: None,
+            device: Some(slates::DeviceId::generate().unwrap()),
+            last_seen: now,
+            label: String::new(),
+            ip: None,
         })
         .await
         .unwrap();
@@ -637,6 +652,248 @@ pub async fn delete_user_slates_keeps_tokens(_: Backend, slates: Engine, clock: 
         .await
         .unwrap()
         .is_some());
+}
+
+/// The device methods of `TokenStore`: a user's live records, ending one device matched on
+/// user AND id, ending all but one.
+pub async fn device_records(_: Backend, slates: Engine, clock: ManualClock) {
+    let store = slates.token_store();
+    let now = clock.now();
+    let record = |name: &str, expires| TokenRecord {
+        hash: Token::generate().unwrap().hash(),
+        user: user(name),
+        created: now,
+        expires,
+        renewed: None,
+        rotated: None,
+        device: Some(DeviceId::generate().unwrap()),
+        last_seen: now,
+        label: "Firefox on Linux".into(),
+        ip: Some("203.0.113.0/24".into()),
+    };
+    let phone = record("ada", now + Duration::hours(1));
+    let laptop = record("ada", now + Duration::hours(1));
+    let expired = record("ada", now + Duration::minutes(1));
+    let bob = record("bob", now + Duration::hours(1));
+    for r in [&phone, &laptop, &expired, &bob] {
+        store.insert_token(r).await.unwrap();
+    }
+    assert_eq!(
+        store.find_token(&phone.hash, now).await.unwrap().as_ref(),
+        Some(&phone)
+    );
+    let later = now + Duration::minutes(2);
+    let mut live = store.user_tokens(&user("ada"), later).await.unwrap();
+    live.sort_by_key(|r| r.hash.to_hex());
+    let mut want = vec![phone.clone(), laptop.clone()];
+    want.sort_by_key(|r| r.hash.to_hex());
+    assert_eq!(live, want, "live records only, every field read back");
+    assert!(store
+        .user_tokens(&user("eve"), later)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Another user's device id is never ended, nor an unknown one.
+    let bob_device = bob.device.as_ref().unwrap();
+    assert_eq!(
+        store.delete_device(&user("ada"), bob_device).await.unwrap(),
+        None
+    );
+    assert!(store.find_token(&bob.hash, later).await.unwrap().is_some());
+    let unknown = DeviceId::generate().unwrap();
+    assert_eq!(
+        store.delete_device(&user("ada"), &unknown).await.unwrap(),
+        None
+    );
+    let laptop_device = laptop.device.as_ref().unwrap();
+    assert_eq!(
+        store
+            .delete_device(&user("ada"), laptop_device)
+            .await
+            .unwrap(),
+        Some(laptop.hash)
+    );
+    assert_eq!(
+        store
+            .delete_device(&user("ada"), laptop_device)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(store
+        .find_token(&laptop.hash, later)
+        .await
+        .unwrap()
+        .is_none());
+
+    // All but one: the kept one and bob's stay.
+    let tablet = record("ada", now + Duration::hours(1));
+    store.insert_token(&tablet).await.unwrap();
+    let n = store
+        .delete_user_tokens_except(&user("ada"), &phone.hash)
+        .await
+        .unwrap();
+    assert_eq!(n, 2, "the tablet and the expired record");
+    let left = store.user_tokens(&user("ada"), later).await.unwrap();
+    assert_eq!(left, vec![phone.clone()]);
+    assert!(store.find_token(&bob.hash, later).await.unwrap().is_some());
+}
+
+/// The last-seen touch: at most once per interval, assigns an id to a record written before
+/// devices existed exactly once, and never brings back a deleted or expired record.
+pub async fn last_seen_touch_never_resurrects(_: Backend, slates: Engine, clock: ManualClock) {
+    let store = slates.token_store();
+    let now = clock.now();
+    let legacy = TokenRecord {
+        hash: Token::generate().unwrap().hash(),
+        user: user("ada"),
+        created: now,
+        expires: now + Duration::hours(1),
+        renewed: None,
+        rotated: None,
+        device: None,
+        last_seen: now,
+        label: String::new(),
+        ip: None,
+    };
+    store.insert_token(&legacy).await.unwrap();
+    let t1 = now + Duration::minutes(5);
+    // Not due: last seen after the bound.
+    assert!(!store
+        .touch_token(&legacy.hash, None, now - Duration::seconds(1), t1)
+        .await
+        .unwrap());
+    assert!(store
+        .touch_token(&legacy.hash, None, now, t1)
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .touch_token(&legacy.hash, None, now, t1)
+            .await
+            .unwrap(),
+        "written once"
+    );
+    let id = DeviceId::generate().unwrap();
+    assert!(store
+        .touch_token(&legacy.hash, Some(&id), t1, t1)
+        .await
+        .unwrap());
+    let other = DeviceId::generate().unwrap();
+    assert!(
+        !store
+            .touch_token(&legacy.hash, Some(&other), t1, t1)
+            .await
+            .unwrap(),
+        "an id is assigned once"
+    );
+    let read = store.find_token(&legacy.hash, t1).await.unwrap().unwrap();
+    assert_eq!(
+        (read.device.clone(), read.last_seen),
+        (Some(id.clone()), t1)
+    );
+
+    // Deleted: a touch (due, or assigning) changes nothing and creates nothing.
+    assert!(store.delete_token(&legacy.hash).await.unwrap());
+    let t2 = t1 + Duration::minutes(30);
+    assert!(!store.touch_token(&legacy.hash, None, t2, t2).await.unwrap());
+    assert!(!store
+        .touch_token(&legacy.hash, Some(&other), t2, t2)
+        .await
+        .unwrap());
+    assert!(store.find_token(&legacy.hash, t2).await.unwrap().is_none());
+    assert!(store
+        .user_tokens(&user("ada"), t2)
+        .await
+        .unwrap()
+        .is_empty());
+    // Expired: not touched either.
+    let expired = TokenRecord {
+        hash: Token::generate().unwrap().hash(),
+        expires: now + Duration::minutes(10),
+        ..read
+    };
+    store.insert_token(&expired).await.unwrap();
+    assert!(!store
+        .touch_token(&expired.hash, None, t2, t2)
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .find_token(&expired.hash, now)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seen,
+        t1
+    );
+}
+
+/// Concurrent ends of one device: exactly one deletes it (and gets its hash); concurrent
+/// first touches of a record from before devices existed: exactly one assigns its id.
+pub async fn concurrent_device_writes_have_one_winner(
+    backend: Backend,
+    slates: Engine,
+    clock: ManualClock,
+) {
+    if !atomic_under_concurrency(backend, "concurrent_device_writes_have_one_winner").await {
+        return;
+    }
+    let store = slates.token_store().clone();
+    let now = clock.now();
+    for round in 0..5 {
+        let record = TokenRecord {
+            hash: Token::generate().unwrap().hash(),
+            user: user("ada"),
+            created: now,
+            expires: now + Duration::hours(1),
+            renewed: None,
+            rotated: None,
+            device: None,
+            last_seen: now,
+            label: String::new(),
+            ip: None,
+        };
+        store.insert_token(&record).await.unwrap();
+        // All spawned first (collected), then awaited: they run at the same time.
+        let touches: Vec<_> = (0..16)
+            .map(|_| {
+                let (store, hash) = (store.clone(), record.hash);
+                let id = DeviceId::generate().unwrap();
+                tokio::spawn(async move {
+                    let won = store.touch_token(&hash, Some(&id), now, now).await.unwrap();
+                    (won, id)
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for t in touches {
+            let (won, id) = t.await.unwrap();
+            if won {
+                winners.push(id);
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: one id assigned");
+        let stored = store.find_token(&record.hash, now).await.unwrap().unwrap();
+        assert_eq!(stored.device.as_ref(), Some(&winners[0]));
+
+        let ends: Vec<_> = (0..16)
+            .map(|_| {
+                let (store, id) = (store.clone(), winners[0].clone());
+                tokio::spawn(async move { store.delete_device(&user("ada"), &id).await.unwrap() })
+            })
+            .collect();
+        let mut ended = Vec::new();
+        for e in ends {
+            ended.extend(e.await.unwrap());
+        }
+        assert_eq!(
+            ended,
+            vec![record.hash],
+            "round {round}: one end deletes it"
+        );
+    }
 }
 
 // ---------------------------------------------------------------- through the layer

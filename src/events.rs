@@ -59,7 +59,11 @@ pub enum AuthEventKind {
 pub struct AuthEvent {
     /// What happened.
     pub kind: AuthEventKind,
-    /// The user, when known (a refused unknown token has none).
+    /// The user, when known: a refused unknown token has none, and neither has a
+    /// [`Logout`](AuthEventKind::Logout) of a request that never resolved its identity (a
+    /// logout is one delete, with no lookup just to name the user; a handler that extracted
+    /// [`CurrentUser`](crate::CurrentUser) or asked [`Auth::username`](crate::Auth::username)
+    /// gets the user named).
     pub user: Option<Username>,
     /// The device, when known.
     pub device: Option<DeviceId>,

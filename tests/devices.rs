@@ -73,6 +73,12 @@ async fn rotate(auth: Auth) -> Result<StatusCode, slates::Error> {
     Ok(StatusCode::NO_CONTENT)
 }
 
+async fn logout_named(auth: Auth) -> Result<StatusCode, slates::Error> {
+    assert!(auth.username().await?.is_some());
+    auth.logout().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 async fn logout(auth: Auth) -> Result<StatusCode, slates::Error> {
     auth.logout().await?;
     Ok(StatusCode::NO_CONTENT)
@@ -92,6 +98,7 @@ fn app(engine: &Engine) -> Router {
         .route("/logout-others", post(end_others))
         .route("/rotate", post(rotate))
         .route("/logout", post(logout))
+        .route("/logout-named", post(logout_named))
         .route("/logout-everywhere", post(logout_everywhere))
         .layer(engine.layer())
 }
@@ -365,6 +372,10 @@ pub async fn lifecycle_events(backend: Backend, test: &str) {
         if e.kind == Refused {
             // An ended token is unknown: its user is not known either.
             assert_eq!(user, None);
+        } else if e.kind == Logout {
+            // The `/logout` handler never asked who the user is: a logout is one delete,
+            // with no lookup just to name the user (`logout_event_names_a_known_user`).
+            assert_eq!(user, None);
         } else {
             assert_eq!(user, Some("ada"), "{e:?}");
         }
@@ -545,7 +556,38 @@ pub async fn records_from_before_devices_keep_working(backend: Backend, test: &s
     assert_eq!(old.get("/me").await.status, StatusCode::UNAUTHORIZED);
 }
 
+/// A logout whose request resolved its identity names the user in its event.
+pub async fn logout_event_names_a_known_user(backend: Backend, test: &str) {
+    let clock = ManualClock::new();
+    let Some(b) = builder(backend, test, &clock).await else {
+        return;
+    };
+    let audit = Audit::default();
+    let sink = audit.clone();
+    let engine = b
+        .auth_events(move |e: &AuthEvent| sink.0.lock().unwrap().push(e.clone()))
+        .build()
+        .await
+        .unwrap();
+    let mut phone = device(&engine, "ada", FIREFOX_LINUX).await;
+    assert_eq!(
+        phone.post("/logout-named").await.status,
+        StatusCode::NO_CONTENT
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let events = audit.0.lock().unwrap().clone();
+        if let Some(e) = events.iter().find(|e| e.kind == AuthEventKind::Logout) {
+            assert_eq!(e.user.as_ref().map(|u| u.as_str()), Some("ada"));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no logout event");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 per_backend!(
+    logout_event_names_a_known_user,
     list_end_and_end_others,
     rotation_lists_one_device,
     last_seen_once_per_interval,

@@ -93,10 +93,14 @@ async fn lazy_costs(backend: Backend, test: &str) {
     let r = c.get("/static").await;
     assert!(r.set_cookies().is_empty());
     assert_eq!(hooked.calls(), []);
-    // ...one that asks renews and sends the renewed cookie.
+    // ...one that asks renews (and, four days on, writes the device's last-seen time) and
+    // sends the renewed cookie.
     let r = c.get("/name").await;
     assert_eq!(r.body, "ada");
-    assert_eq!(hooked.calls(), [Call::FindToken, Call::RenewToken]);
+    assert_eq!(
+        hooked.calls(),
+        [Call::FindToken, Call::RenewToken, Call::TouchToken]
+    );
     assert_eq!(r.set_cookies().len(), 1, "renewal sets the cookie");
     assert!(!r.set_cookies()[0].contains("Max-Age=0"));
     hooked.clear_calls();

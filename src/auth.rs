@@ -243,6 +243,11 @@ impl Auth {
         &self.state.core
     }
 
+    /// The request state, for `login_carrying` (issue 14, `carry_over.rs`).
+    pub(crate) fn request_state(&self) -> &Arc<RequestState> {
+        &self.state
+    }
+
     fn store(&self) -> &dyn TokenStore {
         &*self.core().tokens
     }
@@ -267,6 +272,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Auth {
         let state = RequestState::from_parts(parts)?;
         // Parse the cookie now (no store call): the operations need it and have no headers.
         state.cookie(&parts.headers);
+        // The guest cookie too, for `login_carrying` (issue 14; no store call).
+        let guest_cookie = &state.core.config.guest_cookie.name;
+        state.guest.parse_cookie(&parts.headers, guest_cookie);
         Ok(Auth {
             state: Arc::clone(state),
         })

@@ -37,6 +37,16 @@ pub struct Config {
     pub store: StoreOptions,
     /// The time source.
     pub clock: Arc<dyn Clock>,
+
+    // ---- guests (issue 14) ----
+    /// The guest cookie's attributes: those of the token cookie, under another name
+    /// (default `__Host-slates-guest` when the token cookie is host-only, else
+    /// `slates-guest`).
+    pub guest_cookie: CookieSettings,
+    /// Guest idle expiry (default 1 day): a visitor's guest slates and guest token expire
+    /// this long after the visitor's last guest write (a workflow with a shorter expiry
+    /// keeps it). See [`EngineBuilder::guest_idle_timeout`](crate::EngineBuilder::guest_idle_timeout).
+    pub guest_idle_timeout: Duration,
 }
 
 /// Longest accepted duration setting: 400 days, the longest `Max-Age` browsers honour

@@ -113,6 +113,7 @@
 
 mod auth;
 mod builder;
+mod carry_over;
 mod clock;
 mod config;
 mod cookie;
@@ -120,7 +121,9 @@ mod core;
 mod current_user;
 mod engine;
 mod error;
+mod flash;
 mod future;
+mod guest;
 mod layer;
 mod modified;
 pub mod names;
@@ -137,16 +140,19 @@ mod stats;
 pub mod store;
 mod token;
 mod user_slates;
+mod visitor;
 mod workflow;
 
 pub use crate::auth::Auth;
-pub use crate::builder::EngineBuilder;
+pub use crate::builder::{EngineBuilder, DEFAULT_GUEST_IDLE};
+pub use crate::carry_over::CarryOver;
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::config::{Config, MAX_DURATION};
 pub use crate::cookie::{token_from_headers, CookieSettings, CookieToken};
 pub use crate::current_user::CurrentUser;
 pub use crate::engine::{stats_handler, Engine};
 pub use crate::error::{Error, NameKind, Result};
+pub use crate::flash::FLASH_TTL;
 pub use crate::future::ResponseFuture;
 pub use crate::layer::SlatesLayer;
 pub use crate::modified::Modified;
@@ -166,6 +172,7 @@ pub use crate::store::MongoStore;
 pub use crate::store::{Layout, MemoryStore, SlateDoc, Store};
 pub use crate::token::{Token, TokenHash};
 pub use crate::user_slates::UserSlates;
+pub use crate::visitor::{GuestSlates, VisitorSlates};
 pub use crate::workflow::Workflow;
 
 pub use bson;

@@ -185,7 +185,7 @@ async fn guest_and_auth_tokens_never_swap(backend: Backend, test: &str) {
     b.post("/notes", "guest notes").await;
     let guest = b.guest.clone().unwrap();
     // Login never upgrades the guest token: a fresh auth token, the guest cookie untouched.
-    let r = b.post("/login-plain", "ada").await;
+    let r = b.post("/login", "ada").await; // login_carrying
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert!(
         set_cookie_of(&r, GUEST).is_none(),

@@ -698,7 +698,9 @@ async fn two_tabs_count_every_click() {
 // ------------------------------------------------------------------ cookies
 
 /// The token cookie is HttpOnly (the browser holds it, `document.cookie` does not show it),
-/// and logging out in one window logs the other out on its next request.
+/// and logging out in one window logs the other out on its next request: that hit counts
+/// as an anonymous visitor's (HttpOnly guest cookie), and is added to ada's at her next
+/// login.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cookies_as_the_browser_sees_them() {
     let app = counter::app(new_slates().await);
@@ -761,18 +763,33 @@ async fn cookies_as_the_browser_sees_them() {
             "the cookie was expired"
         );
 
-        // The second window still shows the old page; its next request is refused.
+        // The second window still shows the old page; its next request is no longer ada's:
+        // it counts as the visitor's first hit (issue 14), and issues the guest cookie.
         c.switch_to_window(b).await.unwrap();
         find(c, "#hit").await.click().await.unwrap();
-        wait_until("the refused hit", move || async move {
-            js(c, "return window.hitsFailed;").await == json!(1)
+        wait_until("the visitor's hit", move || async move {
+            js(c, "return window.hitsSeen;").await == json!([1, 1])
         })
         .await;
-        assert!(text(c, "#status").await.contains("logged out"));
-        assert_eq!(text(c, "#count").await, "1", "the refused hit counted nothing");
+        assert_eq!(js(c, "return window.hitsFailed;").await, json!(0));
+        let cookies = c.get_all_cookies().await.unwrap();
+        assert!(cookies.iter().all(|k| k.name() != "slates"), "still logged out");
+        let guest = cookies
+            .iter()
+            .find(|k| k.name() == "slates-guest")
+            .unwrap_or_else(|| panic!("no guest cookie in {cookies:?}"));
+        assert_eq!(guest.http_only(), Some(true));
+        let seen = js(c, "return document.cookie;").await;
+        assert!(!seen.as_str().unwrap().contains("slates"), "{seen}");
         c.refresh().await.unwrap();
         assert!(find(c, "#login").await.is_displayed().await.unwrap());
-        assert!(text(c, "main").await.contains("Log in to count your hits"));
+        assert!(text(c, "#guest-note").await.contains("not logged in"));
+        assert_eq!(text(c, "#count").await, "1", "the visitor's count");
+        // Logging in again adds the visitor's hit to ada's.
+        find(c, "#username").await.send_keys("ada").await.unwrap();
+        click_and_load(c, "#login-button").await;
+        assert_eq!(text(c, "#who").await, "ada");
+        assert_eq!(text(c, "#count").await, "2", "ada's hit and the visitor's");
     })
     .await;
 }

@@ -160,11 +160,16 @@ impl Browser {
 
     /// Sends a request with the cookies held, then applies the `Set-Cookie`s.
     pub async fn send(&mut self, method: &str, path: &str, body: &str) -> Reply {
-        let mut req = Request::builder()
+        let req = Request::builder()
             .method(method)
             .uri(path)
             .body(Body::from(body.to_owned()))
             .unwrap();
+        self.send_request(req).await
+    }
+
+    /// Sends `req` with the cookies held, then applies the `Set-Cookie`s.
+    pub async fn send_request(&mut self, mut req: Request<Body>) -> Reply {
         let mut pairs = Vec::new();
         if let Some(v) = &self.auth {
             pairs.push(format!("{AUTH}={v}"));

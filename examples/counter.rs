@@ -211,10 +211,7 @@ fn esc(s: &str) -> String {
     out
 }
 
-async fn page(
-    user: Option<CurrentUser>,
-    slates: VisitorSlates,
-) -> Result<Response, slates::Error> {
+async fn page(user: Option<CurrentUser>, slates: VisitorSlates) -> Result<Response, slates::Error> {
     let body = match user {
         None => {
             let n = current_hits(&slates).await?;

@@ -67,7 +67,10 @@ async fn contract(backend: Backend, test: &str) {
     for path in ["/hits", "/"] {
         let r = client.get(path).await;
         assert_eq!(r.status, StatusCode::OK, "{path}");
-        assert!(r.set_cookies().is_empty(), "{path}: a visitor who never hit gets no cookie");
+        assert!(
+            r.set_cookies().is_empty(),
+            "{path}: a visitor who never hit gets no cookie"
+        );
     }
     assert_eq!(client.get("/hits").await.body, "0");
 
@@ -374,7 +377,10 @@ async fn guest_contract(backend: Backend, test: &str) {
     let r = visitor.post("/hits", "").await;
     assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "1"));
     let sc = set_cookie_of(&r, GUEST).expect("guest cookie");
-    assert!(sc.contains("HttpOnly") && sc.contains("SameSite=Lax"), "{sc}");
+    assert!(
+        sc.contains("HttpOnly") && sc.contains("SameSite=Lax"),
+        "{sc}"
+    );
     for expected in ["2", "3"] {
         let r = visitor.post("/hits", "").await;
         assert_eq!(r.body, expected);
@@ -386,10 +392,17 @@ async fn guest_contract(backend: Backend, test: &str) {
     // Login with the guest cookie: the visitor's 3 hits are added to ada's 10.
     let (mut logged_in, r) = login(&mut visitor, "ada").await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    assert!(set_cookie_of(&r, GUEST).is_none(), "the guest cookie is left as it is");
+    assert!(
+        set_cookie_of(&r, GUEST).is_none(),
+        "the guest cookie is left as it is"
+    );
     assert_ne!(logged_in.auth.as_deref(), Some(guest_cookie.as_str()));
     assert_eq!(logged_in.get("/hits").await.body, "13");
-    assert_eq!(ada.get("/hits").await.body, "13", "ada's other browser sees them");
+    assert_eq!(
+        ada.get("/hits").await.body,
+        "13",
+        "ada's other browser sees them"
+    );
     // Logged-in hits unchanged.
     assert_eq!(logged_in.post("/hits", "").await.body, "14");
     // The guest cookie alone reads 0: the guest's counter is gone.

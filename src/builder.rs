@@ -242,9 +242,13 @@ impl EngineBuilder {
         self
     }
 
-    /// Guest idle expiry (default 1 day, [`DEFAULT_GUEST_IDLE`]): a visitor's guest slates
-    /// and guest token expire this long after the visitor's last guest write; a workflow
-    /// declared with a shorter expiry keeps its own. Whole milliseconds from 1 second to
+    /// Guest idle expiry (default 1 day, [`DEFAULT_GUEST_IDLE`]). A guest slate expires this
+    /// long after its last write (a workflow declared with a shorter expiry keeps its own).
+    /// The guest token (its record and cookie) expires this long after it was issued or
+    /// last renewed, and a guest write renews it once half of that has passed (reads never
+    /// do): a visitor who writes at least every half of it keeps their guest, one who stops
+    /// loses it between half of it and all of it after their last guest write, and every
+    /// guest slate then reads as absent. Whole milliseconds from 1 second to
     /// [`MAX_DURATION`].
     ///
     /// Why a day: guest state is what a visitor does before logging in (an OAuth round

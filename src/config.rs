@@ -43,9 +43,9 @@ pub struct Config {
     /// (default `__Host-slates-guest` when the token cookie is host-only, else
     /// `slates-guest`).
     pub guest_cookie: CookieSettings,
-    /// Guest idle expiry (default 1 day): a visitor's guest slates and guest token expire
-    /// this long after the visitor's last guest write (a workflow with a shorter expiry
-    /// keeps it). See [`EngineBuilder::guest_idle_timeout`](crate::EngineBuilder::guest_idle_timeout).
+    /// Guest idle expiry (default 1 day): how long a guest slate lives after its last write
+    /// (a workflow with a shorter expiry keeps it), and a guest token after it was issued
+    /// or last renewed. See [`EngineBuilder::guest_idle_timeout`](crate::EngineBuilder::guest_idle_timeout).
     pub guest_idle_timeout: Duration,
 }
 

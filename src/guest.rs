@@ -11,9 +11,9 @@
 //!
 //! Nothing happens until a guest slate is used: a read with no guest cookie costs no
 //! store call; the first write issues the token (one insert of the record) and sets the
-//! cookie. The record and the cookie expire [`Config::guest_idle_timeout`] after the
-//! last guest write (renewed by a write once half of it has passed), and every guest slate
-//! expires that long after its own last write at the latest.
+//! cookie. The record and the cookie expire [`Config::guest_idle_timeout`] after they were
+//! issued or last renewed (a write renews them once half of it has passed; a read never
+//! does), and every guest slate expires that long after its own last write at the latest.
 //!
 //! [`Config::guest_idle_timeout`]: crate::Config::guest_idle_timeout
 

@@ -23,6 +23,13 @@
 //! Nothing is read until a handler asks: a route that extracts none of these costs no store
 //! operation, one that needs only the username costs the token lookup.
 //!
+//! A visitor who has not logged in has **guest slates** ([`GuestSlates`], or
+//! [`VisitorSlates`]: the user's slates when logged in, the visitor's otherwise), kept under
+//! a guest token of their own cookie that the first guest write issues; a visitor who never
+//! writes costs no store call and gets no cookie. At login the app carries chosen guest
+//! slates over to the user ([`Auth::login_carrying`], [`CarryOver`]). Flash messages
+//! ([`UserSlates::flash`], [`GuestSlates::flash`]) are read once, atomically.
+//!
 //! No lock is held while a handler runs: two tabs of the same user run side by side, and
 //! concurrent increments, pushes and compare-and-swap updates are never lost.
 //!

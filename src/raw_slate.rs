@@ -17,11 +17,16 @@ use crate::slate_update::{to_bson, SlateUpdate};
 use crate::stats::bump;
 use crate::store::{check_ops, Expiry, SlateDoc, SlateKey, UpdateOp, Updated};
 
-/// One slate document of one user, with any shape: fields are read into any `Deserialize`
-/// type and written from any `Serialize` value. Get one from
-/// [`UserSlates::raw_slate`](crate::UserSlates::raw_slate); for a workflow with a document
-/// type of its own, prefer the typed [`Slate`](crate::Slate) of a
+/// One slate document of one user (or of a visitor: a guest slate), with any shape:
+/// fields are read into any `Deserialize` type and written from any `Serialize` value. Get
+/// one from [`UserSlates::raw_slate`](crate::UserSlates::raw_slate) or
+/// [`GuestSlates::raw_slate`](crate::GuestSlates::raw_slate); for a workflow with a
+/// document type of its own, prefer the typed [`Slate`](crate::Slate) of a
 /// [`Workflow`](crate::Workflow).
+///
+/// Through a guest handle, reads of a visitor with no guest cookie answer "absent" with no
+/// store call, the first write issues the guest token, and every write sets the slate to
+/// expire at most [`guest_idle_timeout`](crate::EngineBuilder::guest_idle_timeout) after it.
 ///
 /// Every method is one atomic store operation, except the `modify` family, a
 /// compare-and-swap loop on the version.

@@ -27,8 +27,8 @@ use crate::workflow::Workflow;
 /// keeps only its SHA-256) and sets its cookie (`HttpOnly`, `Secure`, `SameSite=Lax`,
 /// `__Host-slates-guest` by default). A guest slate expires
 /// [`guest_idle_timeout`](crate::EngineBuilder::guest_idle_timeout) (default 1 day) after
-/// its last write, or earlier if its workflow says so; the guest token too, after the
-/// visitor's last guest write.
+/// its last write, or earlier if its workflow says so; the guest token that long after it
+/// was issued or last renewed (a guest write renews it once half of that has passed).
 ///
 /// The guest token is never an auth token: logging in issues a fresh auth token and leaves
 /// the guest cookie as it is, and logging out never touches guest slates. At login the app

@@ -225,7 +225,51 @@ async fn carry_over_failure_at_each_step(backend: Backend, test: &str) {
     );
 }
 
+/// A failed carry-over puts the guest slate back only if the guest did not write that slate
+/// again meanwhile: a newer guest write is never overwritten (the taken data is then lost,
+/// as documented).
+async fn put_back_never_overwrites_a_newer_guest_write(backend: Backend, test: &str) {
+    let Some((engine, hooked, _)) = hooked_engine(backend, test).await else {
+        return;
+    };
+    let mut b = Browser::new(app(&engine));
+    for _ in 0..3 {
+        b.post("/hits", "").await;
+    }
+    // When the login adds the taken hits to the user's counter, another tab of the visitor
+    // hits first (a fresh guest counter), then the add fails.
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let tab = b.clone();
+    hooked.set_hook(Arc::new(move |call, phase, _| {
+        let fire = call == Call::UpdateSlate
+            && phase == Phase::Before
+            && armed.swap(false, std::sync::atomic::Ordering::SeqCst);
+        let mut tab = tab.clone();
+        Box::pin(async move {
+            if fire {
+                assert_eq!(
+                    tab.post("/hits", "").await.body,
+                    "1",
+                    "a fresh guest counter"
+                );
+                return Err(common::hooked::injected());
+            }
+            Ok(())
+        })
+    }));
+    let r = b.post("/login", "ada").await;
+    hooked.set_hook(common::hooked::pass());
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        b.get("/guest/hits").await.body,
+        "1",
+        "the newer write is kept"
+    );
+    assert_eq!(b.get("/hits").await.body, "0", "ada got nothing");
+}
+
 per_backend!(
+    put_back_never_overwrites_a_newer_guest_write,
     carry_over_once_under_concurrent_logins,
     flash_read_once_under_concurrent_readers,
     concurrent_guest_writes_are_all_kept,

@@ -24,12 +24,14 @@ async fn read_only_visitor_costs_nothing(backend: Backend, test: &str) {
         "/notes",
         "/flash",
         "/static",
+        "/guest/exists",
     ] {
         let r = b.get(path).await;
         assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.body);
         assert!(r.set_cookies().is_empty(), "{path}: no cookie");
     }
     assert_eq!(b.get("/hits").await.body, "0");
+    assert_eq!(b.get("/guest/exists").await.body, "false");
     assert_eq!(b.get("/me").await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
         hooked.calls(),
@@ -272,6 +274,15 @@ async fn login_carries_over_chosen_slates(backend: Backend, test: &str) {
     // Logging in again carries nothing more.
     assert_eq!(b.post("/login", "ada").await.body, "0");
     assert_eq!(b.get("/hits").await.body, "8");
+    // Discard: the guest's cart is dropped, the user's left as it is.
+    let mut c = Browser::new(app(&engine));
+    c.post("/cart", "x").await;
+    assert_eq!(c.get("/guest/exists").await.body, "true");
+    let r = c.post("/login-discarding-cart", "ada").await;
+    assert_eq!(r.body, "1", "one slate handled");
+    assert_eq!(c.get("/cart").await.body, "old,a,b");
+    c.post("/logout", "").await;
+    assert_eq!(c.get("/cart").await.body, "", "the guest's cart is gone");
     // A visitor with no guest cookie logs in at no guest cost.
     let mut fresh = Browser::new(app(&engine));
     assert_eq!(fresh.post("/login", "bob").await.body, "0");

@@ -98,6 +98,15 @@ async fn login(auth: Auth, username: String) -> Result<String, Error> {
     Ok(auth.login_carrying(&username, &AT_LOGIN).await?.to_string())
 }
 
+async fn login_discarding_cart(auth: Auth, username: String) -> Result<String, Error> {
+    let rules = [CarryOver::discard(&CART)];
+    Ok(auth.login_carrying(&username, &rules).await?.to_string())
+}
+
+async fn guest_exists(g: GuestSlates) -> Result<String, Error> {
+    Ok(g.exists().await?.to_string())
+}
+
 async fn login_plain(auth: Auth, username: String) -> Result<(), Error> {
     auth.login(&username).await
 }
@@ -133,6 +142,8 @@ pub fn app(engine: &Engine) -> Router {
         .route("/notes", get(notes).post(write_notes))
         .route("/login", post(login))
         .route("/login-plain", post(login_plain))
+        .route("/login-discarding-cart", post(login_discarding_cart))
+        .route("/guest/exists", get(guest_exists))
         .route("/logout", post(logout))
         .route("/me", get(me))
         .route("/flash", get(flashes).post(flash))

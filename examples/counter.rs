@@ -5,21 +5,25 @@
 //! on the user's `counter` workflow slate, so two tabs clicking at once never lose a hit and
 //! never wait for each other.
 //!
+//! Visitors who have not logged in count too, on their own **guest** `counter` slate
+//! ([`VisitorSlates`]): the first hit issues the guest cookie, and logging in adds the
+//! visitor's hits to the user's counter ([`CarryOver::add_counter`]), atomically, once.
+//!
 //! HTTP contract (what the tests check):
 //!
 //! | request | answer |
 //! |---|---|
-//! | `POST /login`, form field `username` (no password in this demo) | 204 + `Set-Cookie` |
-//! | `GET /me` | 200 JSON `{"username": .., "user": {..}}`, or 401 |
-//! | `POST /hits` | 200, the new count as plain text (401 when anonymous) |
-//! | `GET /hits` | 200, the current count as plain text (401 when anonymous) |
+//! | `POST /login`, form field `username` (no password in this demo) | 204 + `Set-Cookie`; the visitor's guest hits are added to the user's and the guest's counter is gone |
+//! | `GET /me` | 200 JSON `{"username": .., "user": {..}}`, or 401 (no cookie set) |
+//! | `POST /hits` | 200, the new count as plain text: the user's, or when anonymous the visitor's (the first one sets the guest cookie) |
+//! | `GET /hits` | 200, the current count as plain text: the user's, or the visitor's (`0` and no cookie for a visitor who never hit) |
 //! | `POST /logout` | 204 + an expired cookie |
 //! | `POST /logout-everywhere` | 204 (every token of the user deleted), 401 when anonymous |
 //! | `GET /devices` | 200 JSON array of `{"id", "current", "created", "last_seen", "label"}` (times in RFC 3339), exactly one `current: true`; 401 when anonymous |
 //! | `POST /devices/{id}/end` | 204 when `id` is one of the caller's devices (its cookie is refused from then on), else 404; 401 when anonymous |
 //! | `POST /logout-others` | 204: every other device of the caller ends, this one stays; 401 when anonymous |
 //! | `GET /stats` | 200 JSON statistics (open: see below) |
-//! | `GET /` | an HTML page with a login form and a hit button |
+//! | `GET /` | an HTML page with a hit button, and a login form when anonymous (no cookie set) |
 //!
 //! The page works with plain HTML forms: when a form (a request that accepts `text/html`)
 //! posts to `/login`, `/hits`, `/logout` or `/logout-everywhere`, the answer is a 303
@@ -39,11 +43,16 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use slates::{Auth, CurrentUser, Devices, Engine, SlateUpdate, UserSlates, Workflow};
+use slates::{Auth, CarryOver, CurrentUser, Devices, Engine, SlateUpdate, VisitorSlates, Workflow};
 use time::format_description::well_known::Rfc3339;
 
 /// The slate holding the user's count. It never expires: the count outlives every login.
+/// A visitor's (guest) counter expires a day after its last hit (the guest idle timeout).
 const COUNTER: Workflow<Counter> = Workflow::new("counter");
+
+/// At login, the visitor's hits are added to the user's counter (one atomic `$inc`, after
+/// the guest's counter was taken atomically: two logins never both add them).
+const AT_LOGIN: [CarryOver; 1] = [CarryOver::add_counter(&COUNTER, "hits")];
 
 /// The `counter` slate.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -140,8 +149,9 @@ async fn login(
     Form(form): Form<LoginForm>,
 ) -> Result<Response, slates::Error> {
     let username = form.username.trim();
-    // No password in this demo: a real app checks it here, before `login`.
-    auth.login(username).await?;
+    // No password in this demo: a real app checks it here, before `login`. A fresh auth
+    // token (the guest token is never promoted), then the visitor's hits carried over.
+    auth.login_carrying(username, &AT_LOGIN).await?;
     // The profile: written rarely (here, at login), read by the layer on every request.
     let now = engine
         .now()
@@ -167,16 +177,17 @@ async fn me(user: CurrentUser) -> Result<Json<serde_json::Value>, slates::Error>
     ))
 }
 
-async fn current_hits(slates: &UserSlates) -> Result<i64, slates::Error> {
+async fn current_hits(slates: &VisitorSlates) -> Result<i64, slates::Error> {
+    // A visitor who never hit has no guest cookie: no store call at all.
     let counter = slates.workflow(&COUNTER).get().await?;
     Ok(counter.map_or(0, |c| c.hits))
 }
 
-async fn hits(slates: UserSlates) -> Result<String, slates::Error> {
+async fn hits(slates: VisitorSlates) -> Result<String, slates::Error> {
     Ok(current_hits(&slates).await?.to_string())
 }
 
-async fn hit(slates: UserSlates, headers: HeaderMap) -> Result<Response, slates::Error> {
+async fn hit(slates: VisitorSlates, headers: HeaderMap) -> Result<Response, slates::Error> {
     // One atomic increment: no lock, no lost update, whatever the other tabs do.
     let n = slates.workflow(&COUNTER).inc("hits", 1).await?;
     Ok(done(&headers, n.to_string().into_response()))
@@ -246,17 +257,27 @@ fn esc(s: &str) -> String {
     out
 }
 
-async fn page(user: Option<CurrentUser>) -> Result<Response, slates::Error> {
+async fn page(user: Option<CurrentUser>, slates: VisitorSlates) -> Result<Response, slates::Error> {
     let body = match user {
-        None => r#"<h1>Hit counter</h1>
-<p>Log in to count your hits. There is no password in this demo.</p>
+        None => {
+            let n = current_hits(&slates).await?;
+            format!(
+                r#"<h1>Hit counter</h1>
+<p id="guest-note">You are not logged in: your hits count as a visitor's, and logging in adds them
+to your account. There is no password in this demo.</p>
+<form method="post" action="/hits" id="hit-form">
+  <p class="count">Hits: <output id="count">{n}</output></p>
+  <button type="submit" id="hit">Hit</button>
+</form>
+<p id="status" role="status"></p>
 <form method="post" action="/login" id="login">
   <label>Username <input name="username" id="username" required maxlength="120" autofocus></label>
   <button type="submit" id="login-button">Log in</button>
 </form>"#
-            .to_owned(),
+            )
+        }
         Some(user) => {
-            let n = current_hits(&user.slates()).await?;
+            let n = current_hits(&slates).await?;
             format!(
                 r#"<h1>Hit counter</h1>
 <p>Logged in as <strong id="who">{name}</strong>. Open this page in a second tab and click in both:

@@ -322,6 +322,11 @@ impl Auth {
         &self.state.core
     }
 
+    /// The request state, for `login_carrying` (issue 14, `carry_over.rs`).
+    pub(crate) fn request_state(&self) -> &Arc<RequestState> {
+        &self.state
+    }
+
     fn store(&self) -> &dyn TokenStore {
         &*self.core().tokens
     }
@@ -348,6 +353,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Auth {
         state.cookie(&parts.headers);
         let user_agent = parts.headers.get(USER_AGENT);
         let client_ip = parts.extensions.get::<ConnectInfo<SocketAddr>>();
+        // The guest cookie too, for `login_carrying` (issue 14; no store call).
+        let guest_cookie = &state.core.config.guest_cookie.name;
+        state.guest.parse_cookie(&parts.headers, guest_cookie);
         Ok(Auth {
             state: Arc::clone(state),
             user_agent: user_agent.and_then(|v| v.to_str().ok()).map(str::to_owned),

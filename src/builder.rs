@@ -48,6 +48,8 @@ pub struct EngineBuilder {
     /// Who gets the lifecycle events, and the length of their queue.
     subscriber: Option<Arc<dyn AuthEventSubscriber>>,
     event_queue: usize,
+    /// The guest cookie name, if set (issue 14).
+    guest_cookie_name: Option<String>,
     /// Whether and how to cache (see [`cache`](Self::cache)).
     cache: CacheChoice,
 }
@@ -94,6 +96,7 @@ impl EngineBuilder {
             cache: CacheChoice::Default,
             subscriber: None,
             event_queue: 1024,
+            guest_cookie_name: None,
             config: Config {
                 cookie: CookieSettings {
                     name: String::new(),
@@ -113,6 +116,15 @@ impl EngineBuilder {
                 record_client_ip: false,
                 store: StoreOptions::default(),
                 clock: Arc::new(SystemClock),
+                // Settled by `build` from the token cookie's attributes.
+                guest_cookie: CookieSettings {
+                    name: String::new(),
+                    domain: None,
+                    path: "/".into(),
+                    secure: true,
+                    same_site: SameSite::Lax,
+                },
+                guest_idle_timeout: DEFAULT_GUEST_IDLE,
             },
         }
     }
@@ -330,6 +342,44 @@ impl EngineBuilder {
         self
     }
 
+    // ---- guests (issue 14) ----
+
+    /// The guest cookie's name (default `__Host-slates-guest` when the token cookie is
+    /// `Secure`, host-only and on `Path=/`, else `slates-guest`). The guest cookie has the
+    /// token cookie's other attributes (`HttpOnly`, `Secure`, `SameSite`, `Path`,
+    /// `Domain`); `build` checks the name as it checks the token cookie's (the `__Host-`
+    /// rules included) and refuses the token cookie's name.
+    pub fn guest_cookie_name(mut self, name: impl Into<String>) -> Self {
+        self.guest_cookie_name = Some(name.into());
+        self
+    }
+
+    /// Guest idle expiry (default 1 day, [`DEFAULT_GUEST_IDLE`]). A guest slate expires this
+    /// long after its last write (a workflow declared with a shorter expiry keeps its own).
+    /// The guest token (its record and cookie) expires this long after it was issued or
+    /// last renewed, and a guest write renews it once half of that has passed (reads never
+    /// do): a visitor who writes at least every half of it keeps their guest, one who stops
+    /// loses it between half of it and all of it after their last guest write, and every
+    /// guest slate then reads as absent. Whole milliseconds from 1 second to
+    /// [`MAX_DURATION`].
+    ///
+    /// Why a day: guest state is what a visitor does before logging in (an OAuth round
+    /// trip, a cart, a sign-up wizard), which is minutes to hours; a visitor who comes back
+    /// the next day still finds it, while the slates of the many visitors who never come
+    /// back (and of bots) are collected within a day. It is shorter than the token's idle
+    /// timeout (7 days) because anyone using the device can read guest state.
+    pub fn guest_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.guest_idle_timeout = timeout;
+        self
+    }
+
+    /// The collection of every visitor's guest slates in MongoDB, in both layouts (default
+    /// `_guests`). Must start with `_` and differ from the token and slates collections.
+    pub fn guest_collection(mut self, name: impl Into<String>) -> Self {
+        self.config.store.guest_collection = name.into();
+        self
+    }
+
     /// Checks the configuration, prepares the stores (creates indexes) and returns the
     /// [`Engine`].
     pub async fn build(mut self) -> Result<Engine> {
@@ -344,6 +394,7 @@ impl EngineBuilder {
                 "the auth event queue needs room for 1 event".to_owned(),
             ));
         }
+        settle_guests(&mut self.config, self.guest_cookie_name.take())?;
         self.tokens.prepare_tokens(&self.config.store).await?;
         self.slates.prepare_slates(&self.config.store).await?;
         let counters = Counters::default();
@@ -387,6 +438,49 @@ impl EngineBuilder {
             events: Events::new(self.subscriber, self.event_queue),
         }))
     }
+}
+
+/// The default guest idle expiry: 1 day (see [`EngineBuilder::guest_idle_timeout`]).
+pub const DEFAULT_GUEST_IDLE: Duration = Duration::days(1);
+
+/// Settles and checks the guest settings (issue 14): the guest cookie takes the token
+/// cookie's attributes under its own name, checked by the same rules as the token cookie.
+fn settle_guests(c: &mut Config, name: Option<String>) -> Result<()> {
+    let mut guest = c.cookie.clone();
+    guest.name = name.unwrap_or_else(|| {
+        let host_only = guest.secure && guest.domain.is_none() && guest.path == "/";
+        if host_only {
+            "__Host-slates-guest"
+        } else {
+            "slates-guest"
+        }
+        .to_owned()
+    });
+    let bad = |msg: &str| Err(Error::Config(msg.to_owned()));
+    if guest.name == c.cookie.name {
+        return bad("the guest cookie name must differ from the token cookie name");
+    }
+    // The token cookie's rules, applied to the guest cookie.
+    let mut as_token = c.clone();
+    as_token.cookie = guest.clone();
+    validate(&as_token).map_err(|e| match e {
+        Error::Config(msg) => Error::Config(format!("guest cookie: {msg}")),
+        other => other,
+    })?;
+    let idle = c.guest_idle_timeout;
+    if idle < Duration::SECOND || idle > MAX_DURATION || idle.subsec_nanoseconds() % 1_000_000 != 0
+    {
+        return bad("the guest idle timeout must be whole milliseconds from 1 second to 400 days");
+    }
+    let coll = &c.store.guest_collection;
+    if !coll.starts_with('_') || coll.len() > 120 || coll.contains(['$', '\0']) {
+        return bad("the guest collection name must start with `_`, be at most 120 bytes, without `$` or NUL");
+    }
+    if coll == &c.store.auth_collection || coll == &c.store.slates_collection {
+        return bad("the guest collection must differ from the auth and slates collections");
+    }
+    c.guest_cookie = guest;
+    Ok(())
 }
 
 fn validate(c: &Config) -> Result<()> {

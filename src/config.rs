@@ -46,6 +46,16 @@ pub struct Config {
     pub store: StoreOptions,
     /// The time source.
     pub clock: Arc<dyn Clock>,
+
+    // ---- guests (issue 14) ----
+    /// The guest cookie's attributes: those of the token cookie, under another name
+    /// (default `__Host-slates-guest` when the token cookie is host-only, else
+    /// `slates-guest`).
+    pub guest_cookie: CookieSettings,
+    /// Guest idle expiry (default 1 day): how long a guest slate lives after its last write
+    /// (a workflow with a shorter expiry keeps it), and a guest token after it was issued
+    /// or last renewed. See [`EngineBuilder::guest_idle_timeout`](crate::EngineBuilder::guest_idle_timeout).
+    pub guest_idle_timeout: Duration,
 }
 
 /// Longest accepted duration setting: 400 days, the longest `Max-Age` browsers honour

@@ -24,6 +24,13 @@
 //! Nothing is read until a handler asks: a route that extracts none of these costs no store
 //! operation, one that needs only the username costs the token lookup.
 //!
+//! A visitor who has not logged in has **guest slates** ([`GuestSlates`], or
+//! [`VisitorSlates`]: the user's slates when logged in, the visitor's otherwise), kept under
+//! a guest token of their own cookie that the first guest write issues; a visitor who never
+//! writes costs no store call and gets no cookie. At login the app carries chosen guest
+//! slates over to the user ([`Auth::login_carrying`], [`CarryOver`]). Flash messages
+//! ([`UserSlates::flash`], [`GuestSlates::flash`]) are read once, atomically.
+//!
 //! No lock is held while a handler runs: two tabs of the same user run side by side, and
 //! concurrent increments, pushes and compare-and-swap updates are never lost.
 //!
@@ -115,6 +122,7 @@
 
 mod auth;
 mod builder;
+mod carry_over;
 mod client_ip;
 mod clock;
 mod config;
@@ -127,7 +135,9 @@ mod devices;
 mod engine;
 mod error;
 mod events;
+mod flash;
 mod future;
+mod guest;
 mod layer;
 mod modified;
 pub mod names;
@@ -145,10 +155,12 @@ pub mod store;
 mod token;
 mod user_agent;
 mod user_slates;
+mod visitor;
 mod workflow;
 
 pub use crate::auth::Auth;
-pub use crate::builder::EngineBuilder;
+pub use crate::builder::{EngineBuilder, DEFAULT_GUEST_IDLE};
+pub use crate::carry_over::CarryOver;
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::config::{Config, MAX_DURATION};
 pub use crate::cookie::{token_from_headers, CookieSettings, CookieToken};
@@ -159,6 +171,7 @@ pub use crate::devices::Devices;
 pub use crate::engine::{stats_handler, Engine};
 pub use crate::error::{Error, NameKind, Result};
 pub use crate::events::{AuthEvent, AuthEventKind, AuthEventSubscriber};
+pub use crate::flash::FLASH_TTL;
 pub use crate::future::ResponseFuture;
 pub use crate::layer::SlatesLayer;
 pub use crate::modified::Modified;
@@ -178,6 +191,7 @@ pub use crate::store::MongoStore;
 pub use crate::store::{Layout, MemoryStore, SlateDoc, Store};
 pub use crate::token::{Token, TokenHash};
 pub use crate::user_slates::UserSlates;
+pub use crate::visitor::{GuestSlates, VisitorSlates};
 pub use crate::workflow::Workflow;
 
 pub use bson;

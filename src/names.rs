@@ -76,7 +76,41 @@ impl Username {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    // ---- guest owners (issue 14) ----
+
+    /// The internal owner of the guest slates of the guest token whose SHA-256 is `hash`:
+    /// `_g.<hex>`. Crate-private: a username never starts with `_` ([`validate`](Self::validate)),
+    /// so no user input can build one, and no user can collide with a guest.
+    pub(crate) fn guest(hash: &crate::token::TokenHash) -> Self {
+        Username(Arc::from(format!("{GUEST_PREFIX}{}", hash.to_hex())))
+    }
+
+    /// Whether this is the internal owner of a visitor's guest slates rather than a user
+    /// (stores route guest slates to a collection of their own). Never true for a name
+    /// that passed [`new`](Self::new).
+    pub fn is_guest(&self) -> bool {
+        self.0.starts_with(GUEST_PREFIX)
+    }
+
+    /// A username or a guest owner from its stored form (what [`as_str`](Self::as_str)
+    /// gave): a valid username, or `_g.` and a token hash in hex. For the stores' own
+    /// records (invalidations); user input goes through [`new`](Self::new).
+    pub(crate) fn from_stored(name: &str) -> Option<Self> {
+        match name.strip_prefix(GUEST_PREFIX) {
+            Some(hex) => crate::token::TokenHash::from_hex(hex).map(|h| Username::guest(&h)),
+            None => Username::new(name).ok(),
+        }
+    }
+
+    /// For a guest owner, the hex SHA-256 of its guest token (the part after `_g.`).
+    pub fn guest_hash(&self) -> Option<&str> {
+        self.0.strip_prefix(GUEST_PREFIX)
+    }
 }
+
+/// The prefix of guest owners: `_g.` then the hex SHA-256 of the guest token.
+const GUEST_PREFIX: &str = "_g.";
 
 /// A validated slate name: non-empty, at most 120 bytes, no NUL, no `$`, no `.`.
 ///
@@ -119,6 +153,13 @@ impl SlateName {
     /// The name as a string slice.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// A slate name of slates' own (`.guest`, `.flash`): it holds a `.`, which
+    /// [`validate`](Self::validate) refuses, so no app slate can have it.
+    pub(crate) fn reserved(name: &'static str) -> Self {
+        debug_assert!(name.starts_with('.'));
+        SlateName(Arc::from(name))
     }
 }
 

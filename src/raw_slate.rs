@@ -10,17 +10,23 @@ use time::{Duration, OffsetDateTime};
 
 use crate::core::Core;
 use crate::error::{Error, NameKind, Result};
+use crate::guest::GuestState;
 use crate::modified::Modified;
 use crate::names::{validate_field, SlateName, Username, RESERVED_FIELDS};
 use crate::slate_update::{to_bson, SlateUpdate};
 use crate::stats::bump;
 use crate::store::{check_ops, Expiry, SlateDoc, SlateKey, UpdateOp, Updated};
 
-/// One slate document of one user, with any shape: fields are read into any `Deserialize`
-/// type and written from any `Serialize` value. Get one from
-/// [`UserSlates::raw_slate`](crate::UserSlates::raw_slate); for a workflow with a document
-/// type of its own, prefer the typed [`Slate`](crate::Slate) of a
+/// One slate document of one user (or of a visitor: a guest slate), with any shape:
+/// fields are read into any `Deserialize` type and written from any `Serialize` value. Get
+/// one from [`UserSlates::raw_slate`](crate::UserSlates::raw_slate) or
+/// [`GuestSlates::raw_slate`](crate::GuestSlates::raw_slate); for a workflow with a
+/// document type of its own, prefer the typed [`Slate`](crate::Slate) of a
 /// [`Workflow`](crate::Workflow).
+///
+/// Through a guest handle, reads of a visitor with no guest cookie answer "absent" with no
+/// store call, the first write issues the guest token, and every write sets the slate to
+/// expire at most [`guest_idle_timeout`](crate::EngineBuilder::guest_idle_timeout) after it.
 ///
 /// Every method is one atomic store operation, except the `modify` family, a
 /// compare-and-swap loop on the version.
@@ -38,23 +44,49 @@ use crate::store::{check_ops, Expiry, SlateDoc, SlateKey, UpdateOp, Updated};
 #[derive(Clone)]
 pub struct RawSlate {
     core: Arc<Core>,
-    key: std::result::Result<SlateKey, &'static str>,
+    owner: Owner,
+    slate: std::result::Result<SlateName, &'static str>,
     expires_in: Option<Duration>,
+}
+
+/// Whose slate a handle reaches.
+#[derive(Clone)]
+pub(crate) enum Owner {
+    /// A user's.
+    User(Username),
+    /// The request's visitor's guest slate (issue 14): the guest is looked up on the first
+    /// operation, and issued by the first write.
+    Guest(Arc<GuestState>),
 }
 
 impl RawSlate {
     /// A handle to `user`'s slate `name`; an invalid name is reported by the first
     /// operation.
     pub(crate) fn new(core: Arc<Core>, user: Username, name: &str) -> Self {
-        let key = SlateName::new(name)
-            .map(|slate| SlateKey::new(user, slate))
-            .map_err(|e| match e {
-                Error::InvalidName { reason, .. } => reason,
-                _ => "invalid",
-            });
+        Self::of(core, Owner::User(user), name)
+    }
+
+    /// A handle to `owner`'s slate `name`; an invalid name is reported by the first
+    /// operation.
+    pub(crate) fn of(core: Arc<Core>, owner: Owner, name: &str) -> Self {
+        let slate = SlateName::new(name).map_err(|e| match e {
+            Error::InvalidName { reason, .. } => reason,
+            _ => "invalid",
+        });
         RawSlate {
             core,
-            key,
+            owner,
+            slate,
+            expires_in: None,
+        }
+    }
+
+    /// A handle to `owner`'s slate of slates' own `slate` (`.flash`).
+    pub(crate) fn reserved(core: Arc<Core>, owner: Owner, slate: SlateName) -> Self {
+        RawSlate {
+            core,
+            owner,
+            slate: Ok(slate),
             expires_in: None,
         }
     }
@@ -84,7 +116,7 @@ impl RawSlate {
     /// The slate name, or `None` if the name given was invalid (every operation then
     /// fails with [`Error::InvalidName`]).
     pub fn name(&self) -> Option<&str> {
-        self.key.as_ref().ok().map(|k| k.slate.as_str())
+        self.slate.as_ref().ok().map(SlateName::as_str)
     }
 
     /// Reads the slate into `T`; `None` if absent or expired.
@@ -97,23 +129,45 @@ impl RawSlate {
 
     /// Reads the raw document with its version and expiry; `None` if absent or expired.
     pub async fn get_doc(&self) -> Result<Option<SlateDoc>> {
-        let key = self.key()?;
+        let Some(key) = self.read_key().await? else {
+            return Ok(None); // a visitor with no guest: nothing to read, no store call
+        };
         let core = &self.core;
         bump(&core.counters.slate_reads);
-        core.track(core.slates.get_slate(key, core.now()).await)
+        core.track(core.slates.get_slate(&key, core.now()).await)
+    }
+
+    /// Reads the slate into `T` and deletes it, in one atomic store operation: of two
+    /// concurrent calls (two tabs), at most one gets it. `None` if absent or expired.
+    pub async fn take<T: DeserializeOwned>(&self) -> Result<Option<T>> {
+        match self.take_doc().await? {
+            None => Ok(None),
+            Some(s) => Ok(Some(from_doc(s.doc)?)),
+        }
+    }
+
+    /// Like [`take`](Self::take), the raw document with its version and expiry.
+    pub async fn take_doc(&self) -> Result<Option<SlateDoc>> {
+        let Some(key) = self.read_key().await? else {
+            return Ok(None);
+        };
+        let core = &self.core;
+        bump(&core.counters.slate_writes);
+        core.track(core.slates.take_slate(&key, core.now()).await)
     }
 
     /// Replaces the whole slate with `value` (upsert). Top-level fields `_id`, `_v` and
     /// `_expires` are reserved. The expiry follows the rule of
     /// [`expires_in`](Self::expires_in). Returns the new version.
     pub async fn put<T: Serialize + ?Sized>(&self, value: &T) -> Result<i64> {
-        let key = self.key()?;
+        self.slate()?;
         let doc = to_document(value)?;
+        let key = self.write_key().await?;
         let core = &self.core;
         bump(&core.counters.slate_writes);
         let now = core.now();
         let expiry = self.expiry(now);
-        core.track(core.slates.put_slate(key, &doc, expiry, now).await)
+        core.track(core.slates.put_slate(&key, &doc, expiry, now).await)
     }
 
     /// Sets one field (dotted paths reach into sub-documents and arrays). Returns the new
@@ -239,7 +293,7 @@ impl RawSlate {
     where
         T: Serialize + DeserializeOwned,
     {
-        let key = self.key()?;
+        let slate = self.slate()?;
         let core = &self.core;
         let attempts = core.config.cas_attempts;
         for attempt in 0..attempts {
@@ -271,9 +325,10 @@ impl RawSlate {
             let now = core.now();
             // The compare-and-swap makes sure the expiry read is still the stored one.
             let expires = self.expiry(now).resolve(old_expires);
+            let key = self.write_key().await?;
             let written = core
                 .slates
-                .replace_slate_if(key, expected, &doc, expires, now);
+                .replace_slate_if(&key, expected, &doc, expires, now);
             if let Some(version) = core.track(written.await)? {
                 return Ok(Modified::Written {
                     value: out,
@@ -283,50 +338,91 @@ impl RawSlate {
             bump(&core.counters.cas_conflicts);
         }
         Err(Error::Conflict {
-            slate: key.slate.to_string(),
+            slate: slate.to_string(),
             attempts,
         })
     }
 
     /// Deletes the slate (the task is finished). Returns whether a live slate was deleted.
     pub async fn delete(&self) -> Result<bool> {
-        let key = self.key()?;
+        let Some(key) = self.read_key().await? else {
+            return Ok(false);
+        };
         let core = &self.core;
         bump(&core.counters.slate_writes);
-        core.track(core.slates.delete_slate(key, core.now()).await)
+        core.track(core.slates.delete_slate(&key, core.now()).await)
     }
 
     async fn apply(&self, ops: Vec<UpdateOp>, counter: Option<&str>) -> Result<Updated> {
-        let key = self.key()?;
+        self.slate()?;
         for op in &ops {
             validate_field(op.field())?;
         }
         check_ops(&ops)?;
+        let key = self.write_key().await?;
         let core = &self.core;
         bump(&core.counters.slate_writes);
         let now = core.now();
         let expiry = self.expiry(now);
-        let updated = core.slates.update_slate(key, &ops, expiry, counter, now);
+        let updated = core.slates.update_slate(&key, &ops, expiry, counter, now);
         core.track(updated.await)
     }
 
-    fn key(&self) -> Result<&SlateKey> {
-        self.key
+    fn slate(&self) -> Result<&SlateName> {
+        self.slate
             .as_ref()
             .map_err(|reason| Error::invalid(NameKind::SlateName, reason))
     }
 
+    /// The key to read: `None` for a visitor with no guest (decided with no store call
+    /// when the request has no guest cookie).
+    async fn read_key(&self) -> Result<Option<SlateKey>> {
+        let slate = self.slate()?;
+        let user = match &self.owner {
+            Owner::User(user) => user.clone(),
+            Owner::Guest(guest) => match guest.owner(&self.core).await? {
+                Some(owner) => owner.user,
+                None => return Ok(None),
+            },
+        };
+        Ok(Some(SlateKey::new(user, slate.clone())))
+    }
+
+    /// The key to write: for a visitor with no guest yet, the first write issues one.
+    async fn write_key(&self) -> Result<SlateKey> {
+        let slate = self.slate()?;
+        let user = match &self.owner {
+            Owner::User(user) => user.clone(),
+            Owner::Guest(guest) => guest.owner_for_write(&self.core).await?,
+        };
+        Ok(SlateKey::new(user, slate.clone()))
+    }
+
     /// What a write at `now` does to the expiry (the rule of [`expires_in`](Self::expires_in)).
+    /// A guest slate always expires: at the guest idle timeout after the write, or the
+    /// handle's own expiry if shorter.
     fn expiry(&self, now: OffsetDateTime) -> Expiry {
-        self.expires_in
-            .map_or(Expiry::Keep, |ttl| Expiry::At(now + ttl))
+        match self.owner {
+            Owner::User(_) => self
+                .expires_in
+                .map_or(Expiry::Keep, |ttl| Expiry::At(now + ttl)),
+            Owner::Guest(_) => {
+                let idle = self.core.config.guest_idle_timeout;
+                Expiry::At(now + self.expires_in.map_or(idle, |ttl| ttl.min(idle)))
+            }
+        }
     }
 }
 
 impl std::fmt::Debug for RawSlate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let owner = match &self.owner {
+            Owner::User(user) => user.as_str(),
+            Owner::Guest(_) => "(guest)",
+        };
         f.debug_struct("RawSlate")
-            .field("key", &self.key)
+            .field("owner", &owner)
+            .field("slate", &self.slate)
             .field("expires_in", &self.expires_in)
             .finish()
     }

@@ -14,6 +14,7 @@ use crate::cookie::CookieChange;
 use crate::cookie::{token_from_headers, CookieToken};
 use crate::core::Core;
 use crate::error::Result;
+use crate::guest::GuestState;
 use crate::names::Username;
 use crate::rejection::{MissingLayer, Unavailable, Unresolved};
 use crate::resolve::{load_profile, resolve, Identity, LoadedProfile};
@@ -56,6 +57,9 @@ pub(crate) struct RequestState {
     /// with `join!`), so that each sees the token the previous one left. Held across the
     /// store calls of one operation, by this request only: no other request waits on it.
     pub auth_ops: tokio::sync::Mutex<()>,
+    /// The visitor's guest (issue 14): looked up on first use, issued by the first guest
+    /// write; its cookie change is applied by the service.
+    pub guest: Arc<GuestState>,
 }
 
 impl RequestState {
@@ -67,6 +71,7 @@ impl RequestState {
             profile: OnceCell::new(),
             auth: Mutex::new(AuthState::default()),
             auth_ops: tokio::sync::Mutex::new(()),
+            guest: Arc::new(GuestState::new()),
         }
     }
 

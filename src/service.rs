@@ -12,6 +12,7 @@ use crate::cookie::CookieChange;
 use crate::cookie::{removal_cookie, set_cookie};
 use crate::core::Core;
 use crate::future::ResponseFuture;
+use crate::guest::GuestCookie;
 use crate::request::RequestState;
 use crate::stats::bump;
 
@@ -64,16 +65,27 @@ where
                 // that never asks who the user is costs no store operation. No lock of any
                 // kind is held while the handler runs.
                 let mut response = inner.call(req).await?;
-                let cookie = &state.core.config.cookie;
-                if let Some(change) = state.take_cookie_change() {
-                    let value = match change {
-                        CookieChange::Set(token, max_age) => set_cookie(cookie, &token, max_age),
-                        CookieChange::Remove => removal_cookie(cookie),
-                        CookieChange::Keep => return Ok(response),
-                    };
+                let config = &state.core.config;
+                let cookie = &config.cookie;
+                let auth_value = match state.take_cookie_change() {
+                    Some(CookieChange::Set(token, max_age)) => {
+                        Some(set_cookie(cookie, &token, max_age))
+                    }
+                    Some(CookieChange::Remove) => Some(removal_cookie(cookie)),
+                    Some(CookieChange::Keep) | None => None,
+                };
+                // The guest cookie (issue 14): its own `Set-Cookie` header.
+                let guest_value = match state.guest.take_cookie_change() {
+                    Some(GuestCookie::Set(token, max_age)) => {
+                        Some(set_cookie(&config.guest_cookie, &token, max_age))
+                    }
+                    Some(GuestCookie::Remove) => Some(removal_cookie(&config.guest_cookie)),
+                    None => None,
+                };
+                for value in [auth_value, guest_value].into_iter().flatten() {
                     let headers = response.headers_mut();
                     headers.append(SET_COOKIE, value);
-                    // A response that sets the token must never be stored by a shared cache.
+                    // A response that sets a token must never be stored by a shared cache.
                     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 }
                 Ok(response)

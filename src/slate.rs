@@ -11,8 +11,9 @@ use crate::raw_slate::RawSlate;
 use crate::slate_update::SlateUpdate;
 use crate::store::SlateDoc;
 
-/// A typed handle to one slate of one user, whose document is a `T`: a workflow's slate
-/// ([`UserSlates::workflow`](crate::UserSlates::workflow)) or the profile
+/// A typed handle to one slate of one user (or of a visitor: a guest slate), whose document
+/// is a `T`: a workflow's slate ([`UserSlates::workflow`](crate::UserSlates::workflow),
+/// [`GuestSlates::workflow`](crate::GuestSlates::workflow)) or the profile
 /// ([`UserSlates::profile_slate`](crate::UserSlates::profile_slate)). Cheap; nothing is
 /// read until you ask.
 ///
@@ -134,6 +135,12 @@ impl<T: Serialize + DeserializeOwned> Slate<T> {
     /// Replaces the whole slate with `value` (upsert). Returns the new version.
     pub async fn put(&self, value: &T) -> Result<i64> {
         self.raw.put(value).await
+    }
+
+    /// Reads the slate and deletes it in one atomic store operation; `None` if absent or
+    /// expired. Of two concurrent calls, at most one gets it. See [`RawSlate::take`].
+    pub async fn take(&self) -> Result<Option<T>> {
+        self.raw.take().await
     }
 
     /// Read-modify-write of an existing slate. See [`RawSlate::modify`]: nothing is written

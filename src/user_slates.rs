@@ -8,7 +8,7 @@ use http::request::Parts;
 use crate::core::Core;
 use crate::error::Result;
 use crate::names::{SlateName, Username};
-use crate::raw_slate::RawSlate;
+use crate::raw_slate::{Owner, RawSlate};
 use crate::redirect::login_required;
 use crate::rejection::LoginRequired;
 use crate::request::resolve_parts;
@@ -57,6 +57,15 @@ impl UserSlates {
     /// touching the store.
     pub fn raw_slate(&self, name: &str) -> RawSlate {
         RawSlate::new(Arc::clone(&self.core), self.user.clone(), name)
+    }
+
+    /// A handle to this user's slate of slates' own `slate` (flash messages).
+    pub(crate) fn reserved_slate(&self, slate: SlateName) -> RawSlate {
+        RawSlate::reserved(
+            Arc::clone(&self.core),
+            Owner::User(self.user.clone()),
+            slate,
+        )
     }
 
     /// Deletes every slate of this user, the profile included (the user's tokens stay).

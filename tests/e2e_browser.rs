@@ -452,8 +452,8 @@ async fn upload_workflow_in_a_browser() {
         tz.clear().await.unwrap();
         tz.send_keys("Asia/Tokyo").await.unwrap();
         click_and_load(c, "#save-timezone").await;
-        assert_eq!(path(c).await, "/profile?saved=1");
-        assert_eq!(text(c, "#saved").await, "Profile saved.");
+        assert_eq!(path(c).await, "/profile");
+        assert_eq!(text(c, "#saved").await, "Profile saved.", "a flash message");
         assert_eq!(text(c, "#timezone").await, "Asia/Tokyo");
         snap(c, "upload_workflow-3-profile").await;
 
@@ -466,8 +466,12 @@ async fn upload_workflow_in_a_browser() {
 
         // Discard the conflicts: 3 dropped, 4 kept once, abc never saved.
         click_and_load(c, "#discard").await;
-        assert_eq!(path(c).await, "/sets?saved=batch%207");
-        assert_eq!(text(c, "#saved").await, "Saved “batch 7”.");
+        assert_eq!(path(c).await, "/sets");
+        assert_eq!(
+            text(c, "#saved").await,
+            "Saved “batch 7”.",
+            "a flash message"
+        );
         let row = words(c, "#sets tr:nth-child(3)").await;
         assert!(row.starts_with("batch 7 3 4, 5, 6"), "{row}");
         assert!(row.ends_with(" JST"), "saved at, in Tokyo time: {row}");
@@ -482,6 +486,67 @@ async fn upload_workflow_in_a_browser() {
         assert!(text(c, "#no-upload")
             .await
             .contains("no upload in progress"));
+    })
+    .await;
+}
+
+/// Issue 14: a visitor starts an upload before logging in (a guest slate, its HttpOnly
+/// cookie), is sent to the login form by the review page, and finds the upload on the
+/// review page after logging in, checked against their saved sets. Saving it says so once
+/// (a flash message): reloading the page does not say it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn visitor_upload_found_after_login() {
+    let app = upload_app().await;
+    e2e("visitor_upload", app, |c, base| async move {
+        let c = &c;
+        // ada saves a set first, then logs out.
+        log_in(c, &base, "ada").await;
+        find(c, "#name").await.send_keys("base").await.unwrap();
+        find(c, "#ids").await.send_keys("1 2 3").await.unwrap();
+        click_and_load(c, "#upload").await;
+        click_and_load(c, "#keep").await;
+        click_and_load(c, "#logout").await;
+        assert!(
+            c.get_all_cookies().await.unwrap().is_empty(),
+            "no cookie left"
+        );
+
+        // As a visitor: the login page offers an upload without logging in.
+        click_and_load(c, "#upload-as-visitor").await;
+        assert_eq!(path(c).await, "/upload");
+        assert!(text(c, "#visitor").await.contains("not logged in"));
+        assert!(
+            c.get_all_cookies().await.unwrap().is_empty(),
+            "reading costs no cookie"
+        );
+        find(c, "#name").await.send_keys("batch 8").await.unwrap();
+        find(c, "#ids").await.send_keys("3 4 4").await.unwrap();
+        click_and_load(c, "#upload").await;
+        // The review page sends the visitor to the login form, which comes back to it.
+        assert_eq!(path(c).await, "/?next=/review");
+        let cookies = c.get_all_cookies().await.unwrap();
+        let guest = cookies
+            .iter()
+            .find(|k| k.name() == "slates-guest")
+            .unwrap_or_else(|| panic!("no guest cookie in {cookies:?}"));
+        assert_eq!(guest.http_only(), Some(true));
+        snap(c, "visitor_upload-1-login").await;
+        find(c, "#username").await.send_keys("ada").await.unwrap();
+        click_and_load(c, "#login").await;
+        assert_eq!(path(c).await, "/review");
+        let review = text(c, "main").await;
+        assert!(review.contains("batch 8"), "{review}");
+        assert!(
+            review.contains("base"),
+            "checked against ada's sets: {review}"
+        );
+        snap(c, "visitor_upload-2-review").await;
+        click_and_load(c, "#discard").await;
+        assert_eq!(path(c).await, "/sets");
+        assert_eq!(text(c, "#saved").await, "Saved “batch 8”.");
+        c.refresh().await.unwrap();
+        find(c, "#sets").await;
+        assert!(!text(c, "main").await.contains("Saved “"), "said once");
     })
     .await;
 }
@@ -510,7 +575,7 @@ async fn back_after_confirm_shows_no_stale_review() {
         // A mark on this page's window: a page restored from the cache still has it.
         js(c, "window.reviewedHere = true; return null;").await;
         click_and_load(c, "#keep").await;
-        assert_eq!(path(c).await, "/sets?saved=first");
+        assert_eq!(path(c).await, "/sets");
 
         c.back().await.unwrap();
         // [path, restored from the cache, live buttons, the "no upload" notice]
@@ -698,7 +763,9 @@ async fn two_tabs_count_every_click() {
 // ------------------------------------------------------------------ cookies
 
 /// The token cookie is HttpOnly (the browser holds it, `document.cookie` does not show it),
-/// and logging out in one window logs the other out on its next request.
+/// and logging out in one window logs the other out on its next request: that hit counts
+/// as an anonymous visitor's (HttpOnly guest cookie), and is added to ada's at her next
+/// login.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cookies_as_the_browser_sees_them() {
     let app = counter::app(new_slates().await);
@@ -761,18 +828,33 @@ async fn cookies_as_the_browser_sees_them() {
             "the cookie was expired"
         );
 
-        // The second window still shows the old page; its next request is refused.
+        // The second window still shows the old page; its next request is no longer ada's:
+        // it counts as the visitor's first hit (issue 14), and issues the guest cookie.
         c.switch_to_window(b).await.unwrap();
         find(c, "#hit").await.click().await.unwrap();
-        wait_until("the refused hit", move || async move {
-            js(c, "return window.hitsFailed;").await == json!(1)
+        wait_until("the visitor's hit", move || async move {
+            js(c, "return window.hitsSeen;").await == json!([1, 1])
         })
         .await;
-        assert!(text(c, "#status").await.contains("logged out"));
-        assert_eq!(text(c, "#count").await, "1", "the refused hit counted nothing");
+        assert_eq!(js(c, "return window.hitsFailed;").await, json!(0));
+        let cookies = c.get_all_cookies().await.unwrap();
+        assert!(cookies.iter().all(|k| k.name() != "slates"), "still logged out");
+        let guest = cookies
+            .iter()
+            .find(|k| k.name() == "slates-guest")
+            .unwrap_or_else(|| panic!("no guest cookie in {cookies:?}"));
+        assert_eq!(guest.http_only(), Some(true));
+        let seen = js(c, "return document.cookie;").await;
+        assert!(!seen.as_str().unwrap().contains("slates"), "{seen}");
         c.refresh().await.unwrap();
         assert!(find(c, "#login").await.is_displayed().await.unwrap());
-        assert!(text(c, "main").await.contains("Log in to count your hits"));
+        assert!(text(c, "#guest-note").await.contains("not logged in"));
+        assert_eq!(text(c, "#count").await, "1", "the visitor's count");
+        // Logging in again adds the visitor's hit to ada's.
+        find(c, "#username").await.send_keys("ada").await.unwrap();
+        click_and_load(c, "#login-button").await;
+        assert_eq!(text(c, "#who").await, "ada");
+        assert_eq!(text(c, "#count").await, "2", "ada's hit and the visitor's");
     })
     .await;
 }

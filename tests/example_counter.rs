@@ -50,11 +50,9 @@ async fn contract(backend: Backend, test: &str) {
     };
     let mut client = Client::new(app(slates));
 
-    // Anonymous: 401 everywhere a user is needed.
+    // Anonymous: 401 where a user is needed, and no cookie; `/hits` is the visitor's.
     for (method, path) in [
         ("GET", "/me"),
-        ("GET", "/hits"),
-        ("POST", "/hits"),
         ("POST", "/logout-everywhere"),
         ("GET", "/devices"),
         ("POST", "/logout-others"),
@@ -69,7 +67,17 @@ async fn contract(backend: Backend, test: &str) {
             )
             .await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{method} {path}");
+        assert!(r.set_cookies().is_empty(), "{method} {path}");
     }
+    for path in ["/hits", "/"] {
+        let r = client.get(path).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        assert!(
+            r.set_cookies().is_empty(),
+            "{path}: a visitor who never hit gets no cookie"
+        );
+    }
+    assert_eq!(client.get("/hits").await.body, "0");
 
     // Login: 204 + Set-Cookie with the secure defaults (bar Secure, off for plain http).
     let r = client.post_form("/login", "username=ada").await;
@@ -122,8 +130,9 @@ async fn contract(backend: Backend, test: &str) {
     client.cookie = Some(token);
     let r = client.get("/me").await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "old cookie refused");
+    // A hit with the old cookie counts as an anonymous visitor's, never as ada's.
     let r = client.post("/hits").await;
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "1"));
 
     // Logging in again: the count lives in the user's slates, not in the token.
     client.cookie = None;
@@ -419,7 +428,109 @@ async fn concurrent_hits_over_a_real_listener() {
 
     let r = http.post(format!("{base}/logout")).send().await.unwrap();
     assert_eq!(r.status(), 204);
-    let r = http.get(format!("{base}/hits")).send().await.unwrap();
+    let r = http.get(format!("{base}/me")).send().await.unwrap();
     assert_eq!(r.status(), 401, "the client dropped the expired cookie");
+    let r = http.get(format!("{base}/hits")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "anonymous: the visitor's count");
+    assert_eq!(r.text().await.unwrap(), "0");
     server.abort();
+}
+
+// ------------------------------------------------------------------ guests (issue 14)
+
+/// The visitor contract: anonymous hits count on the visitor's own counter (the first one
+/// sets the guest cookie); `POST /login` adds them to the user's counter, atomically and
+/// once; the guest cookie alone then reads 0; logged-in `/hits` is unchanged.
+#[tokio::test]
+async fn guest_hits_carry_over_at_login() {
+    guest_contract(Backend::Memory, "counter_guest_contract_memory").await;
+}
+
+/// The same on the production store, both layouts.
+#[cfg(feature = "mongodb")]
+#[tokio::test]
+async fn guest_hits_carry_over_at_login_on_mongo() {
+    for layout in [Layout::SingleCollection, Layout::CollectionPerUser] {
+        let test = format!("example_counter_guest_{layout:?}");
+        guest_contract(Backend::Mongo(layout), &test).await;
+    }
+}
+
+async fn guest_contract(backend: Backend, test: &str) {
+    use common::guest_app::{set_cookie_of, Browser, GUEST};
+    let Some(slates) = backend.slates(test, &ManualClock::new()).await else {
+        return;
+    };
+    let app = app(slates);
+    // ada already has 10 hits.
+    let mut ada = Browser::new(app.clone());
+    let login = |b: &mut Browser, name: &'static str| {
+        let mut b = b.clone();
+        async move {
+            let req = Request::post("/login")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Body::from(format!("username={name}")))
+                .unwrap();
+            let r = send_with_cookies(&mut b, req).await;
+            (b, r)
+        }
+    };
+    let (mut ada, r) = login(&mut ada, "ada").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    for _ in 0..10 {
+        ada.post("/hits", "").await;
+    }
+
+    // A visitor who never hit: 0, no cookie.
+    let mut visitor = Browser::new(app.clone());
+    let r = visitor.get("/hits").await;
+    assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "0"));
+    assert!(r.set_cookies().is_empty());
+    // Anonymous hits: the first sets the guest cookie, the next ones do not.
+    let r = visitor.post("/hits", "").await;
+    assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "1"));
+    let sc = set_cookie_of(&r, GUEST).expect("guest cookie");
+    assert!(
+        sc.contains("HttpOnly") && sc.contains("SameSite=Lax"),
+        "{sc}"
+    );
+    for expected in ["2", "3"] {
+        let r = visitor.post("/hits", "").await;
+        assert_eq!(r.body, expected);
+        assert!(r.set_cookies().is_empty());
+    }
+    assert_eq!(visitor.get("/hits").await.body, "3");
+    let guest_cookie = visitor.guest.clone().unwrap();
+
+    // Login with the guest cookie: the visitor's 3 hits are added to ada's 10.
+    let (mut logged_in, r) = login(&mut visitor, "ada").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert!(
+        set_cookie_of(&r, GUEST).is_none(),
+        "the guest cookie is left as it is"
+    );
+    assert_ne!(logged_in.auth.as_deref(), Some(guest_cookie.as_str()));
+    assert_eq!(logged_in.get("/hits").await.body, "13");
+    assert_eq!(
+        ada.get("/hits").await.body,
+        "13",
+        "ada's other browser sees them"
+    );
+    // Logged-in hits unchanged.
+    assert_eq!(logged_in.post("/hits", "").await.body, "14");
+    // The guest cookie alone reads 0: the guest's counter is gone.
+    let mut guest_only = Browser::new(app.clone());
+    guest_only.guest = Some(guest_cookie);
+    assert_eq!(guest_only.get("/hits").await.body, "0");
+    // Logging in again carries nothing more.
+    let (mut again, _) = login(&mut guest_only, "ada").await;
+    assert_eq!(again.get("/hits").await.body, "14");
+}
+
+/// Sends `req` through `b`'s app with `b`'s cookies, keeping the `Set-Cookie`s.
+async fn send_with_cookies(
+    b: &mut common::guest_app::Browser,
+    req: Request<Body>,
+) -> common::harness::Reply {
+    b.send_request(req).await
 }

@@ -199,11 +199,16 @@ async fn full_workflow(backend: Backend, test: &str) {
     let r = client.get("/").await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.body.contains("no password"), "{}", r.body);
-    let r = visit(&mut client, "/upload").await;
+    let r = visit(&mut client, "/review").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
-    assert_eq!(location(&r), "/?next=/upload");
-    let r = client.get("/upload").await;
+    assert_eq!(location(&r), "/?next=/review");
+    let r = client.get("/review").await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // The upload form is open to visitors (issue 14), and costs them no cookie.
+    let r = visit(&mut client, "/upload").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.contains(r#"id="visitor""#), "{}", r.body);
+    assert!(r.set_cookies().is_empty());
 
     login(&mut client, "ada").await;
     let r = client.get("/upload").await;
@@ -267,14 +272,18 @@ async fn full_workflow(backend: Backend, test: &str) {
         .post_form("/profile", "timezone=Europe%2FParis")
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    assert_eq!(location(&r), "/profile?saved=1");
-    let r = client.get("/profile?saved=1").await;
+    assert_eq!(location(&r), "/profile");
+    let r = client.get("/profile").await;
     assert!(
         r.body.contains(r#"<dd id="timezone">Europe/Paris</dd>"#),
         "{}",
         r.body
     );
-    assert!(r.body.contains("Profile saved."), "{}", r.body);
+    assert!(
+        r.body.contains("Profile saved."),
+        "a flash message: {}",
+        r.body
+    );
     let r = client.get("/").await;
     assert!(r.body.contains("Welcome, ada"));
     assert_eq!(
@@ -299,12 +308,18 @@ async fn full_workflow(backend: Backend, test: &str) {
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    assert_eq!(location(&r), "/sets?saved=batch%207");
+    assert_eq!(location(&r), "/sets");
     let sets = saved(&slates, "ada").await;
     assert_eq!(sets.sets["batch 7"].ids, [4, 5, 6, 7]);
     assert_eq!(sets.sets["base"].ids, [1, 2, 3], "other sets untouched");
-    let r = client.get("/sets?saved=batch%207").await;
+    let r = client.get("/sets").await;
     assert!(r.body.contains("Saved “batch 7”"), "{}", r.body);
+    let again = client.get("/sets").await;
+    assert!(
+        !again.body.contains("Saved “"),
+        "a flash is shown once: {}",
+        again.body
+    );
     assert!(
         r.body.contains("<td class=\"ids\">4, 5, 6, 7</td>"),
         "{}",
@@ -830,7 +845,7 @@ async fn times_in_the_users_timezone() {
     assert!(r.body.contains("expires at 10:30 UTC."), "{}", r.body);
 
     let r = client.post_form("/profile", "timezone=Asia%2FTokyo").await;
-    assert_eq!(location(&r), "/profile?saved=1");
+    assert_eq!(location(&r), "/profile");
     let r = client.get(location(&r)).await;
     assert!(
         r.body
@@ -861,7 +876,7 @@ async fn times_in_the_users_timezone() {
     let r = client
         .post_form("/profile", "timezone=+Europe%2FParis+")
         .await;
-    assert_eq!(location(&r), "/profile?saved=1");
+    assert_eq!(location(&r), "/profile");
     let r = client.get("/sets").await;
     assert!(
         r.body

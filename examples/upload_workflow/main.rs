@@ -8,15 +8,19 @@
 //! 2. `/upload` — name a new set of ids and give them in a textarea and/or a CSV file
 //!    (multipart). The parsed upload, with its conflicts, goes into the user's
 //!    `new_id_set` **workflow slate** ([`NEW_ID_SET`]), which expires 30 minutes after the
-//!    last write.
+//!    last write. A visitor who has not logged in may upload too: the upload goes into the
+//!    visitor's **guest slate** of that workflow (the first write sets the guest cookie);
+//!    the review page then asks them to log in, and the login carries the upload over to
+//!    the user ([`AT_LOGIN`]), checked again against the user's saved sets.
 //! 3. `/review` — lists the conflicts: ids already in one of the user's saved sets,
 //!    duplicates within the upload, values that are not valid ids. "Discard conflicts" or
 //!    "Keep all" saves the set (one atomic `$set` on the `sets` slate) and deletes the
-//!    workflow slate.
+//!    workflow slate; the saved-sets page then says so once (a **flash message**).
 //! 4. `/sets` and `/profile` — other pages of the site. They work at any time, in between
 //!    too, without touching the workflow slate. The profile shows the name and timezone from
 //!    the **profile** (the user slate, read once per request on first use) and changes
-//!    the timezone; every page shows times in that timezone.
+//!    the timezone (confirmed once by a flash message); every page shows times in that
+//!    timezone.
 //! 5. `/devices` — where the user is logged in (browser and system, login time, last
 //!    seen), with a button to end one device and one to end all the others
 //!    ([`slates::Devices`]).
@@ -60,8 +64,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 use slates::{
-    Auth, CurrentUser, Engine, EngineBuilder, Slate, SlateUpdate, UserSlates, Username,
-    WhenLoggedOut, Workflow,
+    Auth, CarryOver, CurrentUser, Engine, EngineBuilder, Slate, SlateUpdate, UserSlates, Username,
+    VisitorSlates, WhenLoggedOut, Workflow,
 };
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
@@ -79,6 +83,9 @@ pub const NEW_ID_SET: Workflow<NewIdSet> =
 /// The user's saved sets, as a map `sets.<name>`. Declared like a workflow, without an
 /// expiry: saved sets stay.
 pub const SAVED_SETS: Workflow<SavedSets> = Workflow::new("sets");
+/// What a login does to the visitor's guest slates: an upload started before logging in
+/// becomes the user's upload in progress (replacing an older one of the user).
+pub const AT_LOGIN: [CarryOver; 1] = [CarryOver::replace(&NEW_ID_SET)];
 /// Where anonymous page visits are sent (with `?next=`): the login form.
 const LOGIN_PAGE: &str = "/";
 
@@ -166,7 +173,6 @@ struct PageQuery {
     error: Option<String>,
     next: Option<String>,
     name: Option<String>,
-    saved: Option<String>,
 }
 
 impl PageQuery {
@@ -206,14 +212,37 @@ async fn login(auth: Auth, engine: Engine, Form(form): Form<LoginForm>) -> Respo
 }
 
 async fn log_in(auth: &Auth, engine: &Engine, username: &str) -> Result<(), Problem> {
-    // No password in this demo: a real app checks it here, before `login`.
-    auth.login(username).await?;
+    // No password in this demo: a real app checks it here, before `login`. A fresh auth
+    // token (never the guest token), then an upload started as a visitor carried over.
+    let carried = auth.login_carrying(username, &AT_LOGIN).await?;
+    let slates = engine.user_slates(username)?;
+    if carried > 0 {
+        recheck_upload(&slates).await?;
+    }
     // The profile is written rarely: here, at login, and when the timezone changes.
     let update = SlateUpdate::new().set("name", username).inc("logins", 1);
-    engine
-        .user_slates(username)?
-        .profile_slate::<Profile>()
-        .update(update)
+    slates.profile_slate::<Profile>().update(update).await?;
+    Ok(())
+}
+
+/// Checks an upload made as a visitor again, now against the user's saved sets.
+async fn recheck_upload(slates: &UserSlates) -> Result<(), Problem> {
+    let saved = slates
+        .workflow(&SAVED_SETS)
+        .get()
+        .await?
+        .unwrap_or_default();
+    let import = slates.workflow(&NEW_ID_SET);
+    // Compare-and-swap: an upload replaced meanwhile (another tab) is checked as it is;
+    // one deleted meanwhile (`Missing`) needs no check.
+    let _checked = import
+        .modify(|upload| {
+            let values = upload.ids.iter().map(i64::to_string);
+            let values = values.chain(upload.not_ids.iter().cloned()).collect();
+            let sources = std::mem::take(&mut upload.sources);
+            *upload = review_upload(&upload.name, values, sources, &saved);
+            Some(())
+        })
         .await?;
     Ok(())
 }
@@ -225,12 +254,18 @@ async fn logout(auth: Auth) -> Response {
     }
 }
 
-async fn upload_form(user: CurrentUser, Query(q): Query<PageQuery>) -> Response {
+/// The upload form, for users and visitors alike.
+async fn upload_form(user: Option<CurrentUser>, Query(q): Query<PageQuery>) -> Response {
     let name = q.name.as_deref().and_then(|n| check_set_name(n).ok());
-    pages::upload_page(user.username(), q.problem(), name.unwrap_or(""))
+    let user = user.as_ref().map(CurrentUser::username);
+    pages::upload_page(user, q.problem(), name.unwrap_or(""))
 }
 
-async fn upload(user: CurrentUser, multipart: Result<Multipart, MultipartRejection>) -> Response {
+/// An upload goes into the user's workflow slate, or a visitor's guest slate.
+async fn upload(
+    slates: VisitorSlates,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Response {
     let form = match read_upload_form(multipart).await {
         Ok(form) => form,
         Err(problem) => return problem.redirect_to("/upload"),
@@ -239,7 +274,7 @@ async fn upload(user: CurrentUser, multipart: Result<Multipart, MultipartRejecti
         Ok(name) => name,
         Err(problem) => return problem.redirect_to("/upload"),
     };
-    match start_review(&user.slates(), name, form.values, form.sources).await {
+    match start_review(&slates, name, form.values, form.sources).await {
         Ok(()) => see_other("/review"),
         // Back to the form, with the set name filled in again.
         Err(problem) => problem.redirect_to(&format!("/upload?name={}", query_value(name))),
@@ -248,7 +283,7 @@ async fn upload(user: CurrentUser, multipart: Result<Multipart, MultipartRejecti
 
 /// Checks the upload against the saved sets and puts it in the workflow slate, for review.
 async fn start_review(
-    slates: &UserSlates,
+    slates: &VisitorSlates,
     name: &str,
     values: Vec<String>,
     sources: Vec<String>,
@@ -309,8 +344,15 @@ struct ConfirmForm {
 }
 
 async fn confirm(user: CurrentUser, engine: Engine, Form(form): Form<ConfirmForm>) -> Response {
-    match save_upload(&user.slates(), &engine, &form).await {
-        Ok(Some(name)) => see_other(&format!("/sets?saved={}", query_value(&name))),
+    let slates = user.slates();
+    match save_upload(&slates, &engine, &form).await {
+        Ok(Some(name)) => {
+            // Said once, by the next page that shows messages (the saved sets page).
+            if let Err(e) = slates.flash(&format!("Saved “{name}”.")).await {
+                tracing::warn!(error = %e, "flash message not written");
+            }
+            see_other("/sets")
+        }
         // No upload (saved, cancelled or expired): the review page says so.
         Ok(None) => see_other("/review"),
         Err(problem) => problem.redirect_to("/review"),
@@ -358,7 +400,8 @@ async fn cancel(user: CurrentUser) -> Response {
     }
 }
 
-async fn saved_sets(user: CurrentUser, Query(q): Query<PageQuery>) -> Result<Response, PageError> {
+async fn saved_sets(user: CurrentUser) -> Result<Response, PageError> {
+    let message = user.slates().take_flashes().await?.join(" ");
     let saved = user
         .slates()
         .workflow(&SAVED_SETS)
@@ -369,18 +412,19 @@ async fn saved_sets(user: CurrentUser, Query(q): Query<PageQuery>) -> Result<Res
     Ok(pages::sets_page(
         user.username(),
         &saved,
-        q.saved.as_deref(),
+        Some(message.as_str()).filter(|m| !m.is_empty()),
         local,
     ))
 }
 
 async fn profile(user: CurrentUser, Query(q): Query<PageQuery>) -> Result<Response, PageError> {
     let p: Profile = user.profile().await?.unwrap_or_default();
+    let message = user.slates().take_flashes().await?.join(" ");
     Ok(pages::profile_page(
         user.username(),
         p.name.as_deref().unwrap_or(user.username()),
         p.timezone.as_deref(),
-        q.saved.is_some(),
+        Some(message.as_str()).filter(|m| !m.is_empty()),
         q.problem(),
     ))
 }
@@ -396,13 +440,14 @@ async fn set_timezone(user: CurrentUser, Form(form): Form<TimezoneForm>) -> Resp
         Err(problem) => return problem.redirect_to("/profile"),
     };
     // A rare write to the profile: one `$set`.
-    match user
-        .slates()
-        .profile_slate::<Profile>()
-        .set("timezone", tz)
-        .await
-    {
-        Ok(_) => see_other("/profile?saved=1"),
+    let slates = user.slates();
+    match slates.profile_slate::<Profile>().set("timezone", tz).await {
+        Ok(_) => {
+            if let Err(e) = slates.flash("Profile saved.").await {
+                tracing::warn!(error = %e, "flash message not written");
+            }
+            see_other("/profile")
+        }
         Err(e) => Problem::from(e).redirect_to("/profile"),
     }
 }

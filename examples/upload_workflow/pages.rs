@@ -32,7 +32,9 @@ pub fn login_page(problem: Option<Problem>, next: Option<&str>) -> Response {
   <label for="username">Username</label>
   <input id="username" name="username" required maxlength="120" autocomplete="username" autofocus>{next}
   <button type="submit" id="login">Log in</button>
-</form>"#,
+</form>
+<p><a href="/upload" id="upload-as-visitor">Start an upload without logging in</a>: it waits
+for you when you log in.</p>"#,
             problem = problem_html(problem),
         ),
     )
@@ -59,13 +61,20 @@ half-way, visit other pages, and come back to it: it waits for you for 30 minute
     )
 }
 
-/// The upload form, with the problem of the last try and its set name.
-pub fn upload_page(user: &str, problem: Option<Problem>, name: &str) -> Response {
+/// The upload form, with the problem of the last try and its set name; `user` is `None`
+/// for a visitor who has not logged in.
+pub fn upload_page(user: Option<&str>, problem: Option<Problem>, name: &str) -> Response {
+    let visitor = if user.is_none() {
+        "\n<p class=\"note\" id=\"visitor\">You are not logged in: you can upload now, and log \
+         in to review and save it.</p>"
+    } else {
+        ""
+    };
     page(
         "Upload",
-        Some(user),
+        user,
         &format!(
-            r#"<h1>Upload a new set</h1>{problem}
+            r#"<h1>Upload a new set</h1>{visitor}{problem}
 <form method="post" action="/upload" enctype="multipart/form-data">
   <label for="name">Set name</label>
   <input id="name" name="name" required maxlength="{MAX_SET_NAME}" value="{name}"
@@ -185,18 +194,18 @@ pub fn no_upload_page(user: &str) -> Response {
     res
 }
 
-/// The saved sets, with a confirmation for the one `just_saved`.
+/// The saved sets, with the flash `message` (a confirmation), if any.
 pub fn sets_page(
     user: &str,
     saved: &SavedSets,
-    just_saved: Option<&str>,
+    message: Option<&str>,
     local: LocalTime,
 ) -> Response {
     let mut body = String::from("<h1>Saved sets</h1>");
-    if let Some(name) = just_saved.filter(|n| saved.sets.contains_key(*n)) {
+    if let Some(message) = message {
         body.push_str(&format!(
-            "<p class=\"ok\" id=\"saved\">Saved “{}”.</p>",
-            esc(name)
+            "<p class=\"ok\" id=\"saved\">{}</p>",
+            esc(message)
         ));
     }
     if saved.sets.is_empty() {
@@ -233,7 +242,7 @@ pub fn profile_page(
     user: &str,
     name: &str,
     timezone: Option<&str>,
-    saved: bool,
+    message: Option<&str>,
     problem: Option<Problem>,
 ) -> Response {
     let shown = match timezone {
@@ -241,11 +250,9 @@ pub fn profile_page(
         Some(tz) if LocalTime::new(Some(tz)).zone() == tz => tz.to_owned(),
         Some(tz) => format!("{tz} (unknown: times are shown in UTC)"),
     };
-    let saved = if saved {
-        "\n<p class=\"ok\" id=\"saved\">Profile saved.</p>"
-    } else {
-        ""
-    };
+    let saved = message.map_or(String::new(), |m| {
+        format!("\n<p class=\"ok\" id=\"saved\">{}</p>", esc(m))
+    });
     let body = format!(
         r#"<h1>Profile</h1>{saved}{problem}
 <dl>

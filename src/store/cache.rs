@@ -606,6 +606,14 @@ impl SlateStore for Cached {
         self.slate_write(key, self.slates.delete_slate(key, now))
     }
 
+    fn take_slate<'a>(
+        &'a self,
+        key: &'a SlateKey,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<SlateDoc>> {
+        self.slate_write(key, self.slates.take_slate(key, now))
+    }
+
     fn delete_user_slates<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let result = self.slates.delete_user_slates(user).await;

@@ -55,6 +55,8 @@ pub enum CallKind {
     DeleteSlate,
     /// [`SlateStore::delete_user_slates`].
     DeleteUserSlates,
+    /// [`SlateStore::take_slate`].
+    TakeSlate,
 }
 
 /// One store call and its arguments, as an [`Intercept`] sees it.
@@ -108,6 +110,8 @@ pub enum Call<'a> {
     DeleteSlate(&'a SlateKey),
     /// [`SlateStore::delete_user_slates`].
     DeleteUserSlates(&'a Username),
+    /// [`SlateStore::take_slate`].
+    TakeSlate(&'a SlateKey),
 }
 
 impl Call<'_> {
@@ -132,6 +136,7 @@ impl Call<'_> {
             Call::ReplaceSlateIf(..) => CallKind::ReplaceSlateIf,
             Call::DeleteSlate(..) => CallKind::DeleteSlate,
             Call::DeleteUserSlates(..) => CallKind::DeleteUserSlates,
+            Call::TakeSlate(..) => CallKind::TakeSlate,
         }
     }
 }
@@ -353,5 +358,13 @@ impl<S: SlateStore, I: Intercept> SlateStore for Intercepted<S, I> {
     fn delete_user_slates<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, ()> {
         let op = move || self.inner.delete_user_slates(user);
         self.intercept.around(Call::DeleteUserSlates(user), op)
+    }
+    fn take_slate<'a>(
+        &'a self,
+        key: &'a SlateKey,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<SlateDoc>> {
+        let op = move || self.inner.take_slate(key, now);
+        self.intercept.around(Call::TakeSlate(key), op)
     }
 }

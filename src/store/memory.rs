@@ -596,6 +596,25 @@ impl SlateStore for MemoryStore {
             Ok(())
         })
     }
+
+    /// Removes the entry under the user's shard lock: one locked step, so of two
+    /// concurrent takes exactly one gets a live slate.
+    fn take_slate<'a>(
+        &'a self,
+        key: &'a SlateKey,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<SlateDoc>> {
+        Box::pin(async move {
+            self.with_slate(key, |slates| {
+                match slates.get(&key.slate) {
+                    Some(e) if e.live(now) => {}
+                    // Absent, or expired: left to `purge_expired`, like a read leaves it.
+                    _ => return Ok(None),
+                }
+                Ok(slates.remove(&key.slate).map(|e| e.to_slate_doc()))
+            })
+        })
+    }
 }
 
 #[cfg(test)]

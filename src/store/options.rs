@@ -33,6 +33,10 @@ pub struct StoreOptions {
     /// Prefix of the per-user collections of [`Layout::CollectionPerUser`] (default
     /// `slates.user.`): slates only ever writes to, and drops, collections with this prefix.
     pub user_collection_prefix: String,
+    /// Name of the collection of every visitor's guest slates, in both layouts (default
+    /// `_guests`; always starts with `_`), with `_id: "<hex SHA-256 of the guest
+    /// token>$<slate>"`: guests never get a collection each.
+    pub guest_collection: String,
 }
 
 impl Default for StoreOptions {
@@ -42,6 +46,7 @@ impl Default for StoreOptions {
             slates_collection: "slates".into(),
             layout: Layout::default(),
             user_collection_prefix: "slates.user.".into(),
+            guest_collection: "_guests".into(),
         }
     }
 }

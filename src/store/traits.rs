@@ -195,7 +195,18 @@ pub trait SlateStore: Send + Sync + 'static {
     fn delete_slate<'a>(&'a self, key: &'a SlateKey, now: OffsetDateTime) -> StoreFuture<'a, bool>;
 
     /// Deletes every slate of `user` (the user's profile included). Tokens are not touched.
+    /// `user` may be a guest owner ([`Username::is_guest`]).
     fn delete_user_slates<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, ()>;
+
+    /// Reads and deletes a slate in one atomic operation (MongoDB `findOneAndDelete`):
+    /// of two concurrent calls, at most one gets the slate. `None` if absent or expired
+    /// (an expired document is left to garbage collection). Flash messages and the
+    /// carry-over of guest slates at login use it.
+    fn take_slate<'a>(
+        &'a self,
+        key: &'a SlateKey,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<SlateDoc>>;
 }
 
 /// A store that keeps both tokens and slates ([`MemoryStore`](super::MemoryStore),
@@ -324,5 +335,12 @@ impl<T: SlateStore + ?Sized> SlateStore for Arc<T> {
     }
     fn delete_user_slates<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, ()> {
         (**self).delete_user_slates(user)
+    }
+    fn take_slate<'a>(
+        &'a self,
+        key: &'a SlateKey,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<SlateDoc>> {
+        (**self).take_slate(key, now)
     }
 }

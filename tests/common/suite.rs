@@ -39,6 +39,7 @@ macro_rules! slates_suite {
             concurrent_increments_store_level,
             concurrent_modify_loses_nothing,
             delete_user_slates_keeps_tokens,
+            take_slate_reads_and_deletes,
             login_request_logout,
             token_expiry_and_renewal,
             logout_everywhere,
@@ -603,6 +604,45 @@ pub async fn concurrent_modify_loses_nothing(backend: Backend, slates: Engine, _
         set.ids.len(),
         200,
         "compare-and-swap must not lose an update"
+    );
+}
+
+/// `SlateStore::take_slate` (issue 14): the live slate with its version and expiry, gone
+/// afterwards; nothing for an absent or expired slate (which stays expired, not revived).
+pub async fn take_slate_reads_and_deletes(_: Backend, slates: Engine, clock: ManualClock) {
+    let store = slates.slate_store();
+    let now = clock.now();
+    let k = key("ada", "flash");
+    let expires = now + Duration::minutes(5);
+    let v = store
+        .put_slate(&k, &doc! {"m": ["a", "b"]}, Expiry::At(expires), now)
+        .await
+        .unwrap();
+    let other = key("ada", "other");
+    store
+        .put_slate(&other, &doc! {"x": 1}, Expiry::Keep, now)
+        .await
+        .unwrap();
+    let taken = store.take_slate(&k, now).await.unwrap().expect("taken");
+    assert_eq!((taken.version, taken.expires), (v, Some(expires)));
+    assert_eq!(*taken.doc, doc! {"m": ["a", "b"]});
+    assert_eq!(store.take_slate(&k, now).await.unwrap(), None, "once");
+    assert_eq!(store.get_slate(&k, now).await.unwrap(), None);
+    assert!(
+        store.get_slate(&other, now).await.unwrap().is_some(),
+        "others stay"
+    );
+    // Expired: nothing to take.
+    store
+        .put_slate(&k, &doc! {"m": ["c"]}, Expiry::At(expires), now)
+        .await
+        .unwrap();
+    let later = expires;
+    assert_eq!(store.take_slate(&k, later).await.unwrap(), None);
+    assert_eq!(store.get_slate(&k, later).await.unwrap(), None);
+    assert_eq!(
+        store.take_slate(&key("bob", "none"), now).await.unwrap(),
+        None
     );
 }
 

@@ -57,7 +57,8 @@ impl MongoStore {
     }
 
     /// Single collection: the TTL index `{_expires: 1}`. Collection per user: nothing
-    /// (each user's collection is created by its first write).
+    /// (each user's collection is created by its first write). Both: the TTL index
+    /// `{_expires: 1}` of the guest collection.
     pub(super) async fn prepare_slate_collections(&self, options: &StoreOptions) -> Result<()> {
         if let Some(done) = self.prepared.slates.get() {
             return same_options(&done.options, options);
@@ -69,6 +70,14 @@ impl MongoStore {
             if !ttl {
                 warn_no_ttl("slates");
             }
+        }
+        // Guest slates (issue 14) always carry an `_expires`: the TTL index collects them
+        // once their visitor is gone. FerretDB 1.x has no TTL indexes (warned below): there
+        // expired guest slates read as absent but stay until deleted.
+        let guests = self.db.collection::<Document>(&options.guest_collection);
+        let ttl = (self.create_index(&guests, doc! {"_expires": 1}, Some(Duration::ZERO))).await?;
+        if !ttl {
+            warn_no_ttl("guest slates");
         }
         self.announce_non_atomic_server().await?;
         settle(&self.prepared.slates, options, slates)

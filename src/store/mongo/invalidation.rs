@@ -187,8 +187,8 @@ fn parse(d: &Document) -> Option<Option<Invalidation>> {
     let value = d.get_str("v").ok()?;
     let invalidation = match kind {
         "t" => Invalidation::Token(TokenHash::from_hex(value)?),
-        "u" => Invalidation::UserTokens(Username::new(value).ok()?),
-        "p" => Invalidation::Profile(Username::new(value).ok()?),
+        "u" => Invalidation::UserTokens(Username::from_stored(value)?),
+        "p" => Invalidation::Profile(Username::from_stored(value)?),
         _ => return None,
     };
     Some(Some(invalidation))
@@ -247,5 +247,8 @@ mod tests {
         assert_eq!(parse(&doc! {"k": "t", "v": "zz"}), None);
         assert_eq!(parse(&doc! {"k": "x", "v": "ada"}), None);
         assert_eq!(parse(&doc! {"k": "p", "v": "_auth"}), None);
+        let guest = Username::guest(&hash);
+        let inv = Invalidation::Profile(guest);
+        assert_eq!(parse(&to_document(&inv)), Some(Some(inv)));
     }
 }

@@ -61,7 +61,9 @@ pub const DEFAULT_MAX_TIME: Duration = Duration::from_secs(5);
 /// [`Layout::SingleCollection`](crate::Layout::SingleCollection) keeps every slate in one
 /// collection under `_id: "<user>$<slate>"`;
 /// [`Layout::CollectionPerUser`](crate::Layout::CollectionPerUser) gives each user a
-/// collection `slates.user.<user>`, with `_id: "<slate>"`.
+/// collection `slates.user.<user>`, with `_id: "<slate>"`. Guest slates (a visitor's, see
+/// [`GuestSlates`](crate::GuestSlates)) live in one collection, `_guests` by default, in
+/// both layouts, with `_id: "<hex SHA-256 of the guest token>$<slate>"`.
 ///
 /// Each operation is one command on one document, so MongoDB's single-document atomicity
 /// is the only concurrency control; nothing is locked across a request. The same command
@@ -77,6 +79,7 @@ pub const DEFAULT_MAX_TIME: Duration = Duration::from_secs(5);
 /// | `put` | `findAndModify` with a replacement document, upsert |
 /// | compare-and-swap | `update` (replacement) filtered on `{_id, _v}` |
 /// | slate delete | `delete` on `_id` |
+/// | take (read and delete) | `findAndModify` with `remove: true` on the live document |
 ///
 /// When an upsert collides with a stored document (an *expired* one the TTL monitor has not
 /// removed yet, two writers creating one slate, a counter of the wrong type, or, for a `put`
@@ -88,7 +91,7 @@ pub const DEFAULT_MAX_TIME: Duration = Duration::from_secs(5);
 /// Preparing it (done by [`EngineBuilder::build`](crate::EngineBuilder::build)) creates the
 /// indexes, idempotently: `_auth` `{user: 1}` and the TTL index `{expires: 1}` with
 /// `expireAfterSeconds: 0`, plus, in the single-collection layout, a TTL index on the
-/// slates' `_expires`. Reads still check expiry, whatever the TTL monitor has
+/// slates' `_expires`, and in both layouts one on the guest collection's `_expires`. Reads still check expiry, whatever the TTL monitor has
 /// done. It also asks `buildInfo` and logs a loud warning when the server is FerretDB, whose
 /// updates are not atomic under concurrency.
 ///

@@ -55,8 +55,20 @@ impl MongoStore {
             .collection(&format!("{}{}", options.user_collection_prefix, user))
     }
 
+    /// The collection of every visitor's guest slates (issue 14), in both layouts.
+    fn guest_collection(&self, options: &StoreOptions) -> Collection<Document> {
+        self.db.collection(&options.guest_collection)
+    }
+
     fn target(&self, key: &SlateKey) -> Result<Target> {
         let prepared = self.slate_settings()?;
+        if let Some(hash) = key.user.guest_hash() {
+            // Guest slates, in both layouts: one collection for every visitor.
+            return Ok(Target {
+                coll: self.guest_collection(&prepared.options),
+                id: Bson::String(format!("{hash}${}", key.slate)),
+            });
+        }
         Ok(match prepared.options.layout {
             Layout::CollectionPerUser => Target {
                 coll: self.user_collection(&prepared.options, &key.user),
@@ -325,6 +337,13 @@ impl SlateStore for MongoStore {
     fn delete_user_slates<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let prepared = self.slate_settings()?;
+            if let Some(hash) = user.guest_hash() {
+                // A guest's slates: its `_id` range in the guest collection (never a drop).
+                let filter = doc! {"_id": {"$gte": format!("{hash}$"), "$lt": format!("{hash}%")}};
+                let coll = self.guest_collection(&prepared.options);
+                (coll.delete_many(filter)).await.map_err(error::map)?;
+                return Ok(());
+            }
             match prepared.options.layout {
                 Layout::CollectionPerUser => {
                     // Only ever a collection of slates' own prefix: never one of the app's.
@@ -344,6 +363,25 @@ impl SlateStore for MongoStore {
                 }
             }
             Ok(())
+        })
+    }
+
+    /// One `findAndModify` with `remove: true` (`findOneAndDelete`) on the live document:
+    /// the server reads and deletes it in one step, so two takes never both get it.
+    fn take_slate<'a>(
+        &'a self,
+        key: &'a SlateKey,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<SlateDoc>> {
+        Box::pin(async move {
+            let t = self.target(key)?;
+            let taken = limited!(self, t.coll.find_one_and_delete(live(&t.id, now)))
+                .await
+                .map_err(error::map)?;
+            match taken {
+                None => Ok(None),
+                Some(doc) => Stored { doc }.live(key, now),
+            }
         })
     }
 }

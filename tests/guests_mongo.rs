@@ -62,7 +62,9 @@ async fn setup(test: &str, layout: Layout) -> Option<(Engine, Recorder, mongodb:
         }
     }));
     let db = mongo::database(test, options).await;
+    // No cache: this test pins every command a guest request sends.
     let engine = Engine::builder(MongoStore::from_database(db.clone()))
+        .no_cache()
         .layout(layout)
         .clock(ManualClock::new())
         .secure(false)

@@ -133,9 +133,17 @@ pub async fn an_ended_device_is_refused_on_its_next_request(backend: Backend, te
     for _ in 0..3 {
         thief.cookie = stolen.clone();
         assert_eq!(thief.get("/me").await.status, StatusCode::UNAUTHORIZED);
-        assert_eq!(thief.post("/hits").await.status, StatusCode::UNAUTHORIZED);
+        // Anonymous now: a hit counts as a fresh visitor's (the counter example's guest
+        // contract, issue 14), never as ada's.
+        let r = thief.post("/hits").await;
+        assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "1"));
     }
     assert_eq!(phone.get("/me").await.status, StatusCode::OK);
+    assert_eq!(
+        phone.get("/hits").await.body,
+        "0",
+        "ada's counter untouched"
+    );
 }
 
 /// The worst interleaving for the last-seen write: a request has read its token and is

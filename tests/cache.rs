@@ -404,3 +404,18 @@ async fn memory_store_has_no_cache_by_default_and_a_cache_needs_a_channel() {
         .unwrap_err();
     assert!(err.to_string().contains("invalidation channel"), "{err}");
 }
+
+#[tokio::test]
+async fn ending_a_device_reaches_the_other_instance() {
+    let mut t = two(long_bound()).await;
+    login_on_a(&mut t, "ada").await;
+    assert_eq!(t.b.2.get("/maybe").await.body, "ada");
+    assert_eq!(t.b.2.get("/maybe").await.body, "ada");
+    assert!(t.b.0.stats().cache.unwrap().hits >= 1, "B serves it from its cache");
+    // An admin on A ends the device: B refuses the cookie on its next request.
+    let devices = t.a.0.user_devices("ada").await.unwrap();
+    assert_eq!(devices.len(), 1);
+    let id = devices[0].id.to_string();
+    assert!(t.a.0.end_device("ada", &id).await.unwrap());
+    assert_eq!(t.b.2.get("/maybe").await.body, "anonymous");
+}

@@ -411,7 +411,10 @@ async fn ending_a_device_reaches_the_other_instance() {
     login_on_a(&mut t, "ada").await;
     assert_eq!(t.b.2.get("/maybe").await.body, "ada");
     assert_eq!(t.b.2.get("/maybe").await.body, "ada");
-    assert!(t.b.0.stats().cache.unwrap().hits >= 1, "B serves it from its cache");
+    assert!(
+        t.b.0.stats().cache.unwrap().hits >= 1,
+        "B serves it from its cache"
+    );
     // An admin on A ends the device: B refuses the cookie on its next request.
     let devices = t.a.0.user_devices("ada").await.unwrap();
     assert_eq!(devices.len(), 1);

@@ -922,7 +922,10 @@ mod mongo_scenarios {
         );
         let (store, counter) = mongo::store(server, &name).await;
         let db = store.database().clone();
+        // No cache: these scenarios measure the store path (FerretDB's SQLite also locks
+        // under the cache's tail while populate creates collections concurrently).
         let slates = Engine::builder(store)
+            .no_cache()
             .layout(layout)
             .secure(false)
             .build()
@@ -1324,7 +1327,12 @@ mod mongo_scenarios {
         rt.block_on(async {
             let (store, _counter) = mongo::store(server, "slates_bench_flood").await;
             let db = store.database().clone();
-            let slates = Engine::builder(store).secure(false).build().await.unwrap();
+            let slates = Engine::builder(store)
+                .no_cache()
+                .secure(false)
+                .build()
+                .await
+                .unwrap();
             let layout = Layout::SingleCollection;
             let (_, tokens) =
                 populate(&slates, &db, layout, stored, 1, Duration::from_secs(120)).await;
@@ -1505,6 +1513,7 @@ mod mongo_scenarios {
                     let (db, counter) = mongo::database(server, &db_name).await;
                     let store = MongoStore::from_database(db.clone());
                     let slates = Engine::builder(store)
+                        .no_cache()
                         .layout(layout)
                         .secure(false)
                         .build()

@@ -208,9 +208,14 @@ pub mod slates_app {
         with_store(MemoryStore::new()).await
     }
 
-    /// slates on `store`, plain-http cookies.
+    /// slates on `store`, plain-http cookies, no cache (the benches measure the store path).
     pub async fn with_store(store: impl slates::Store) -> Engine {
-        Engine::builder(store).secure(false).build().await.unwrap()
+        Engine::builder(store)
+            .no_cache()
+            .secure(false)
+            .build()
+            .await
+            .unwrap()
     }
 
     /// The bench routes over `slates`.

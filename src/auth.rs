@@ -82,16 +82,6 @@ impl Auth {
     /// The hash of the token to delete when the login ends: the one an earlier operation of
     /// this request left, else the cookie's, unchecked (deleting an unknown token is
     /// harmless, and costs no lookup).
-    /// The user of the live token `hash`, if this request knows it without a lookup (it
-    /// resolved its identity, or an operation issued that token).
-    fn known_user(&self, hash: &TokenHash) -> Option<Username> {
-        if let Some(Some(live)) = self.state.changed_login() {
-            return (live.hash == *hash).then_some(live.user);
-        }
-        let identity = self.state.resolved()?;
-        (identity.hash == *hash).then(|| identity.user.clone())
-    }
-
     fn current_hash(&self) -> Option<TokenHash> {
         match self.state.changed_login() {
             Some(changed) => changed.map(|live| live.hash),
@@ -132,10 +122,14 @@ impl Auth {
     pub async fn logout(&self) -> Result<()> {
         let _one_at_a_time = self.state.auth_ops.lock().await;
         if let Some(current) = self.current_hash() {
+            // The user, if this request knows it without a lookup (it resolved its
+            // identity, or an operation of it issued that token), read before the delete
+            // records the logout.
+            let live = self.state.current().filter(|live| live.hash == current);
+            let user = live.map(|live| live.user);
             let step = self.store().delete_token(&current);
             if self.deleting("logout", &current, step).await? {
                 bump(&self.core().counters.logouts);
-                let user = self.known_user(&current);
                 self.emit(AuthEventKind::Logout, user.as_ref(), None, &current);
             }
         }

@@ -467,9 +467,7 @@ fn settle_guests(c: &mut Config, name: Option<String>) -> Result<()> {
         Error::Config(msg) => Error::Config(format!("guest cookie: {msg}")),
         other => other,
     })?;
-    let idle = c.guest_idle_timeout;
-    if idle < Duration::SECOND || idle > MAX_DURATION || idle.subsec_nanoseconds() % 1_000_000 != 0
-    {
+    if !whole_ms_in_range(c.guest_idle_timeout) {
         return bad("the guest idle timeout must be whole milliseconds from 1 second to 400 days");
     }
     let coll = &c.store.guest_collection;
@@ -521,12 +519,7 @@ fn validate(c: &Config) -> Result<()> {
             return bad("cookie domain must be a host name: letters, digits, `-` and `.` labels");
         }
     }
-    // Whole milliseconds: stores keep times to the millisecond, and a finer part would make
-    // the memory store and MongoDB disagree at the edge. At least a second: a cookie's
-    // `Max-Age` counts whole seconds, and 0 would make the browser drop it at once.
-    let whole_ms = |d: Duration| d.subsec_nanoseconds() % 1_000_000 == 0;
-    let in_range = |d: Duration| d >= Duration::SECOND && d <= MAX_DURATION && whole_ms(d);
-    if !in_range(c.idle_timeout) || !in_range(c.absolute_lifetime) {
+    if !whole_ms_in_range(c.idle_timeout) || !whole_ms_in_range(c.absolute_lifetime) {
         return bad(
             "idle timeout and absolute lifetime must be whole milliseconds from 1 second to \
              400 days",
@@ -630,4 +623,16 @@ impl Intercept for CountOperations {
         }
         op()
     }
+}
+
+/// Whole milliseconds: stores keep times to the millisecond, and a finer part would make the
+/// memory store and MongoDB disagree at the edge.
+fn whole_ms(d: Duration) -> bool {
+    d.subsec_nanoseconds() % 1_000_000 == 0
+}
+
+/// A cookie lifetime: whole milliseconds from 1 second (a cookie's `Max-Age` counts whole
+/// seconds, and 0 would make the browser drop it at once) to [`MAX_DURATION`].
+fn whole_ms_in_range(d: Duration) -> bool {
+    d >= Duration::SECOND && d <= MAX_DURATION && whole_ms(d)
 }

@@ -23,6 +23,7 @@ use bson::{doc, Document};
 use http::HeaderMap;
 use time::{Duration, OffsetDateTime};
 
+use crate::clock::to_millis;
 use crate::cookie::{token_from_headers, CookieToken};
 use crate::core::Core;
 use crate::error::{Error, Result};
@@ -176,7 +177,7 @@ impl GuestState {
             let user = Username::guest(&token.hash());
             let key = record_key(&user);
             let now = core.now();
-            let record = doc! {"created": bson::DateTime::from_millis(millis(now))};
+            let record = doc! {"created": bson::DateTime::from_millis(to_millis(now))};
             let expires = now + idle;
             let inserted = core
                 .slates
@@ -243,10 +244,6 @@ impl GuestState {
 /// The key of the record of guest `user`.
 pub(crate) fn record_key(user: &Username) -> SlateKey {
     SlateKey::new(user.clone(), SlateName::reserved(RECORD))
-}
-
-fn millis(t: OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

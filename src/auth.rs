@@ -349,7 +349,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Auth {
         let client_ip = parts.extensions.get::<ConnectInfo<SocketAddr>>();
         // The guest cookie too, for `login_carrying` (issue 14; no store call).
         let guest_cookie = &state.core.config.guest_cookie.name;
-        state.guest.parse_cookie(&parts.headers, guest_cookie);
+        state.guest().parse_cookie(&parts.headers, guest_cookie);
         Ok(Auth {
             state: Arc::clone(state),
             user_agent: user_agent.and_then(|v| v.to_str().ok()).map(str::to_owned),

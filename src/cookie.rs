@@ -39,14 +39,26 @@ pub enum CookieToken {
     Present(Token),
 }
 
-/// A cookie change, applied by the service on the way out.
+/// A cookie change (of the token cookie or the guest cookie), applied by the service on
+/// the way out.
 pub(crate) enum CookieChange {
-    /// Send this token (login, rotation, renewal) with this max age.
+    /// Send this token (login, rotation, renewal, a guest issued) with this max age.
     Set(Token, time::Duration),
     /// Make the browser drop the cookie.
     Remove,
     /// Send nothing, not even the resolution's own change (a renewal).
     Keep,
+}
+
+impl CookieChange {
+    /// The `Set-Cookie` value of this change for the cookie `settings` (`None`: send none).
+    pub(crate) fn header(&self, settings: &CookieSettings) -> Option<HeaderValue> {
+        match self {
+            CookieChange::Set(token, max_age) => Some(set_cookie(settings, token, *max_age)),
+            CookieChange::Remove => Some(removal_cookie(settings)),
+            CookieChange::Keep => None,
+        }
+    }
 }
 
 /// Finds the token cookie `name` in every `Cookie` header of `headers`.

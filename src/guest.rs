@@ -21,10 +21,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use bson::{doc, Document};
 use http::HeaderMap;
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 use crate::clock::to_millis;
-use crate::cookie::{token_from_headers, CookieToken};
+use crate::cookie::{token_from_headers, CookieChange, CookieToken};
 use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::names::{SlateName, Username};
@@ -53,15 +53,6 @@ enum Slot {
     Resolved(Option<GuestOwner>),
 }
 
-/// The guest cookie change the response must carry.
-#[derive(Debug)]
-pub(crate) enum GuestCookie {
-    /// Hand out this guest token for this long.
-    Set(Token, Duration),
-    /// Make the browser drop the guest cookie.
-    Remove,
-}
-
 /// The per-request guest state, kept by the request state (one `Arc` shared by the guest
 /// handles of the request).
 pub(crate) struct GuestState {
@@ -71,7 +62,7 @@ pub(crate) struct GuestState {
     /// only (a handler that writes two guest slates at once with `join!` issues one guest).
     slot: tokio::sync::Mutex<Slot>,
     /// Short critical sections only; never held across an `.await`.
-    change: Mutex<Option<GuestCookie>>,
+    change: Mutex<Option<CookieChange>>,
 }
 
 impl GuestState {
@@ -114,15 +105,15 @@ impl GuestState {
     /// Forgets the guest for the rest of the request and removes the guest cookie.
     pub async fn forget(&self) {
         *self.slot.lock().await = Slot::Resolved(None);
-        self.set_change(GuestCookie::Remove);
+        self.set_change(CookieChange::Remove);
     }
 
     /// The guest cookie change to apply to the response, if any.
-    pub fn take_cookie_change(&self) -> Option<GuestCookie> {
+    pub fn take_cookie_change(&self) -> Option<CookieChange> {
         lock(&self.change).take()
     }
 
-    fn set_change(&self, change: GuestCookie) {
+    fn set_change(&self, change: CookieChange) {
         *lock(&self.change) = Some(change);
     }
 
@@ -134,7 +125,7 @@ impl GuestState {
             None | Some(CookieToken::Absent) => None,
             Some(CookieToken::Malformed) => {
                 tracing::debug!("malformed guest cookie: no guest");
-                self.set_change(GuestCookie::Remove);
+                self.set_change(CookieChange::Remove);
                 None
             }
             Some(CookieToken::Present(token)) => Some(token),
@@ -155,7 +146,7 @@ impl GuestState {
                     }),
                     Ok(None) | Err(Error::MalformedDocument { .. }) => {
                         tracing::debug!(guest = %token.hash().short(), "unknown or expired guest token: no guest");
-                        self.set_change(GuestCookie::Remove);
+                        self.set_change(CookieChange::Remove);
                         None
                     }
                     Err(e) => return Err(e),
@@ -184,7 +175,7 @@ impl GuestState {
                 .replace_slate_if(&key, None, &record, Some(expires), now);
             match core.track(inserted.await) {
                 Ok(Some(version)) => {
-                    self.set_change(GuestCookie::Set(token, idle));
+                    self.set_change(CookieChange::Set(token, idle));
                     return Ok(GuestOwner {
                         user,
                         version,
@@ -232,7 +223,7 @@ impl GuestState {
             Ok(Some(version)) => {
                 owner.version = version;
                 owner.expires = expires;
-                self.set_change(GuestCookie::Set(token.clone(), idle));
+                self.set_change(CookieChange::Set(token.clone(), idle));
             }
             Ok(None) => {}
             Err(_) => {} // logged by `track`

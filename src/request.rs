@@ -57,9 +57,10 @@ pub(crate) struct RequestState {
     /// with `join!`), so that each sees the token the previous one left. Held across the
     /// store calls of one operation, by this request only: no other request waits on it.
     pub auth_ops: tokio::sync::Mutex<()>,
-    /// The visitor's guest (issue 14): looked up on first use, issued by the first guest
-    /// write; its cookie change is applied by the service.
-    pub guest: Arc<GuestState>,
+    /// The visitor's guest (issue 14), made on first use (a request that never uses guest
+    /// slates allocates nothing for them): looked up on first use, issued by the first
+    /// guest write; its cookie change is applied by the service.
+    guest: OnceLock<Arc<GuestState>>,
 }
 
 impl RequestState {
@@ -71,7 +72,7 @@ impl RequestState {
             profile: OnceCell::new(),
             auth: Mutex::new(AuthState::default()),
             auth_ops: tokio::sync::Mutex::new(()),
-            guest: Arc::new(GuestState::new()),
+            guest: OnceLock::new(),
         }
     }
 
@@ -156,6 +157,16 @@ impl RequestState {
                 created: i.created,
             }),
         }
+    }
+
+    /// The visitor's guest state, made on first use.
+    pub fn guest(&self) -> &Arc<GuestState> {
+        self.guest.get_or_init(|| Arc::new(GuestState::new()))
+    }
+
+    /// The guest cookie change to apply, if the request used its guest state.
+    pub fn take_guest_cookie_change(&self) -> Option<CookieChange> {
+        self.guest.get().and_then(|g| g.take_cookie_change())
     }
 
     /// Records that the browser's live token is now `current`, reached by `change`.

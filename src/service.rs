@@ -8,11 +8,8 @@ use http::header::{CACHE_CONTROL, SET_COOKIE};
 use http::{HeaderValue, Request};
 use tower_service::Service;
 
-use crate::cookie::CookieChange;
-use crate::cookie::{removal_cookie, set_cookie};
 use crate::core::Core;
 use crate::future::ResponseFuture;
-use crate::guest::GuestCookie;
 use crate::request::RequestState;
 use crate::stats::bump;
 
@@ -66,22 +63,11 @@ where
                 // kind is held while the handler runs.
                 let mut response = inner.call(req).await?;
                 let config = &state.core.config;
-                let cookie = &config.cookie;
-                let auth_value = match state.take_cookie_change() {
-                    Some(CookieChange::Set(token, max_age)) => {
-                        Some(set_cookie(cookie, &token, max_age))
-                    }
-                    Some(CookieChange::Remove) => Some(removal_cookie(cookie)),
-                    Some(CookieChange::Keep) | None => None,
-                };
+                let auth = state.take_cookie_change();
+                let auth_value = auth.and_then(|c| c.header(&config.cookie));
                 // The guest cookie (issue 14): its own `Set-Cookie` header.
-                let guest_value = match state.guest.take_cookie_change() {
-                    Some(GuestCookie::Set(token, max_age)) => {
-                        Some(set_cookie(&config.guest_cookie, &token, max_age))
-                    }
-                    Some(GuestCookie::Remove) => Some(removal_cookie(&config.guest_cookie)),
-                    None => None,
-                };
+                let guest = state.take_guest_cookie_change();
+                let guest_value = guest.and_then(|c| c.header(&config.guest_cookie));
                 for value in [auth_value, guest_value].into_iter().flatten() {
                     let headers = response.headers_mut();
                     headers.append(SET_COOKIE, value);

@@ -55,7 +55,7 @@ impl GuestSlates {
     pub(crate) fn new(state: &RequestState, headers: &http::HeaderMap) -> Self {
         // Parse the guest cookie now (no store call): the handles have no headers.
         state
-            .guest
+            .guest()
             .parse_cookie(headers, &state.core.config.guest_cookie.name);
         Self::from_state(state)
     }
@@ -65,7 +65,7 @@ impl GuestSlates {
     pub(crate) fn from_state(state: &RequestState) -> Self {
         GuestSlates {
             core: Arc::clone(&state.core),
-            guest: Arc::clone(&state.guest),
+            guest: Arc::clone(state.guest()),
         }
     }
 

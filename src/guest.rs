@@ -29,6 +29,7 @@ use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::names::{SlateName, Username};
 use crate::store::SlateKey;
+use crate::sync::lock;
 use crate::token::Token;
 
 /// The slate name of a guest's record.
@@ -235,8 +236,4 @@ impl GuestState {
 /// The key of the record of guest `user`.
 pub(crate) fn record_key(user: &Username) -> SlateKey {
     SlateKey::new(user.clone(), SlateName::reserved(RECORD))
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

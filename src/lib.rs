@@ -152,6 +152,7 @@ mod slate;
 mod slate_update;
 mod stats;
 pub mod store;
+mod sync;
 mod token;
 mod user_agent;
 mod user_slates;

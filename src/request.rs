@@ -18,6 +18,7 @@ use crate::guest::GuestState;
 use crate::names::Username;
 use crate::rejection::{MissingLayer, Unavailable, Unresolved};
 use crate::resolve::{load_profile, resolve, Identity, LoadedProfile};
+use crate::sync::lock;
 use crate::token::TokenHash;
 
 /// A live token of the request: the one it came with, or one an `Auth` operation issued.
@@ -135,9 +136,7 @@ impl RequestState {
     }
 
     fn auth(&self) -> MutexGuard<'_, AuthState> {
-        self.auth
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.auth)
     }
 
     /// The live token the response will leave the browser with, if an `Auth` operation

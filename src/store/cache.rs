@@ -20,6 +20,7 @@ use super::{
 use crate::device_id::DeviceId;
 use crate::error::Result;
 use crate::names::{SlateName, Username};
+use crate::sync::lock;
 use crate::token::TokenHash;
 
 /// The bounds and the safety margin of a [`Cached`] store. Set on the engine with
@@ -166,7 +167,7 @@ struct State {
 
 impl State {
     fn maps(&self) -> MutexGuard<'_, Maps> {
-        self.maps.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.maps)
     }
 
     fn drop_item(&self, invalidation: &Invalidation) {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::StoreFuture;
 use crate::names::Username;
+use crate::sync::lock;
 use crate::token::TokenHash;
 
 /// What changed, so that every instance drops what it cached of it.
@@ -148,7 +149,7 @@ impl std::fmt::Debug for LocalChannel {
 impl InvalidationChannel for LocalChannel {
     fn publish<'a>(&'a self, invalidation: &'a Invalidation) -> StoreFuture<'a, ()> {
         let sinks: Vec<_> = {
-            let mut sinks = self.sinks.lock().unwrap_or_else(|p| p.into_inner());
+            let mut sinks = lock(&self.sinks);
             sinks.retain(|s| s.strong_count() > 0);
             sinks.iter().filter_map(Weak::upgrade).collect()
         };
@@ -159,10 +160,7 @@ impl InvalidationChannel for LocalChannel {
     }
 
     fn subscribe(&self, sink: Weak<dyn InvalidationSink>) -> Arc<Freshness> {
-        self.sinks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(sink);
+        lock(&self.sinks).push(sink);
         static ALWAYS: OnceLock<Arc<Freshness>> = OnceLock::new();
         Arc::clone(ALWAYS.get_or_init(|| Arc::new(Freshness::always())))
     }

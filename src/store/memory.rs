@@ -20,6 +20,7 @@ use super::{
 use crate::device_id::DeviceId;
 use crate::error::{Error, Result};
 use crate::names::{SlateName, Username};
+use crate::sync::lock;
 use crate::token::TokenHash;
 
 const SHARDS: usize = 64;
@@ -149,12 +150,6 @@ impl Hasher for TokenHasher {
     fn finish(&self) -> u64 {
         self.0
     }
-}
-
-/// Locks a shard. A panic while a shard was locked cannot leave it half-written (every
-/// mutation is a single map operation on a fully built value), so a poisoned lock is used.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl MemoryStore {

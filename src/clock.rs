@@ -83,7 +83,8 @@ impl Clock for ManualClock {
 }
 
 pub(crate) fn to_millis(t: OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
+    // Whole seconds (floored) and the millisecond within: no 128-bit division.
+    t.unix_timestamp() * 1_000 + i64::from(t.millisecond())
 }
 
 pub(crate) fn from_millis(ms: i64) -> OffsetDateTime {

@@ -25,8 +25,8 @@ pub const DEVICE_ID_LEN: usize = 22;
 /// assert_eq!(DeviceId::parse(id.as_str()), Some(id));
 /// assert_eq!(DeviceId::parse("not an id"), None);
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct DeviceId(String);
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DeviceId([u8; DEVICE_ID_LEN]);
 
 impl DeviceId {
     /// A fresh id from the operating system's random number generator.
@@ -35,37 +35,41 @@ impl DeviceId {
         rand::rngs::SysRng
             .try_fill_bytes(&mut bytes)
             .map_err(|e| Error::Store(Box::new(e)))?;
-        Ok(DeviceId(URL_SAFE_NO_PAD.encode(bytes)))
+        let mut text = [0u8; DEVICE_ID_LEN];
+        match URL_SAFE_NO_PAD.encode_slice(bytes, &mut text) {
+            Ok(DEVICE_ID_LEN) => Ok(DeviceId(text)),
+            _ => Err(Error::Store("device id encoding".into())),
+        }
     }
 
     /// Parses an id as shown to users: exactly 22 base64url characters that decode to 16
     /// bytes (canonically). Anything else is `None`.
     pub fn parse(value: &str) -> Option<Self> {
-        if value.len() != DEVICE_ID_LEN {
-            return None;
-        }
+        let text: [u8; DEVICE_ID_LEN] = value.as_bytes().try_into().ok()?;
         let mut bytes = [0u8; 16];
-        match URL_SAFE_NO_PAD.decode_slice(value.as_bytes(), &mut bytes) {
-            Ok(16) => Some(DeviceId(value.to_owned())),
+        match URL_SAFE_NO_PAD.decode_slice(text, &mut bytes) {
+            Ok(16) => Some(DeviceId(text)),
             _ => None,
         }
     }
 
     /// The id as text (22 base64url characters).
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Only base64url characters are ever stored (`generate` encodes, `parse` checks),
+        // so the text is ASCII and the fallback is never taken.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
 impl fmt::Debug for DeviceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DeviceId({})", self.0)
+        write!(f, "DeviceId({})", self.as_str())
     }
 }
 
 impl fmt::Display for DeviceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -75,8 +79,9 @@ mod tests {
 
     #[test]
     fn fresh_ids_differ_and_round_trip() {
-        let ids: std::collections::HashSet<String> =
-            (0..1000).map(|_| DeviceId::generate().unwrap().0).collect();
+        let ids: std::collections::HashSet<String> = (0..1000)
+            .map(|_| DeviceId::generate().unwrap().as_str().to_owned())
+            .collect();
         assert_eq!(ids.len(), 1000);
         for id in ids.iter().take(10) {
             assert_eq!(DeviceId::parse(id).unwrap().as_str(), id);
@@ -85,7 +90,7 @@ mod tests {
 
     #[test]
     fn refuses_malformed() {
-        let good = DeviceId::generate().unwrap().0;
+        let good = DeviceId::generate().unwrap().as_str().to_owned();
         assert!(DeviceId::parse(&good[..21]).is_none());
         assert!(DeviceId::parse(&format!("{good}A")).is_none());
         assert!(DeviceId::parse(&"+".repeat(22)).is_none());

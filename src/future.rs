@@ -2,25 +2,64 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 use axum::response::Response;
+use http::header::{CACHE_CONTROL, SET_COOKIE};
+use http::HeaderValue;
+use pin_project_lite::pin_project;
 
-/// The response future of [`SlatesService`](crate::SlatesService). Boxed: a database round trip dwarfs the box.
-pub struct ResponseFuture<E> {
-    pub(crate) inner: Pin<Box<dyn Future<Output = Result<Response, E>> + Send>>,
-}
+use crate::request::RequestState;
 
-impl<E> Future for ResponseFuture<E> {
-    type Output = Result<Response, E>;
-
-    #[inline]
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
+pin_project! {
+    /// The response future of [`SlatesService`](crate::SlatesService): the inner service's
+    /// future, then the request's cookie changes applied to its response. Not boxed: the
+    /// layer adds no allocation of its own around the inner future.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        state: Arc<RequestState>,
     }
 }
 
-impl<E> std::fmt::Debug for ResponseFuture<E> {
+impl<F> ResponseFuture<F> {
+    pub(crate) fn new(inner: F, state: Arc<RequestState>) -> Self {
+        ResponseFuture { inner, state }
+    }
+}
+
+impl<F, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = ready!(this.inner.poll(cx))?;
+        apply_cookie_changes(this.state, &mut response);
+        Poll::Ready(Ok(response))
+    }
+}
+
+/// Adds the `Set-Cookie` headers the request's extractors and `Auth` operations asked for:
+/// the token cookie's, then the guest cookie's (issue 14).
+fn apply_cookie_changes(state: &RequestState, response: &mut Response) {
+    let config = &state.core.config;
+    let auth = state.take_cookie_change();
+    let auth_value = auth.and_then(|c| c.header(&config.cookie));
+    let guest = state.take_guest_cookie_change();
+    let guest_value = guest.and_then(|c| c.header(&config.guest_cookie));
+    for value in [auth_value, guest_value].into_iter().flatten() {
+        let headers = response.headers_mut();
+        headers.append(SET_COOKIE, value);
+        // A response that sets a token must never be stored by a shared cache.
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ResponseFuture")
     }

@@ -1,10 +1,9 @@
 //! Token cookie to identity (the token lookup and the renewal), and the profile load: what
 //! an extractor's first question about the request costs.
 
-use std::time::Instant;
-
 use time::OffsetDateTime;
 
+use crate::clock::to_millis;
 use crate::config::Config;
 use crate::cookie::{CookieChange, CookieToken};
 use crate::core::Core;
@@ -53,13 +52,13 @@ pub(crate) async fn resolve(
     };
     let hash = token.hash();
     let now = config.clock.now();
-    let started = Instant::now();
+    let started = counters.lookup_started();
     let record = find_token(core, &hash, now).await?;
-    counters.record_lookup(started.elapsed());
+    counters.lookup_done(started);
     // The absolute lifetime counts from login with the configuration in force now, so a
     // redeploy that shortens it applies to existing tokens too.
     let record = match record {
-        Some(r) if now < absolute_end(config, &r) => r,
+        Some(r) if within_lifetime(config, &r, now) => r,
         // Known but past its absolute lifetime: the refusal names the user.
         past => return Ok(refused(core, &hash, past.as_ref())),
     };
@@ -173,8 +172,11 @@ fn renewal(config: &Config, record: &TokenRecord, now: OffsetDateTime) -> Option
     if record.rotated.is_some() || config.renew_after >= 1.0 {
         return None;
     }
+    // In whole milliseconds (the precision records keep): two conversions and a compare,
+    // instead of `OffsetDateTime` arithmetic on every authenticated request.
     let idle = config.idle_timeout;
-    if record.expires - now >= idle * (1.0 - config.renew_after) {
+    let left = to_millis(record.expires) - to_millis(now);
+    if left as f64 >= idle.whole_milliseconds() as f64 * (1.0 - config.renew_after) {
         return None;
     }
     let new_expires = (now + idle).min(absolute_end(config, record));
@@ -188,4 +190,61 @@ fn absolute_end(config: &Config, record: &TokenRecord) -> OffsetDateTime {
         .created
         .checked_add(config.absolute_lifetime)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Whether the token's absolute lifetime is still running at `now`.
+fn within_lifetime(config: &Config, record: &TokenRecord, now: OffsetDateTime) -> bool {
+    running(record.created, config.absolute_lifetime, now)
+}
+
+/// `now < created + lifetime`, compared in whole milliseconds (the precision records keep)
+/// rather than with `OffsetDateTime` arithmetic on every authenticated request. An end past
+/// the last instant `time` represents (a `created` edited by hand far into the future) has
+/// ended at once, as in [`absolute_end`].
+fn running(created: OffsetDateTime, lifetime: time::Duration, now: OffsetDateTime) -> bool {
+    let lifetime = i64::try_from(lifetime.whole_milliseconds()).unwrap_or(i64::MAX);
+    let end = to_millis(created).saturating_add(lifetime);
+    end <= LAST_MILLI && to_millis(now) < end
+}
+
+/// The last millisecond an `OffsetDateTime` holds (the end of year 9999, or later with the
+/// `time` crate's `large-dates` feature, which a dependency may enable).
+const LAST_MILLI: i64 = time::PrimitiveDateTime::MAX.assume_utc().unix_timestamp() * 1_000 + 999;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::from_millis;
+    use proptest::prelude::*;
+
+    #[test]
+    fn last_milli_is_the_last_instant() {
+        let last = time::PrimitiveDateTime::MAX.assume_utc();
+        assert_eq!(to_millis(last), LAST_MILLI);
+        assert_eq!(
+            from_millis(LAST_MILLI),
+            last.replace_nanosecond(999_000_000).unwrap()
+        );
+    }
+
+    proptest! {
+        /// The millisecond comparison decides as `now < created.checked_add(lifetime)`
+        /// (an overflow ending the lifetime), for instants at millisecond precision from
+        /// 1970 to the year 9999 and lifetimes up to 400 days, near the end especially.
+        #[test]
+        fn running_agrees_with_offset_date_time(
+            created in prop_oneof![0..253_402_300_799_999i64, LAST_MILLI - 40_000_000_000..=LAST_MILLI],
+            lifetime in 0..=34_560_000_000i64,
+            offset in prop_oneof![-1i64..=1, -2_000i64..2_000, -40_000_000_000i64..40_000_000_000],
+        ) {
+            let created_t = from_millis(created);
+            let lifetime_d = time::Duration::milliseconds(lifetime);
+            let now = from_millis((created + lifetime + offset).clamp(0, LAST_MILLI));
+            let expected = now
+                < created_t
+                    .checked_add(lifetime_d)
+                    .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+            prop_assert_eq!(running(created_t, lifetime_d, now), expected);
+        }
+    }
 }

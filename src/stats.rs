@@ -2,13 +2,21 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::store::CacheStats;
 
 const LATENCY_BUCKETS: usize = 32;
+/// One token lookup in this many (per thread) is timed for the latency figures: two clock
+/// reads and four shared counters are too dear for every request.
+pub(crate) const LOOKUP_SAMPLE_EVERY: u32 = 16;
+
+thread_local! {
+    /// Lookups on this thread since the last timed one.
+    static UNTIMED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
 
 /// The live counters. One relaxed atomic add per event; nothing is locked.
 #[derive(Default)]
@@ -30,6 +38,7 @@ pub(crate) struct Counters {
     /// Calls that reached the stores (shared with the counting decorator).
     pub store_operations: Arc<AtomicU64>,
     lookup_count: AtomicU64,
+    lookup_sampled: AtomicU64,
     lookup_nanos: AtomicU64,
     lookup_max_nanos: AtomicU64,
     /// Bucket `i` counts lookups that took less than `2^i` microseconds.
@@ -41,9 +50,32 @@ pub(crate) fn bump(counter: &AtomicU64) {
 }
 
 impl Counters {
-    pub(crate) fn record_lookup(&self, took: Duration) {
-        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+    /// Starts a token lookup: `Some(now)` when this one is to be timed (one in
+    /// [`LOOKUP_SAMPLE_EVERY`] on each thread), for [`lookup_done`](Self::lookup_done).
+    pub(crate) fn lookup_started(&self) -> Option<Instant> {
+        UNTIMED.with(|n| {
+            let seen = n.get();
+            if seen == 0 {
+                n.set(LOOKUP_SAMPLE_EVERY - 1);
+                Some(Instant::now())
+            } else {
+                n.set(seen - 1);
+                None
+            }
+        })
+    }
+
+    /// Counts a token lookup, and its latency if it was timed.
+    pub(crate) fn lookup_done(&self, started: Option<Instant>) {
         self.lookup_count.fetch_add(1, Relaxed);
+        if let Some(started) = started {
+            self.record_lookup(started.elapsed());
+        }
+    }
+
+    fn record_lookup(&self, took: Duration) {
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.lookup_sampled.fetch_add(1, Relaxed);
         self.lookup_nanos.fetch_add(nanos, Relaxed);
         self.lookup_max_nanos.fetch_max(nanos, Relaxed);
         let micros = nanos / 1_000;
@@ -54,13 +86,13 @@ impl Counters {
     /// The counters now, with the cache's (`None`: no cache).
     pub(crate) fn snapshot(&self, cache: Option<CacheStats>) -> Stats {
         let get = |c: &AtomicU64| c.load(Relaxed);
-        let count = get(&self.lookup_count);
+        let sampled = get(&self.lookup_sampled);
         let buckets: Vec<u64> = self.lookup_buckets.iter().map(get).collect();
         let percentile = |p: f64| -> u64 {
-            if count == 0 {
+            if sampled == 0 {
                 return 0;
             }
-            let rank = ((count as f64) * p).ceil() as u64;
+            let rank = ((sampled as f64) * p).ceil() as u64;
             let mut seen = 0;
             for (i, n) in buckets.iter().enumerate() {
                 seen += n;
@@ -94,11 +126,12 @@ impl Counters {
             store_errors: get(&self.store_errors),
             events_dropped: 0,
             lookup: LookupLatency {
-                count,
-                mean_micros: if count == 0 {
+                count: get(&self.lookup_count),
+                sampled,
+                mean_micros: if sampled == 0 {
                     0.0
                 } else {
-                    get(&self.lookup_nanos) as f64 / count as f64 / 1_000.0
+                    get(&self.lookup_nanos) as f64 / sampled as f64 / 1_000.0
                 },
                 max_micros: get(&self.lookup_max_nanos) as f64 / 1_000.0,
                 p50_micros_at_most: percentile(0.5),
@@ -169,12 +202,16 @@ pub struct Stats {
     pub cache: Option<CacheStats>,
 }
 
-/// Token lookup latency.
+/// Token lookups, and their latency measured on a sample: one lookup in 16 on each thread
+/// is timed (the first of each thread included), so that the figures cost no clock read on
+/// most requests. The latency fields describe the sampled lookups.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct LookupLatency {
-    /// Lookups measured.
+    /// Token lookups, all of them.
     pub count: u64,
+    /// Lookups timed (the sample the latency fields describe).
+    pub sampled: u64,
     /// Mean, in microseconds.
     pub mean_micros: f64,
     /// Maximum, in microseconds.
@@ -183,4 +220,27 @@ pub struct LookupLatency {
     pub p50_micros_at_most: u64,
     /// Upper bound of the 99th percentile (power-of-two bucket), in microseconds.
     pub p99_micros_at_most: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_lookup_is_counted_and_one_in_sixteen_timed() {
+        let counters = Counters::default();
+        // A fresh thread: its first lookup is timed, then one in 16.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for _ in 0..40 {
+                    let started = counters.lookup_started();
+                    counters.lookup_done(started);
+                }
+            });
+        });
+        let lookup = counters.snapshot(None).lookup;
+        assert_eq!(lookup.count, 40);
+        assert_eq!(lookup.sampled, 3, "lookups 1, 17 and 33");
+        assert!(lookup.p99_micros_at_most >= 1);
+    }
 }

@@ -25,7 +25,7 @@ pub const DEVICE_ID_LEN: usize = 22;
 /// assert_eq!(DeviceId::parse(id.as_str()), Some(id));
 /// assert_eq!(DeviceId::parse("not an id"), None);
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct DeviceId([u8; DEVICE_ID_LEN]);
 
 impl DeviceId {

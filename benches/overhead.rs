@@ -71,32 +71,9 @@ fn summary() {
     }
 }
 
-/// `SLATES_BENCH_PROFILE=<system id>`: run only that system's request in a plain loop, so
-/// a profiler (callgrind, perf) sees the hot path without criterion around it.
-fn profile(id: &str) {
-    let kind = Kind::ALL
-        .into_iter()
-        .find(|k| k.id() == id)
-        .unwrap_or_else(|| {
-            panic!("unknown system {id:?}; one of slates, tower_sessions, locking, bare")
-        });
-    let n: u64 = std::env::var("SLATES_BENCH_PROFILE_N")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
-    let rt = runtime();
-    rt.block_on(async {
-        let tab = Tab::login(kind, "ada").await;
-        for _ in 0..n {
-            black_box(tab.me().await);
-        }
-    });
-    println!("{n} requests of {}", kind.label());
-}
-
 fn main() {
-    if let Ok(id) = std::env::var("SLATES_BENCH_PROFILE") {
-        return profile(&id);
+    if common::callgrind::run_profile() {
+        return;
     }
     let rt = runtime();
     let tabs: Vec<Tab> = rt.block_on(async {

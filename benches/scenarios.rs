@@ -126,11 +126,12 @@ fn scenario1(run: &mut Run, quick: bool) {
     }
     table.note(format!(
         "Memory stores, one thread (`current_thread` runtime), through the real router with \
-         `oneshot`; the request carries the cookie. slates checks the token (SHA-256, lookup) \
-         and loads the user slate; tower-sessions loads the session record on \
-         `session.get(\"user\")`; the locking session takes the session's mutex and \
-         deserializes its record. Median of {rounds} interleaved rounds of {n} requests per \
-         system."
+         `oneshot`; the request carries the cookie. slates checks the token (SHA-256, lookup; \
+         the user slate is not read, as the handler does not ask for it); tower-sessions \
+         loads the session record on `session.get(\"user\")`; the locking session takes \
+         the session's mutex and deserializes its record; the floor is bare axum plus what \
+         any token check must do (split the Cookie header, decode, SHA-256, one map \
+         lookup). Median of {rounds} interleaved rounds of {n} requests per system."
     ));
     if criterion {
         table.note(
@@ -139,6 +140,56 @@ fn scenario1(run: &mut Run, quick: bool) {
         );
     }
     run.tables.push(table);
+    run.tables.push(scenario1_instructions(quick, &ns));
+}
+
+/// Scenario 1 in instructions (callgrind), beside the native times of the same run.
+fn scenario1_instructions(quick: bool, native_ns: &[f64]) -> Table {
+    let (n1, n2) = if quick { (200, 600) } else { (1_000, 3_000) };
+    let mut table = Table::new(
+        "Scenario 1b: instructions per request (callgrind) and native time over the floor",
+        &[
+            "system",
+            "instructions/request",
+            "x bare axum",
+            "x floor",
+            "native x floor",
+        ],
+    );
+    if !common::callgrind::available() {
+        table.note("SKIPPED: valgrind is not installed (`.ci/install-valgrind`).");
+        println!("SKIPPED scenario 1b: valgrind is not installed");
+        return table;
+    }
+    let ir: Vec<Option<f64>> = Kind::ALL
+        .iter()
+        .map(|k| common::callgrind::ir_per_request(*k, n1, n2))
+        .collect();
+    let at = |k: Kind| Kind::ALL.iter().position(|x| *x == k).unwrap();
+    let (bare, floor) = (ir[at(Kind::Bare)], ir[at(Kind::Floor)]);
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "-".to_owned(),
+    };
+    for (i, kind) in Kind::ALL.iter().enumerate() {
+        table.row(vec![
+            kind.label().to_owned(),
+            ir[i].map_or("failed".to_owned(), |v| format!("{v:.0}")),
+            ratio(ir[i], bare),
+            ratio(ir[i], floor),
+            format!("{:.2}", native_ns[i] / native_ns[at(Kind::Floor)]),
+        ]);
+    }
+    table.note(format!(
+        "Instructions: this bench binary run under `valgrind --tool=callgrind` with {n1} and \
+         then {n2} requests of one system (after one login); the difference of the two totals \
+         over {} requests. Stable on a shared machine, unlike time. Under valgrind SHA-256 \
+         runs in software (about 3,400 instructions); natively it uses the CPU's SHA \
+         extensions when present. The last column divides the native times of the table \
+         above by the floor's.",
+        n2 - n1
+    ));
+    table
 }
 
 // ------------------------------------------------------------------------------ scenario 2
@@ -1718,6 +1769,9 @@ fn write_results(run: &Run, machine: &Machine, dir: &Path, quick: bool) {
 }
 
 fn main() {
+    if common::callgrind::run_profile() {
+        return;
+    }
     // `cargo bench` passes `--bench`; a filter argument would be the only other thing.
     let quick = common::quick();
     let machine = Machine::detect();

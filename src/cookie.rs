@@ -79,7 +79,9 @@ pub fn token_from_headers(headers: &HeaderMap, name: &str) -> CookieToken {
     let mut found: Option<&str> = None;
     let mut lossy_values = Vec::new();
     for header in headers.get_all(COOKIE) {
-        match header.to_str() {
+        // A header that is not UTF-8 is read lossily, below; one that is (ASCII, nearly
+        // always) is read in place.
+        match std::str::from_utf8(header.as_bytes()) {
             Ok(s) => {
                 for value in values_named(s, name) {
                     match found {
@@ -112,16 +114,28 @@ pub fn token_from_headers(headers: &HeaderMap, name: &str) -> CookieToken {
 /// The values of the pairs named `name` in one `Cookie` header, split as the cookie crate's
 /// `Cookie::split_parse` splits them (pairs without `=` and pairs with an empty name are
 /// skipped; names and values are trimmed), without building a `Cookie` for every pair.
+/// `;` and `=` are ASCII, so splitting at their bytes never cuts a character.
 fn values_named<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    header.split(';').filter_map(move |pair| {
-        let (n, v) = pair.split_once('=')?;
-        (n.trim() == name).then(|| {
-            let v = v.trim();
-            // RFC 6265 allows a value in double quotes.
-            v.strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(v)
-        })
+    let mut rest = header;
+    std::iter::from_fn(move || {
+        while !rest.is_empty() {
+            let end = memchr::memchr(b';', rest.as_bytes()).unwrap_or(rest.len());
+            let pair = &rest[..end];
+            rest = rest.get(end + 1..).unwrap_or("");
+            let Some(eq) = memchr::memchr(b'=', pair.as_bytes()) else {
+                continue;
+            };
+            if pair[..eq].trim() == name {
+                let v = pair[eq + 1..].trim();
+                // RFC 6265 allows a value in double quotes.
+                return Some(
+                    v.strip_prefix('"')
+                        .and_then(|v| v.strip_suffix('"'))
+                        .unwrap_or(v),
+                );
+            }
+        }
+        None
     })
 }
 

@@ -5,6 +5,7 @@
 
 use time::OffsetDateTime;
 
+use crate::clock::to_millis;
 use crate::core::Core;
 use crate::device_id::DeviceId;
 use crate::error::Result;
@@ -86,7 +87,14 @@ pub(crate) async fn end_device(
 pub(crate) async fn touch_if_due(core: &Core, record: &TokenRecord, now: OffsetDateTime) {
     let interval = core.config.last_seen_interval;
     let assign = match &record.device {
-        Some(_) if now - record.last_seen < interval => return,
+        // In whole milliseconds (the precision records keep): no `OffsetDateTime`
+        // arithmetic on the requests that have nothing to write.
+        Some(_)
+            if to_millis(now) - to_millis(record.last_seen)
+                < interval.whole_milliseconds() as i64 =>
+        {
+            return
+        }
         Some(_) => None,
         None => match DeviceId::generate() {
             Ok(id) => Some(id),

@@ -107,7 +107,9 @@ impl RequestState {
             .identity
             .get_or_try_init(|| async {
                 let (identity, change) = resolve(&self.core, cookie).await?;
-                self.auth().resolution_change = change;
+                if change.is_some() {
+                    self.auth().resolution_change = change;
+                }
                 Ok::<_, crate::error::Error>(identity)
             })
             .await?;

@@ -13,6 +13,7 @@
 //! systems keep `user` and `profile` in the session record.
 #![allow(dead_code)]
 
+pub mod callgrind;
 pub mod chart;
 pub mod locking;
 #[cfg(feature = "mongodb")]
@@ -53,11 +54,20 @@ pub enum Kind {
     Locking,
     /// axum without a session layer.
     Bare,
+    /// The floor of a token check: bare axum plus what any cookie-token check must do
+    /// (split the `Cookie` header, decode the token, SHA-256 it, one map lookup).
+    Floor,
 }
 
 impl Kind {
     /// Every system, in table order.
-    pub const ALL: [Kind; 4] = [Kind::Engine, Kind::TowerSessions, Kind::Locking, Kind::Bare];
+    pub const ALL: [Kind; 5] = [
+        Kind::Engine,
+        Kind::TowerSessions,
+        Kind::Locking,
+        Kind::Bare,
+        Kind::Floor,
+    ];
     /// The systems that keep per-user state.
     pub const STATEFUL: [Kind; 3] = [Kind::Engine, Kind::TowerSessions, Kind::Locking];
 
@@ -68,6 +78,7 @@ impl Kind {
             Kind::TowerSessions => "tower-sessions 0.15",
             Kind::Locking => "locking session",
             Kind::Bare => "bare axum",
+            Kind::Floor => "floor (bare axum + cookie split + SHA-256 + map lookup)",
         }
     }
 
@@ -78,6 +89,7 @@ impl Kind {
             Kind::TowerSessions => "tower_sessions",
             Kind::Locking => "locking",
             Kind::Bare => "bare",
+            Kind::Floor => "floor",
         }
     }
 
@@ -88,6 +100,7 @@ impl Kind {
             Kind::TowerSessions => ts_app::app(),
             Kind::Locking => locking_app::app(),
             Kind::Bare => bare_app::app(),
+            Kind::Floor => floor_app::app(),
         }
     }
 }
@@ -511,6 +524,73 @@ pub mod bare_app {
     /// Scenario 1: a handler that returns a name it already has.
     pub async fn me() -> String {
         "ada".to_owned()
+    }
+}
+
+/// The floor of a cookie-token check, with no layer and no framework of its own: the
+/// handler splits the `Cookie` header, decodes the token (slates' own `Token::parse`),
+/// hashes it (`Token::hash`, SHA-256) and looks the hash up in one `HashMap`. What no
+/// token-checking system can skip; everything a system costs beyond it is its own.
+pub mod floor_app {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::{Arc, RwLock};
+
+    use axum::extract::State;
+    use http::HeaderMap;
+    use slates::{Token, TokenHash};
+
+    type Users = Arc<RwLock<HashMap<TokenHash, String>>>;
+
+    pub fn app() -> Router {
+        Router::new()
+            .route("/login/{user}", post(login))
+            .route("/me", get(me))
+            .route("/long", get(long))
+            .with_state(Users::default())
+    }
+
+    async fn login(State(users): State<Users>, Path(user): Path<String>) -> Response {
+        let token = Token::generate().unwrap();
+        users.write().unwrap().insert(token.hash(), user);
+        let cookie = format!("floor={}", token.encode());
+        ([(SET_COOKIE, cookie)], "ok").into_response()
+    }
+
+    /// The cookie's user, read from the request's headers in place (axum's `HeaderMap`
+    /// extractor would clone them).
+    pub struct FloorUser(String);
+
+    impl axum::extract::FromRequestParts<Users> for FloorUser {
+        type Rejection = StatusCode;
+
+        async fn from_request_parts(
+            parts: &mut http::request::Parts,
+            users: &Users,
+        ) -> Result<Self, StatusCode> {
+            user(users, &parts.headers)
+                .map(FloorUser)
+                .ok_or(StatusCode::UNAUTHORIZED)
+        }
+    }
+
+    fn user(users: &Users, headers: &HeaderMap) -> Option<String> {
+        let header = headers.get(http::header::COOKIE)?.to_str().ok()?;
+        let value = header
+            .split(';')
+            .find_map(|pair| pair.trim().strip_prefix("floor="))?;
+        let hash = Token::parse(value)?.hash();
+        users.read().unwrap().get(&hash).cloned()
+    }
+
+    /// Scenario 1: the name of the cookie's user.
+    pub async fn me(FloorUser(user): FloorUser) -> String {
+        user
+    }
+
+    async fn long(FloorUser(user): FloorUser) -> String {
+        tokio::time::sleep(super::long_hold()).await;
+        user
     }
 }
 

@@ -26,7 +26,7 @@ pub const DEVICE_ID_LEN: usize = 22;
 /// assert_eq!(DeviceId::parse("not an id"), None);
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct DeviceId(String);
+pub struct DeviceId([u8; DEVICE_ID_LEN]);
 
 impl DeviceId {
     /// A fresh id from the operating system's random number generator.
@@ -35,7 +35,12 @@ impl DeviceId {
         rand::rngs::SysRng
             .try_fill_bytes(&mut bytes)
             .map_err(|e| Error::Store(Box::new(e)))?;
-        Ok(DeviceId(URL_SAFE_NO_PAD.encode(bytes)))
+        let mut text = [0u8; DEVICE_ID_LEN];
+        let written = URL_SAFE_NO_PAD
+            .encode_slice(bytes, &mut text)
+            .expect("16 bytes are 22 base64url characters");
+        debug_assert_eq!(written, DEVICE_ID_LEN);
+        Ok(DeviceId(text))
     }
 
     /// Parses an id as shown to users: exactly 22 base64url characters that decode to 16
@@ -46,26 +51,28 @@ impl DeviceId {
         }
         let mut bytes = [0u8; 16];
         match URL_SAFE_NO_PAD.decode_slice(value.as_bytes(), &mut bytes) {
-            Ok(16) => Some(DeviceId(value.to_owned())),
+            Ok(16) => Some(DeviceId(value.as_bytes().try_into().ok()?)),
             _ => None,
         }
     }
 
     /// The id as text (22 base64url characters).
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Held inline (no allocation of its own: a token record copies it on every lookup),
+        // and only ever base64url characters, which are ASCII.
+        std::str::from_utf8(&self.0).expect("a device id is base64url text")
     }
 }
 
 impl fmt::Debug for DeviceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DeviceId({})", self.0)
+        write!(f, "DeviceId({})", self.as_str())
     }
 }
 
 impl fmt::Display for DeviceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -75,8 +82,9 @@ mod tests {
 
     #[test]
     fn fresh_ids_differ_and_round_trip() {
-        let ids: std::collections::HashSet<String> =
-            (0..1000).map(|_| DeviceId::generate().unwrap().0).collect();
+        let ids: std::collections::HashSet<String> = (0..1000)
+            .map(|_| DeviceId::generate().unwrap().to_string())
+            .collect();
         assert_eq!(ids.len(), 1000);
         for id in ids.iter().take(10) {
             assert_eq!(DeviceId::parse(id).unwrap().as_str(), id);
@@ -85,7 +93,7 @@ mod tests {
 
     #[test]
     fn refuses_malformed() {
-        let good = DeviceId::generate().unwrap().0;
+        let good = DeviceId::generate().unwrap().to_string();
         assert!(DeviceId::parse(&good[..21]).is_none());
         assert!(DeviceId::parse(&format!("{good}A")).is_none());
         assert!(DeviceId::parse(&"+".repeat(22)).is_none());

@@ -56,6 +56,11 @@ impl SharedRawDocument {
         Ok(bson::from_slice(self.as_bytes())?)
     }
 
+    /// The BSON bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     /// The raw document.
     pub fn as_raw(&self) -> &RawDocument {
         // Always well framed: built from a serialized document or a `RawDocumentBuf`.

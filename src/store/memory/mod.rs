@@ -10,6 +10,7 @@
 
 mod hashing;
 mod slates;
+mod stamp;
 mod tokens;
 mod users;
 
@@ -20,7 +21,7 @@ use hashbrown::HashTable;
 use time::OffsetDateTime;
 
 use self::hashing::{token_shard, Keys, UserHash, SHARDS};
-use self::tokens::{Labels, StoredToken};
+use self::tokens::{Clients, StoredToken};
 use self::users::UserShard;
 use super::{SharedRawDocument, TokenRecord};
 use crate::names::{SlateName, Username};
@@ -64,7 +65,7 @@ struct Inner {
     /// Users and their slates, sharded by username ([`UserHash::shard`]).
     users: Box<[Mutex<UserShard>]>,
     keys: Keys,
-    labels: Labels,
+    clients: Clients,
     inserts: AtomicU64,
 }
 
@@ -74,7 +75,7 @@ impl Default for Inner {
             tokens: (0..SHARDS).map(|_| Mutex::default()).collect(),
             users: (0..SHARDS).map(|_| Mutex::default()).collect(),
             keys: Keys::default(),
-            labels: Labels::default(),
+            clients: Clients::default(),
             inserts: AtomicU64::new(0),
         }
     }
@@ -149,6 +150,13 @@ mod tests {
     use crate::device_id::DeviceId;
     use crate::store::{Expiry, SlateKey, SlateStore, TokenStore};
     use bson::doc;
+
+    #[test]
+    fn entries_fill_whole_cache_lines() {
+        // A token lookup reads two lines, a slate lookup one (issue 12: misses per request).
+        assert_eq!(std::mem::size_of::<StoredToken>(), 128);
+        assert_eq!(std::mem::size_of::<users::StoredSlate>(), 64);
+    }
 
     #[tokio::test]
     async fn purge_and_sweep_remove_only_expired_records() {

@@ -48,7 +48,7 @@ impl SlateStore for MemoryStore {
             let hash = self.inner.keys.slate(&key.user, &key.slate);
             let mut shard = self.inner.user_shard(hash.user);
             let current = shard.slate(hash, key).filter(|s| s.live(now));
-            let expires = expiry.resolve(current.and_then(|s| s.expires));
+            let expires = expiry.resolve(current.and_then(StoredSlate::expires));
             Ok(shard.store(&self.inner.keys, hash, key, doc, expires))
         })
     }
@@ -71,7 +71,7 @@ impl SlateStore for MemoryStore {
             let mut shard = self.inner.user_shard(hash.user);
             // Applied to a copy: any refusal below leaves the stored slate as it was.
             let (mut doc, old_expires) = match shard.slate(hash, key).filter(|s| s.live(now)) {
-                Some(s) => (s.doc.to_document()?, s.expires),
+                Some(s) => (s.doc.to_document()?, s.expires()),
                 None => (Document::new(), None),
             };
             apply_update(&mut doc, ops)?;

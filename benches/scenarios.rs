@@ -9,8 +9,9 @@
 //! 1. overhead of an authenticated read-only request (ns/request, ratios);
 //! 2. lost updates with K concurrent writers of one user, and the "logout undone" race;
 //! 3. isolation of short requests from a long request of the same user (p50/p99);
-//! 4. scale: per-request cost and memory at 1k / 100k / 1M users in the memory store, and at
-//!    1k / 100k users in MongoDB with each layout;
+//! 4. scale: per-request cost, simulated cache misses and memory at 1k / 100k / 1M users in
+//!    the memory stores (a fresh random user on every request), and at 1k / 100k users in
+//!    MongoDB with each layout;
 //! 5. MongoDB round trips per authenticated request and per workflow operation;
 //!    5b. point reads: `GET /me`, the token lookup and the user slate read with a handful of
 //!    stored tokens and with 20,000 (2,000 in quick mode), on each layout;
@@ -590,16 +591,22 @@ where
     }
 }
 
-/// `n` requests `GET /profile`, each with the cookie of the user `draw` picks; each must
+/// `n` requests `GET <path>`, each with the cookie of the user `draw` picks; each must
 /// answer 200.
-async fn profile_requests(app: &Router, system: Scale, n: usize, draw: &mut impl FnMut() -> usize) {
+async fn requests(
+    app: &Router,
+    system: Scale,
+    path: &str,
+    n: usize,
+    draw: &mut impl FnMut() -> usize,
+) {
     for _ in 0..n {
-        let req = Request::get("/profile")
+        let req = Request::get(path)
             .header(COOKIE, system.cookie(draw()))
             .body(Body::empty())
             .unwrap();
         let res = app.clone().oneshot(req).await.unwrap();
-        assert_eq!(res.status(), 200, "{} GET /profile", system.label());
+        assert_eq!(res.status(), 200, "{} GET {path}", system.label());
     }
 }
 
@@ -608,14 +615,14 @@ async fn profile_requests(app: &Router, system: Scale, n: usize, draw: &mut impl
 async fn time_draws(
     app: &Router,
     system: Scale,
-    samples: usize,
-    rounds: usize,
+    path: &str,
+    (samples, rounds): (usize, usize),
     mut draw: impl FnMut() -> usize,
 ) -> f64 {
     let mut per_round = Vec::new();
     for round in 0..=rounds {
         let start = Instant::now();
-        profile_requests(app, system, samples, &mut draw).await;
+        requests(app, system, path, samples, &mut draw).await;
         if round > 0 {
             per_round.push(start.elapsed().as_nanos() as f64 / samples as f64);
         }
@@ -631,22 +638,31 @@ const ANY_USER_SEED: u64 = 0x2545_F491_4F6C_DD1D;
 /// simulates the same one (valgrind's detection reads 512 MiB here, through the VM's cpuid).
 const CACHE_SIM: [&str; 3] = ["--I1=32768,8,64", "--D1=49152,12,64", "--LL=33554432,16,64"];
 
-/// Simulated last-level cache misses per `GET /profile` with a fresh random user each:
-/// this bench runs itself under `valgrind --tool=callgrind --cache-sim=yes` with
-/// instrumentation off while it populates (native speed, a few times slower), switches it
-/// on (`callgrind_control -i on`), warms the simulated caches up with `warm` requests, then
-/// counts misses (instruction and data, reads and writes) over `measured` requests only
-/// (`--toggle-collect` of [`probe_measured`]).
-fn ll_misses(system: Scale, users: usize, warm: usize, measured: usize) -> Result<f64, String> {
+/// The functions whose requests are counted; callgrind names them by their path.
+const PROBES: [&str; 2] = ["scenarios::probe_profile", "scenarios::probe_me"];
+
+/// Simulated last-level cache misses per request, `GET /profile` then `GET /me`, each with a
+/// fresh random user: this bench runs itself under `valgrind --tool=callgrind
+/// --cache-sim=yes` with instrumentation off while it populates (a few times slower than
+/// native), switches it on (`callgrind_control -i on`), warms the simulated caches with
+/// `warm` requests, then counts misses (instruction and data, reads and writes) over
+/// `measured` requests of each route ([`probe_profile`], [`probe_me`]: `--toggle-collect`
+/// of each, read as the inclusive cost of its call).
+fn ll_misses(
+    system: Scale,
+    users: usize,
+    warm: usize,
+    measured: usize,
+) -> Result<[f64; 2], String> {
     let dir = std::env::temp_dir();
     let stem = format!("slates-s4-{}-{}-{users}", std::process::id(), system.id());
     let out = dir.join(format!("{stem}.callgrind"));
     let log = dir.join(format!("{stem}.log"));
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let status = std::process::Command::new("valgrind")
-        .args(["--tool=callgrind", "--cache-sim=yes"])
+        .args(["--tool=callgrind", "--cache-sim=yes", "--instr-atstart=no"])
         .args(CACHE_SIM)
-        .args(["--instr-atstart=no", "--toggle-collect=*probe_measured*"])
+        .args(PROBES.map(|probe| format!("--toggle-collect={probe}")))
         .arg(format!("--callgrind-out-file={}", out.display()))
         .arg(format!("--log-file={}", log.display()))
         .arg(exe)
@@ -675,26 +691,55 @@ fn ll_misses(system: Scale, users: usize, warm: usize, measured: usize) -> Resul
         .ok_or("no events line in callgrind's output")?
         .split_whitespace()
         .collect();
-    let totals: Vec<u64> = text
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("totals:")
-                .or_else(|| l.strip_prefix("summary:"))
-        })
-        .ok_or("no totals line in callgrind's output")?
-        .split_whitespace()
-        .map(|n| n.parse().unwrap_or(0))
-        .collect();
-    // Callgrind leaves out trailing zero counts.
-    let count = |name: &str| {
-        events
-            .iter()
-            .position(|e| *e == name)
-            .map(|i| totals.get(i).copied().unwrap_or(0))
-            .ok_or(format!("no {name} event in callgrind's output"))
+    let per_request = |probe: &str| -> Result<f64, String> {
+        let counts = inclusive_counts(&text, probe)
+            .ok_or(format!("no call of {probe} in callgrind's output"))?;
+        // Callgrind leaves out trailing zero counts.
+        let count = |name: &str| {
+            events
+                .iter()
+                .position(|e| *e == name)
+                .map(|i| counts.get(i).copied().unwrap_or(0))
+                .ok_or(format!("no {name} event in callgrind's output"))
+        };
+        if count("Ir")? < measured as u64 {
+            return Err(format!("callgrind counted nothing in {probe}"));
+        }
+        let misses = count("ILmr")? + count("DLmr")? + count("DLmw")?;
+        Ok(misses as f64 / measured as f64)
     };
-    let misses = count("ILmr")? + count("DLmr")? + count("DLmw")?;
-    Ok(misses as f64 / measured as f64)
+    Ok([per_request(PROBES[0])?, per_request(PROBES[1])?])
+}
+
+/// The counts of the calls to `function` in a callgrind output file, callees included: the
+/// cost line under each `cfn=` arc to it (its first field is the position).
+fn inclusive_counts(text: &str, function: &str) -> Option<Vec<u64>> {
+    // A name is given once, with its id; later mentions give the id alone.
+    let id = text.lines().find_map(|line| {
+        let named = line.strip_prefix("cfn=").or(line.strip_prefix("fn="))?;
+        let (id, name) = named.split_once(' ')?;
+        (name == function).then_some(id)
+    })?;
+    let mut counts: Vec<u64> = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let Some(callee) = line.strip_prefix("cfn=") else {
+            continue;
+        };
+        if callee.split(' ').next() != Some(id) {
+            continue;
+        }
+        let (Some(_calls), Some(cost)) = (lines.next(), lines.next()) else {
+            break;
+        };
+        for (i, n) in cost.split_whitespace().skip(1).enumerate() {
+            if counts.len() <= i {
+                counts.resize(i + 1, 0);
+            }
+            counts[i] += n.parse::<u64>().unwrap_or(0);
+        }
+    }
+    (!counts.is_empty()).then_some(counts)
 }
 
 /// The child side of [`ll_misses`] (`SLATES_BENCH_PROBE=<system>,<users>,<warm>,<measured>`).
@@ -710,8 +755,15 @@ fn probe_child(spec: &str) {
     let mut draws = Draws(ANY_USER_SEED);
     let mut any_user = || draws.below(users);
     callgrind_instrumentation_on();
-    probe_warm_up(&rt, &population.app, system, warm, &mut any_user);
-    probe_measured(&rt, &population.app, system, measured, &mut any_user);
+    rt.block_on(requests(
+        &population.app,
+        system,
+        "/profile",
+        warm,
+        &mut any_user,
+    ));
+    probe_profile(&rt, &population.app, system, measured, &mut any_user);
+    probe_me(&rt, &population.app, system, measured, &mut any_user);
 }
 
 /// Asks callgrind to instrument from now on. `callgrind_control` reaches this process
@@ -733,27 +785,28 @@ fn callgrind_instrumentation_on() {
     assert!(status.success(), "callgrind_control -i on failed: {status}");
 }
 
+/// The `GET /profile` requests whose cache misses are counted ([`PROBES`]).
 #[inline(never)]
-fn probe_warm_up(
+fn probe_profile(
     rt: &tokio::runtime::Runtime,
     app: &Router,
     system: Scale,
     n: usize,
     draw: &mut impl FnMut() -> usize,
 ) {
-    rt.block_on(profile_requests(app, system, n, draw));
+    rt.block_on(requests(app, system, "/profile", n, draw));
 }
 
-/// The requests whose cache misses are counted (callgrind's `--toggle-collect` names it).
+/// The `GET /me` requests whose cache misses are counted ([`PROBES`]).
 #[inline(never)]
-fn probe_measured(
+fn probe_me(
     rt: &tokio::runtime::Runtime,
     app: &Router,
     system: Scale,
     n: usize,
     draw: &mut impl FnMut() -> usize,
 ) {
-    rt.block_on(profile_requests(app, system, n, draw));
+    rt.block_on(requests(app, system, "/me", n, draw));
 }
 
 /// Whether valgrind (with `callgrind_control`) can be run; in CI it must (`.ci/install-valgrind`).
@@ -783,16 +836,16 @@ fn scenario4_memory(run: &mut Run, quick: bool) {
     } else {
         &[1_000, 100_000, 1_000_000]
     };
-    let (samples, rounds) = if quick { (2_000, 3) } else { (20_000, 5) };
+    let passes = if quick { (2_000, 3) } else { (20_000, 5) };
     let (warm, measured) = if quick {
         (2_000, 2_000)
     } else {
-        (40_000, 20_000)
+        (40_000, 10_000)
     };
     let valgrind = valgrind_available();
     let rt = current_thread();
-    let mut table = Table::new(
-        "Scenario 4: scale, memory stores (live tokens and users)",
+    let mut profile = Table::new(
+        "Scenario 4: scale, memory stores: GET /profile (token check and profile read)",
         &[
             "system",
             "users (= live tokens)",
@@ -806,6 +859,16 @@ fn scenario4_memory(run: &mut Run, quick: bool) {
             "populated in",
         ],
     );
+    let mut me = Table::new(
+        "Scenario 4: scale, memory stores: GET /me (token check only)",
+        &[
+            "system",
+            "users (= live tokens)",
+            "ns/request, any user",
+            "x 1k",
+            "LL misses/request, any user",
+        ],
+    );
     let b = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0} B"));
     for system in Scale::ALL {
         let mut first = None;
@@ -817,25 +880,17 @@ fn scenario4_memory(run: &mut Run, quick: bool) {
         };
         for &users in sizes {
             let population = rt.block_on(populate_scale(system, users));
+            let app = &population.app;
             let mut draws = Draws(ANY_USER_SEED);
-            let ns = rt.block_on(time_draws(&population.app, system, samples, rounds, || {
-                draws.below(users)
-            }));
+            let mut any_user = || draws.below(users);
+            let ns = rt.block_on(time_draws(app, system, "/profile", passes, &mut any_user));
+            let ns_me = rt.block_on(time_draws(app, system, "/me", passes, &mut any_user));
             let mut pick = Draws(!ANY_USER_SEED);
             let hot: Vec<usize> = (0..1_000.min(users)).map(|_| pick.below(users)).collect();
-            let ns_active =
-                rt.block_on(time_draws(&population.app, system, samples, rounds, || {
-                    hot[pick.below(hot.len())]
-                }));
+            let ns_active = rt.block_on(time_draws(app, system, "/profile", passes, || {
+                hot[pick.below(hot.len())]
+            }));
             let per = |bytes: Option<usize>| bytes.map(|b| b as f64 / users as f64);
-            let row_start = vec![
-                system.label().to_owned(),
-                if system == Scale::Bare {
-                    "-".into()
-                } else {
-                    fmt_users(users)
-                },
-            ];
             let heap = [
                 b(per(population.token_bytes)),
                 b(per(population.slate_bytes)),
@@ -843,55 +898,69 @@ fn scenario4_memory(run: &mut Run, quick: bool) {
             ];
             let took = population.took;
             drop(population);
-            let misses = if valgrind {
-                match ll_misses(system, users, warm, measured) {
-                    Ok(m) => format!("{m:.2}"),
-                    Err(e) => {
-                        eprintln!("scenario 4: {} at {users} users: {e}", system.label());
-                        "failed".into()
-                    }
+            let misses = match valgrind.then(|| ll_misses(system, users, warm, measured)) {
+                None => ["-".to_owned(), "-".to_owned()],
+                Some(Ok(m)) => m.map(|m| format!("{m:.2}")),
+                Some(Err(e)) => {
+                    eprintln!("scenario 4: {} at {users} users: {e}", system.label());
+                    ["failed".to_owned(), "failed".to_owned()]
                 }
-            } else {
-                "-".into()
             };
-            let base = *first.get_or_insert(ns);
-            let mut row = row_start;
-            row.extend([
+            let [misses_profile, misses_me] = misses;
+            let (base, base_me) = *first.get_or_insert((ns, ns_me));
+            let label = system.label().to_owned();
+            let users = if system == Scale::Bare {
+                "-".to_owned()
+            } else {
+                fmt_users(users)
+            };
+            let mut row = vec![
+                label.clone(),
+                users.clone(),
                 fmt_ns(ns),
                 format!("{:.2}", ns / base),
                 fmt_ns(ns_active),
-                misses,
-            ]);
+                misses_profile,
+            ];
             row.extend(heap);
             row.push(format!("{:.1} s", took.as_secs_f64()));
-            table.row(row);
+            profile.row(row);
+            me.row(vec![
+                label,
+                users,
+                fmt_ns(ns_me),
+                format!("{:.2}", ns_me / base_me),
+                misses_me,
+            ]);
         }
     }
-    table.note(format!(
+    profile.note(format!(
         "Each user has one live token and a user slate (a profile: name, time zone, 3 \
          permissions, 3 panels); for tower-sessions, one session record holding `user` and the \
          same profile; the moka variant puts tower-sessions' `CachingSessionStore` with a moka \
          cache of {} sessions (the figure of `tower-sessions-moka-store`'s example) in front of \
          its memory store (`benches/common/moka.rs`). `GET /profile` answers the profile's \
-         display name: slates checks the token and reads the user slate \
+         display name: slates checks the token and reads the user slate into a struct \
          (`CurrentUser::profile`), tower-sessions loads the session and reads `profile`, bare \
          axum answers a name it has. Every request carries the cookie of a user drawn at \
          random, afresh, from the whole population (\"any user\"), or from a fixed set of \
          1,000 of them (\"1k active users\": the same work on a working set that fits in \
-         cache); {samples} requests a pass, median of {rounds} passes after a warm-up pass, \
-         one thread. A cookie is derived from the user's number, not stored, so that drawing \
-         a user reads no memory (formatting it is part of every figure, bare axum's too).",
-        common::moka::CAPACITY
+         cache); {} requests a pass, median of {} passes after a warm-up pass, one thread. A \
+         cookie is derived from the user's number, not stored, so that drawing a user reads \
+         no memory (formatting it is part of every figure, bare axum's too).",
+        common::moka::CAPACITY,
+        passes.0,
+        passes.1,
     ));
-    table.note(format!(
+    profile.note(format!(
         "LL misses: simulated last-level cache misses per request (instruction and data, reads \
          and writes) by `valgrind --tool=callgrind --cache-sim=yes {}`: the bench runs itself \
          under callgrind with instrumentation off while it populates, switches it on, warms the \
-         simulated caches with {warm} requests, and counts {measured} more (any user). Heap \
-         bytes are live bytes counted by a global allocator (after populating, minus before, \
-         per user; hash table slack included; malloc's own few bytes per allocation are not). \
-         Tokens were last seen at population, within the 10-minute last-seen interval, so no \
-         request writes.{}",
+         simulated caches with {warm} requests, and counts {measured} more of each route (any \
+         user). Heap bytes are live bytes counted by a global allocator (after populating, \
+         minus before, per user; hash table slack included; malloc's own few bytes per \
+         allocation are not). Tokens were last seen at population, within the 10-minute \
+         last-seen interval, so no request writes.{}",
         CACHE_SIM.join(" "),
         if valgrind {
             ""
@@ -899,7 +968,13 @@ fn scenario4_memory(run: &mut Run, quick: bool) {
             " valgrind was not found: no misses measured (`.ci/install-valgrind`)."
         }
     ));
-    run.tables.push(table);
+    me.note(
+        "The same populations, draws and valgrind runs as the table above; `GET /me` answers \
+         the username: slates checks the token only, tower-sessions loads the session and \
+         reads `user`.",
+    );
+    run.tables.push(profile);
+    run.tables.push(me);
 }
 
 // ------------------------------------------------------------------- scenarios 4 and 5: MongoDB

@@ -366,9 +366,11 @@ fn scenario3(run: &mut Run, quick: bool) {
 
 // ------------------------------------------------------------------------------ scenario 4
 
-/// A small deterministic generator for sampling users.
+/// A small deterministic generator for sampling users (the MongoDB scenarios').
+#[cfg_attr(not(feature = "mongodb"), allow(dead_code))]
 struct XorShift(u64);
 
+#[cfg_attr(not(feature = "mongodb"), allow(dead_code))]
 impl XorShift {
     fn below(&mut self, n: usize) -> usize {
         self.0 ^= self.0 << 13;
@@ -378,6 +380,7 @@ impl XorShift {
     }
 }
 
+#[cfg_attr(not(feature = "mongodb"), allow(dead_code))] // the MongoDB scenarios'
 fn cookie_of(token: &Token) -> HeaderValue {
     HeaderValue::from_str(&format!("slates={}", token.encode())).unwrap()
 }

@@ -40,6 +40,8 @@ const SWEEP_EVERY: u64 = 256;
 /// Data is split into 64 shards, each behind its own short `std::sync::Mutex`; no lock is
 /// held across an `.await` (every operation completes synchronously). Clones share the data.
 /// A slate is kept as raw BSON ([`SharedRawDocument`]): a read hands it out without a copy.
+/// Times (in token records, slate expiries) are kept to the millisecond, in UTC, as MongoDB
+/// keeps them.
 ///
 /// To simulate an outage in tests, wrap it with the [`Faults`](super::Faults) decorator.
 ///
@@ -156,6 +158,54 @@ mod tests {
         // A token lookup reads two lines, a slate lookup one (issue 12: misses per request).
         assert_eq!(std::mem::size_of::<StoredToken>(), 128);
         assert_eq!(std::mem::size_of::<users::StoredSlate>(), 64);
+    }
+
+    #[tokio::test]
+    async fn one_username_allocation_no_copy_on_read_times_to_the_millisecond() {
+        use crate::token::Token;
+        use time::{Duration, UtcOffset};
+
+        let store = MemoryStore::new();
+        let now =
+            OffsetDateTime::UNIX_EPOCH + Duration::days(20_000) + Duration::nanoseconds(1_234_567);
+        let paris = now.to_offset(UtcOffset::from_hms(1, 0, 0).unwrap());
+        let ms = now - Duration::nanoseconds(234_567);
+        let record = TokenRecord {
+            hash: Token::generate().unwrap().hash(),
+            user: Username::new("ada").unwrap(),
+            created: paris,
+            expires: now + Duration::hours(1),
+            renewed: None,
+            rotated: None,
+            device: None,
+            last_seen: now,
+            label: "Firefox on Linux".into(),
+            ip: None,
+        };
+        store.insert_token(&record).await.unwrap();
+        // Another `Username` of the same name: the store keeps the one it has.
+        let key = SlateKey::new(Username::new("ada").unwrap(), SlateName::user());
+        store
+            .put_slate(
+                &key,
+                &doc! {"a": 1},
+                Expiry::At(now + Duration::hours(2)),
+                now,
+            )
+            .await
+            .unwrap();
+        let found = store.find_token(&record.hash, now).await.unwrap().unwrap();
+        let (user, _, _) = store.dump_slates().pop().unwrap();
+        assert_eq!(found.user.as_str().as_ptr(), user.as_str().as_ptr());
+        assert_eq!(found.label, "Firefox on Linux");
+        // To the millisecond, in UTC.
+        assert_eq!((found.created, found.last_seen), (ms, ms));
+        assert_eq!(found.created.offset(), UtcOffset::UTC);
+        let a = store.get_slate(&key, now).await.unwrap().unwrap();
+        let b = store.get_slate(&key, now).await.unwrap().unwrap();
+        assert_eq!(a.expires, Some(ms + Duration::hours(2)));
+        // Both reads hand out the stored bytes.
+        assert_eq!(a.doc.as_bytes().as_ptr(), b.doc.as_bytes().as_ptr());
     }
 
     #[tokio::test]

@@ -50,8 +50,8 @@ impl StoredSlate {
     }
 
     pub fn is(&self, key: &SlateKey) -> bool {
-        // Usually pointer comparisons: the request's username is the one in its token record,
-        // shared with this entry, and the user slate's name is one allocation.
+        // Bytes already in cache, usually: the request's username is the allocation this entry
+        // holds (its token record shares it), and the user slate's name is one allocation.
         self.user == key.user && self.slate == key.slate
     }
 

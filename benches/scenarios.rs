@@ -9,8 +9,9 @@
 //! 1. overhead of an authenticated read-only request (ns/request, ratios);
 //! 2. lost updates with K concurrent writers of one user, and the "logout undone" race;
 //! 3. isolation of short requests from a long request of the same user (p50/p99);
-//! 4. scale: per-request cost and memory at 1k / 100k / 1M users in the memory store, and at
-//!    1k / 100k users in MongoDB with each layout;
+//! 4. scale: per-request cost, simulated cache misses and memory at 1k / 100k / 1M users in
+//!    the memory stores (a fresh random user on every request), and at 1k / 100k users in
+//!    MongoDB with each layout;
 //! 5. MongoDB round trips per authenticated request and per workflow operation;
 //!    5b. point reads: `GET /me`, the token lookup and the user slate read with a handful of
 //!    stored tokens and with 20,000 (2,000 in quick mode), on each layout;
@@ -416,9 +417,11 @@ fn scenario3(run: &mut Run, quick: bool) {
 
 // ------------------------------------------------------------------------------ scenario 4
 
-/// A small deterministic generator for sampling users.
+/// A small deterministic generator for sampling users (the MongoDB scenarios').
+#[cfg_attr(not(feature = "mongodb"), allow(dead_code))]
 struct XorShift(u64);
 
+#[cfg_attr(not(feature = "mongodb"), allow(dead_code))]
 impl XorShift {
     fn below(&mut self, n: usize) -> usize {
         self.0 ^= self.0 << 13;
@@ -428,27 +431,7 @@ impl XorShift {
     }
 }
 
-/// Median ns per `/me` request with cookies drawn from `cookies`, over `rounds` passes.
-async fn time_population(app: &Router, cookies: &[HeaderValue], rounds: usize) -> f64 {
-    let mut per_round = Vec::new();
-    for round in 0..=rounds {
-        let start = Instant::now();
-        for cookie in cookies {
-            let req = Request::get("/me")
-                .header(COOKIE, cookie.clone())
-                .body(Body::empty())
-                .unwrap();
-            let res = app.clone().oneshot(req).await.unwrap();
-            assert_eq!(res.status(), 200);
-        }
-        // Round 0 warms up.
-        if round > 0 {
-            per_round.push(start.elapsed().as_nanos() as f64 / cookies.len() as f64);
-        }
-    }
-    median(&mut per_round)
-}
-
+#[cfg_attr(not(feature = "mongodb"), allow(dead_code))] // the MongoDB scenarios'
 fn cookie_of(token: &Token) -> HeaderValue {
     HeaderValue::from_str(&format!("slates={}", token.encode())).unwrap()
 }
@@ -457,57 +440,154 @@ fn user_name(i: usize) -> String {
     format!("user{i}")
 }
 
-struct ScaleRow {
-    users: usize,
-    /// Cookies drawn from the whole population.
-    ns: f64,
-    /// Cookies drawn from 1,000 users of the population (a hot set that fits in cache).
-    ns_active: f64,
-    /// Heap bytes per live token (slates) and per user slate; tower-sessions keeps both in
-    /// one session record, reported as `session_bytes`.
-    token_bytes: Option<f64>,
-    slate_bytes: Option<f64>,
-    session_bytes: f64,
-    populate: Duration,
+fn fmt_users(n: usize) -> String {
+    match n {
+        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
+        n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
+        n => n.to_string(),
+    }
 }
 
-/// Times the population with cookies from everyone and from a hot set of 1,000 users.
-async fn time_both(app: &Router, all: &[HeaderValue], samples: usize, rounds: usize) -> (f64, f64) {
-    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
-    let hot: Vec<&HeaderValue> = (0..1_000.min(all.len()))
-        .map(|_| &all[rng.below(all.len())])
-        .collect();
-    let from_all: Vec<HeaderValue> = (0..samples)
-        .map(|_| all[rng.below(all.len())].clone())
-        .collect();
-    let from_hot: Vec<HeaderValue> = (0..samples)
-        .map(|_| hot[rng.below(hot.len())].clone())
-        .collect();
-    (
-        time_population(app, &from_all, rounds).await,
-        time_population(app, &from_hot, rounds).await,
-    )
+/// The systems of scenario 4 (memory stores).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scale {
+    Slates,
+    TowerSessions,
+    /// tower-sessions' memory store behind a moka cache (`benches/common/moka.rs`).
+    TowerSessionsMoka,
+    Bare,
 }
 
-async fn scale_slates(users: usize, samples: usize, rounds: usize) -> ScaleRow {
-    let now = time::OffsetDateTime::now_utc();
-    let expires = now + time::Duration::days(14);
-    let tokens: Vec<Token> = (0..users).map(|_| Token::generate().unwrap()).collect();
-    let store = MemoryStore::new();
-    let slates = slates_app::with_store(store.clone()).await;
+impl Scale {
+    const ALL: [Scale; 4] = [
+        Scale::Slates,
+        Scale::TowerSessions,
+        Scale::TowerSessionsMoka,
+        Scale::Bare,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Scale::Slates => Kind::Engine.label(),
+            Scale::TowerSessions => Kind::TowerSessions.label(),
+            Scale::TowerSessionsMoka => "tower-sessions 0.15 + moka cache",
+            Scale::Bare => Kind::Bare.label(),
+        }
+    }
+
+    fn id(self) -> &'static str {
+        match self {
+            Scale::Slates => "slates",
+            Scale::TowerSessions => "tower_sessions",
+            Scale::TowerSessionsMoka => "tower_sessions_moka",
+            Scale::Bare => "bare",
+        }
+    }
+
+    fn from_id(id: &str) -> Option<Scale> {
+        Scale::ALL.into_iter().find(|s| s.id() == id)
+    }
+
+    /// The `Cookie` header of user `i`. Derived from `i`, not looked up: drawing a user
+    /// touches no memory of the bench's own, so every cache miss counted is the system's.
+    fn cookie(self, i: usize) -> HeaderValue {
+        let value = match self {
+            Scale::TowerSessions | Scale::TowerSessionsMoka => format!("id={}", session_id(i)),
+            // Bare axum reads no cookie; it gets the same header as slates, at the same cost.
+            Scale::Slates | Scale::Bare => format!("slates={}", token_text(i)),
+        };
+        HeaderValue::from_str(&value).unwrap()
+    }
+}
+
+/// SplitMix64's output function (Steele, Lea and Flood, 2014): a cheap, well-mixed
+/// 64-bit value from a counter.
+fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A fresh user for every request: one SplitMix64 step per draw, over the whole range.
+struct Draws(u64);
+
+impl Draws {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self.0.wrapping_add(1);
+        ((u128::from(mix(self.0)) * n as u128) >> 64) as usize
+    }
+}
+
+/// The auth token of user `i` as the cookie carries it (43 base64url characters).
+fn token_text(i: usize) -> String {
+    let mut bytes = [0u8; 32];
+    for (k, chunk) in bytes.chunks_mut(8).enumerate() {
+        chunk.copy_from_slice(&mix(((i as u64) << 2) | k as u64).to_le_bytes());
+    }
+    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes)
+}
+
+/// The tower-sessions session id of user `i`.
+fn session_id(i: usize) -> tower_sessions::session::Id {
+    let i = (i as u64) << 1;
+    tower_sessions::session::Id(((i128::from(mix(i))) << 64) | i128::from(mix(i | 1)))
+}
+
+/// One system of scenario 4 with its users in place.
+struct Population {
+    app: Router,
+    /// Heap bytes of the tokens (with what the store keeps per user for them) and of the user
+    /// slates; `None` for a system that stores both in one record.
+    token_bytes: Option<usize>,
+    slate_bytes: Option<usize>,
+    /// Heap bytes of everything the users added (`None` for bare axum).
+    total_bytes: Option<usize>,
+    took: Duration,
+}
+
+/// Populates `system` with `users` users, each logged in (one live token or session) with
+/// a profile.
+async fn populate_scale(system: Scale, users: usize) -> Population {
     let started = Instant::now();
+    let mut population = match system {
+        Scale::Slates => populate_slates(users).await,
+        Scale::TowerSessions => {
+            populate_tower_sessions(tower_sessions::MemoryStore::default(), users).await
+        }
+        Scale::TowerSessionsMoka => {
+            populate_tower_sessions(common::moka::cached_memory_store(), users).await
+        }
+        Scale::Bare => Population {
+            app: common::bare_app::app(),
+            token_bytes: None,
+            slate_bytes: None,
+            total_bytes: None,
+            took: Duration::ZERO,
+        },
+    };
+    population.took = started.elapsed();
+    population
+}
+
+async fn populate_slates(users: usize) -> Population {
+    let now = time::OffsetDateTime::now_utc();
+    let store = MemoryStore::new();
+    let engine = slates_app::with_store(store.clone()).await;
     let a0 = ALLOC.allocated();
-    for (i, token) in tokens.iter().enumerate() {
+    for i in 0..users {
         let record = TokenRecord {
-            hash: token.hash(),
+            hash: Token::parse(&token_text(i)).unwrap().hash(),
             user: Username::new(&user_name(i)).unwrap(),
             created: now,
-            expires,
+            expires: now + time::Duration::days(7),
             renewed: None,
             rotated: None,
             device: Some(slates::DeviceId::generate().unwrap()),
+            // Within the last-seen interval (10 minutes) of every request timed: no request
+            // writes.
             last_seen: now,
-            label: String::new(),
+            label: "Firefox on Linux".into(),
             ip: None,
         };
         store.insert_token(&record).await.unwrap();
@@ -523,35 +603,25 @@ async fn scale_slates(users: usize, samples: usize, rounds: usize) -> ScaleRow {
             .unwrap();
     }
     let a2 = ALLOC.allocated();
-    let populate = started.elapsed();
-    let cookies: Vec<HeaderValue> = tokens.iter().map(cookie_of).collect();
-    drop(tokens);
-    let app = slates_app::app(slates);
-    let (ns, ns_active) = time_both(&app, &cookies, samples, rounds).await;
-    let per = |bytes: usize| bytes as f64 / users as f64;
-    ScaleRow {
-        users,
-        ns,
-        ns_active,
-        token_bytes: Some(per(a1 - a0)),
-        slate_bytes: Some(per(a2 - a1)),
-        session_bytes: per(a2 - a0),
-        populate,
+    Population {
+        app: slates_app::app(engine),
+        token_bytes: Some(a1 - a0),
+        slate_bytes: Some(a2 - a1),
+        total_bytes: Some(a2 - a0),
+        took: Duration::ZERO,
     }
 }
 
-async fn scale_tower_sessions(users: usize, samples: usize, rounds: usize) -> ScaleRow {
-    use tower_sessions::session::{Id, Record};
-    use tower_sessions::session_store::SessionStore;
-    let expiry_date = time::OffsetDateTime::now_utc() + time::Duration::days(14);
-    let store = tower_sessions::MemoryStore::default();
-    let mut ids: Vec<Id> = Vec::with_capacity(users);
-    let started = Instant::now();
+async fn populate_tower_sessions<S>(store: S, users: usize) -> Population
+where
+    S: tower_sessions::SessionStore + Clone,
+{
+    let expiry_date = time::OffsetDateTime::now_utc() + time::Duration::days(7);
     let a0 = ALLOC.allocated();
     for i in 0..users {
         let name = user_name(i);
-        let mut record = Record {
-            id: Id::default(),
+        let record = tower_sessions::session::Record {
+            id: session_id(i),
             data: [
                 ("user".to_owned(), serde_json::json!(name)),
                 (
@@ -563,92 +633,402 @@ async fn scale_tower_sessions(users: usize, samples: usize, rounds: usize) -> Sc
             .collect(),
             expiry_date,
         };
-        store.create(&mut record).await.unwrap();
-        ids.push(record.id);
+        store.save(&record).await.unwrap();
     }
     let a1 = ALLOC.allocated();
-    let populate = started.elapsed();
-    let cookies: Vec<HeaderValue> = ids
-        .iter()
-        .map(|id| HeaderValue::from_str(&format!("id={id}")).unwrap())
-        .collect();
-    let app = common::ts_app::with_store(store);
-    let (ns, ns_active) = time_both(&app, &cookies, samples, rounds).await;
-    ScaleRow {
-        users,
-        ns,
-        ns_active,
+    Population {
+        app: common::ts_app::with_store(store),
         token_bytes: None,
         slate_bytes: None,
-        // `ids` (16 bytes a user) was allocated before the baseline.
-        session_bytes: (a1 - a0) as f64 / users as f64,
-        populate,
+        total_bytes: Some(a1 - a0),
+        took: Duration::ZERO,
     }
 }
 
-fn fmt_users(n: usize) -> String {
-    match n {
-        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
-        n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
-        n => n.to_string(),
+/// `n` requests `GET <path>`, each with the cookie of the user `draw` picks; each must
+/// answer 200.
+async fn requests(
+    app: &Router,
+    system: Scale,
+    path: &str,
+    n: usize,
+    draw: &mut impl FnMut() -> usize,
+) {
+    for _ in 0..n {
+        let req = Request::get(path)
+            .header(COOKIE, system.cookie(draw()))
+            .body(Body::empty())
+            .unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), 200, "{} GET {path}", system.label());
     }
+}
+
+/// Median ns per request over `rounds` passes of `samples` requests, after one warm-up
+/// pass; `draw` goes on drawing across passes (no pass replays another's users).
+async fn time_draws(
+    app: &Router,
+    system: Scale,
+    path: &str,
+    (samples, rounds): (usize, usize),
+    mut draw: impl FnMut() -> usize,
+) -> f64 {
+    let mut per_round = Vec::new();
+    for round in 0..=rounds {
+        let start = Instant::now();
+        requests(app, system, path, samples, &mut draw).await;
+        if round > 0 {
+            per_round.push(start.elapsed().as_nanos() as f64 / samples as f64);
+        }
+    }
+    median(&mut per_round)
+}
+
+/// The seed of the "any user" draws (the valgrind run draws the same users).
+const ANY_USER_SEED: u64 = 0x2545_F491_4F6C_DD1D;
+
+/// The cache simulated by valgrind: this machine's (lscpu: 32 KiB L1i and 48 KiB L1d per
+/// core, a 32 MiB 16-way L3 as the last level), given explicitly so that every machine
+/// simulates the same one (valgrind's detection reads 512 MiB here, through the VM's cpuid).
+const CACHE_SIM: [&str; 3] = ["--I1=32768,8,64", "--D1=49152,12,64", "--LL=33554432,16,64"];
+
+/// The functions whose requests are counted; callgrind names them by their path.
+const PROBES: [&str; 2] = ["scenarios::probe_profile", "scenarios::probe_me"];
+
+/// Simulated last-level cache misses per request, `GET /profile` then `GET /me`, each with a
+/// fresh random user: this bench runs itself under `valgrind --tool=callgrind
+/// --cache-sim=yes` with instrumentation off while it populates (a few times slower than
+/// native), switches it on (`callgrind_control -i on`), warms the simulated caches with
+/// `warm` requests, then counts misses (instruction and data, reads and writes) over
+/// `measured` requests of each route ([`probe_profile`], [`probe_me`]: `--toggle-collect`
+/// of each, read as the inclusive cost of its call).
+fn ll_misses(
+    system: Scale,
+    users: usize,
+    warm: usize,
+    measured: usize,
+) -> Result<[f64; 2], String> {
+    let dir = std::env::temp_dir();
+    let stem = format!("slates-s4-{}-{}-{users}", std::process::id(), system.id());
+    let out = dir.join(format!("{stem}.callgrind"));
+    let log = dir.join(format!("{stem}.log"));
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let status = std::process::Command::new("valgrind")
+        .args(["--tool=callgrind", "--cache-sim=yes", "--instr-atstart=no"])
+        .args(CACHE_SIM)
+        .args(PROBES.map(|probe| format!("--toggle-collect={probe}")))
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg(format!("--log-file={}", log.display()))
+        .arg(exe)
+        .env(
+            "SLATES_BENCH_PROBE",
+            format!("{},{users},{warm},{measured}", system.id()),
+        )
+        .env("SLATES_BENCH_ONLY", "4")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| format!("valgrind did not start: {e}"))?;
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let _ = std::fs::remove_file(&out);
+    if !status.success() {
+        let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = log_text.lines().rev().take(15).collect();
+        return Err(format!(
+            "valgrind run failed ({status}): {}",
+            tail.join(" | ")
+        ));
+    }
+    let _ = std::fs::remove_file(&log);
+    let events: Vec<&str> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("events:"))
+        .ok_or("no events line in callgrind's output")?
+        .split_whitespace()
+        .collect();
+    let per_request = |probe: &str| -> Result<f64, String> {
+        let counts = inclusive_counts(&text, probe)
+            .ok_or(format!("no call of {probe} in callgrind's output"))?;
+        // Callgrind leaves out trailing zero counts.
+        let count = |name: &str| {
+            events
+                .iter()
+                .position(|e| *e == name)
+                .map(|i| counts.get(i).copied().unwrap_or(0))
+                .ok_or(format!("no {name} event in callgrind's output"))
+        };
+        if count("Ir")? < measured as u64 {
+            return Err(format!("callgrind counted nothing in {probe}"));
+        }
+        let misses = count("ILmr")? + count("DLmr")? + count("DLmw")?;
+        Ok(misses as f64 / measured as f64)
+    };
+    Ok([per_request(PROBES[0])?, per_request(PROBES[1])?])
+}
+
+/// The counts of the calls to `function` in a callgrind output file, callees included: the
+/// cost line under each `cfn=` arc to it (its first field is the position).
+fn inclusive_counts(text: &str, function: &str) -> Option<Vec<u64>> {
+    // A name is given once, with its id; later mentions give the id alone.
+    let id = text.lines().find_map(|line| {
+        let named = line.strip_prefix("cfn=").or(line.strip_prefix("fn="))?;
+        let (id, name) = named.split_once(' ')?;
+        (name == function).then_some(id)
+    })?;
+    let mut counts: Vec<u64> = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let Some(callee) = line.strip_prefix("cfn=") else {
+            continue;
+        };
+        if callee.split(' ').next() != Some(id) {
+            continue;
+        }
+        let (Some(_calls), Some(cost)) = (lines.next(), lines.next()) else {
+            break;
+        };
+        for (i, n) in cost.split_whitespace().skip(1).enumerate() {
+            if counts.len() <= i {
+                counts.resize(i + 1, 0);
+            }
+            counts[i] += n.parse::<u64>().unwrap_or(0);
+        }
+    }
+    (!counts.is_empty()).then_some(counts)
+}
+
+/// The child side of [`ll_misses`] (`SLATES_BENCH_PROBE=<system>,<users>,<warm>,<measured>`).
+fn probe_child(spec: &str) {
+    let parts: Vec<&str> = spec.split(',').collect();
+    let [system, users, warm, measured] = parts[..] else {
+        panic!("SLATES_BENCH_PROBE={spec}: expected <system>,<users>,<warm>,<measured>");
+    };
+    let system = Scale::from_id(system).expect("SLATES_BENCH_PROBE: unknown system");
+    let [users, warm, measured] = [users, warm, measured].map(|n| n.parse::<usize>().unwrap());
+    let rt = current_thread();
+    let population = rt.block_on(populate_scale(system, users));
+    let mut draws = Draws(ANY_USER_SEED);
+    let mut any_user = || draws.below(users);
+    callgrind_instrumentation_on();
+    rt.block_on(requests(
+        &population.app,
+        system,
+        "/profile",
+        warm,
+        &mut any_user,
+    ));
+    probe_profile(&rt, &population.app, system, measured, &mut any_user);
+    probe_me(&rt, &population.app, system, measured, &mut any_user);
+}
+
+/// Asks callgrind to instrument from now on. `callgrind_control` reaches this process
+/// through valgrind's gdbserver, which answers while the process runs code: spin until it
+/// has.
+fn callgrind_instrumentation_on() {
+    let mut control = std::process::Command::new("callgrind_control")
+        .args(["-i", "on", &std::process::id().to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("callgrind_control (valgrind's) is needed");
+    let status = loop {
+        if let Some(status) = control.try_wait().unwrap() {
+            break status;
+        }
+        std::hint::spin_loop();
+    };
+    assert!(status.success(), "callgrind_control -i on failed: {status}");
+}
+
+/// The `GET /profile` requests whose cache misses are counted ([`PROBES`]).
+#[inline(never)]
+fn probe_profile(
+    rt: &tokio::runtime::Runtime,
+    app: &Router,
+    system: Scale,
+    n: usize,
+    draw: &mut impl FnMut() -> usize,
+) {
+    rt.block_on(requests(app, system, "/profile", n, draw));
+}
+
+/// The `GET /me` requests whose cache misses are counted ([`PROBES`]).
+#[inline(never)]
+fn probe_me(
+    rt: &tokio::runtime::Runtime,
+    app: &Router,
+    system: Scale,
+    n: usize,
+    draw: &mut impl FnMut() -> usize,
+) {
+    rt.block_on(requests(app, system, "/me", n, draw));
+}
+
+/// Whether valgrind (with `callgrind_control`) can be run; in CI it must (`.ci/install-valgrind`).
+fn valgrind_available() -> bool {
+    let runs = |cmd: &str| {
+        std::process::Command::new(cmd)
+            .arg(if cmd == "valgrind" { "--version" } else { "-h" })
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok()
+    };
+    let found = runs("valgrind") && runs("callgrind_control");
+    if !found && std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("valgrind is needed for scenario 4's cache misses: run .ci/install-valgrind");
+    }
+    found
 }
 
 fn scenario4_memory(run: &mut Run, quick: bool) {
+    if let Ok(spec) = std::env::var("SLATES_BENCH_PROBE") {
+        probe_child(&spec);
+        std::process::exit(0);
+    }
     let sizes: &[usize] = if quick {
         &[1_000, 10_000]
     } else {
         &[1_000, 100_000, 1_000_000]
     };
-    let (samples, rounds) = if quick { (2_000, 3) } else { (20_000, 5) };
+    let passes = if quick { (2_000, 3) } else { (20_000, 5) };
+    let (warm, measured) = if quick {
+        (2_000, 2_000)
+    } else {
+        (40_000, 10_000)
+    };
+    let valgrind = valgrind_available();
     let rt = current_thread();
-    let mut table = Table::new(
-        "Scenario 4: scale, memory stores (live tokens and users)",
+    let mut profile = Table::new(
+        "Scenario 4: scale, memory stores: GET /profile (token check and profile read)",
         &[
             "system",
             "users (= live tokens)",
             "ns/request, any user",
             "x 1k",
             "ns/request, 1k active users",
+            "LL misses/request, any user",
             "heap per token",
             "heap per user slate",
             "heap per user, total",
             "populated in",
         ],
     );
+    let mut me = Table::new(
+        "Scenario 4: scale, memory stores: GET /me (token check only)",
+        &[
+            "system",
+            "users (= live tokens)",
+            "ns/request, any user",
+            "x 1k",
+            "LL misses/request, any user",
+        ],
+    );
     let b = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0} B"));
-    for kind in [Kind::Engine, Kind::TowerSessions] {
+    for system in Scale::ALL {
         let mut first = None;
+        // Bare axum keeps nothing per user: one size says it all.
+        let sizes = if system == Scale::Bare {
+            &sizes[..1]
+        } else {
+            sizes
+        };
         for &users in sizes {
-            let row = match kind {
-                Kind::Engine => rt.block_on(scale_slates(users, samples, rounds)),
-                _ => rt.block_on(scale_tower_sessions(users, samples, rounds)),
+            let population = rt.block_on(populate_scale(system, users));
+            let app = &population.app;
+            let mut draws = Draws(ANY_USER_SEED);
+            let mut any_user = || draws.below(users);
+            let ns = rt.block_on(time_draws(app, system, "/profile", passes, &mut any_user));
+            let ns_me = rt.block_on(time_draws(app, system, "/me", passes, &mut any_user));
+            let mut pick = Draws(!ANY_USER_SEED);
+            let hot: Vec<usize> = (0..1_000.min(users)).map(|_| pick.below(users)).collect();
+            let ns_active = rt.block_on(time_draws(app, system, "/profile", passes, || {
+                hot[pick.below(hot.len())]
+            }));
+            let per = |bytes: Option<usize>| bytes.map(|b| b as f64 / users as f64);
+            let heap = [
+                b(per(population.token_bytes)),
+                b(per(population.slate_bytes)),
+                b(per(population.total_bytes)),
+            ];
+            let took = population.took;
+            drop(population);
+            let misses = match valgrind.then(|| ll_misses(system, users, warm, measured)) {
+                None => ["-".to_owned(), "-".to_owned()],
+                Some(Ok(m)) => m.map(|m| format!("{m:.2}")),
+                Some(Err(e)) => {
+                    eprintln!("scenario 4: {} at {users} users: {e}", system.label());
+                    ["failed".to_owned(), "failed".to_owned()]
+                }
             };
-            let base = *first.get_or_insert(row.ns);
-            table.row(vec![
-                kind.label().into(),
-                fmt_users(row.users),
-                fmt_ns(row.ns),
-                format!("{:.2}", row.ns / base),
-                fmt_ns(row.ns_active),
-                b(row.token_bytes),
-                b(row.slate_bytes),
-                format!("{:.0} B", row.session_bytes),
-                format!("{:.1} s", row.populate.as_secs_f64()),
+            let [misses_profile, misses_me] = misses;
+            let (base, base_me) = *first.get_or_insert((ns, ns_me));
+            let label = system.label().to_owned();
+            let users = if system == Scale::Bare {
+                "-".to_owned()
+            } else {
+                fmt_users(users)
+            };
+            let mut row = vec![
+                label.clone(),
+                users.clone(),
+                fmt_ns(ns),
+                format!("{:.2}", ns / base),
+                fmt_ns(ns_active),
+                misses_profile,
+            ];
+            row.extend(heap);
+            row.push(format!("{:.1} s", took.as_secs_f64()));
+            profile.row(row);
+            me.row(vec![
+                label,
+                users,
+                fmt_ns(ns_me),
+                format!("{:.2}", ns_me / base_me),
+                misses_me,
             ]);
         }
     }
-    table.note(format!(
+    profile.note(format!(
         "Each user has one live token and a user slate (a profile: name, time zone, 3 \
          permissions, 3 panels); for tower-sessions, one session record holding `user` and the \
-         same profile. `GET /me` with the cookie of a user drawn at random from the whole \
-         population (\"any user\"), or from a fixed set of 1,000 of them (\"1k active \
-         users\": the same lookups on the same structures, with a working set that fits in \
-         cache); {samples} draws, median of {rounds} passes, one thread. Heap bytes are live \
-         bytes counted by a global allocator (after populating, minus before, per user; hash \
-         table slack included; malloc's own few bytes per allocation are not)."
+         same profile; the moka variant puts tower-sessions' `CachingSessionStore` with a moka \
+         cache of {} sessions (the figure of `tower-sessions-moka-store`'s example) in front of \
+         its memory store (`benches/common/moka.rs`). `GET /profile` answers the profile's \
+         display name: slates checks the token and reads the user slate into a struct \
+         (`CurrentUser::profile`), tower-sessions loads the session and reads `profile`, bare \
+         axum answers a name it has. Every request carries the cookie of a user drawn at \
+         random, afresh, from the whole population (\"any user\"), or from a fixed set of \
+         1,000 of them (\"1k active users\": the same work on a working set that fits in \
+         cache); {} requests a pass, median of {} passes after a warm-up pass, one thread. A \
+         cookie is derived from the user's number, not stored, so that drawing a user reads \
+         no memory (formatting it is part of every figure, bare axum's too).",
+        common::moka::CAPACITY,
+        passes.0,
+        passes.1,
     ));
-    run.tables.push(table);
+    profile.note(format!(
+        "LL misses: simulated last-level cache misses per request (instruction and data, reads \
+         and writes) by `valgrind --tool=callgrind --cache-sim=yes {}`: the bench runs itself \
+         under callgrind with instrumentation off while it populates, switches it on, warms the \
+         simulated caches with {warm} requests, and counts {measured} more of each route (any \
+         user). Heap bytes are live bytes counted by a global allocator (after populating, \
+         minus before, per user; hash table slack included; malloc's own few bytes per \
+         allocation are not). Tokens were last seen at population, within the 10-minute \
+         last-seen interval, so no request writes.{}",
+        CACHE_SIM.join(" "),
+        if valgrind {
+            ""
+        } else {
+            " valgrind was not found: no misses measured (`.ci/install-valgrind`)."
+        }
+    ));
+    me.note(
+        "The same populations, draws and valgrind runs as the table above; `GET /me` answers \
+         the username: slates checks the token only, tower-sessions loads the session and \
+         reads `user`.",
+    );
+    run.tables.push(profile);
+    run.tables.push(me);
 }
 
 // ------------------------------------------------------------------- scenarios 4 and 5: MongoDB

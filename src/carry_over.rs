@@ -9,12 +9,12 @@
 //! only its reply was lost, the data is then in both places: a retry would carry it twice.
 
 use bson::{Bson, Document};
-use time::Duration;
+use time::{Duration, OffsetDateTime};
 
 use crate::auth::Auth;
 use crate::error::{Error, Result};
 use crate::names::{SlateName, Username};
-use crate::store::{SlateDoc, SlateKey};
+use crate::store::SlateKey;
 use crate::user_slates::UserSlates;
 use crate::visitor::GuestSlates;
 use crate::workflow::Workflow;
@@ -98,8 +98,10 @@ impl GuestSlates {
             let key = SlateKey::new(owner.user.clone(), SlateName::new(rule.slate)?);
             let taken = core.track(core.slates.take_slate(&key, core.now()).await)?;
             let Some(taken) = taken else { continue };
-            if let Err(e) = apply(user, rule, &taken.doc).await {
-                put_back(self, &key, &taken).await;
+            // A copy of its fields: the rules read them as values and write them back.
+            let doc = taken.doc.to_document()?;
+            if let Err(e) = apply(user, rule, &doc).await {
+                put_back(self, &key, &doc, taken.expires).await;
                 return Err(e);
             }
             carried += 1;
@@ -147,14 +149,20 @@ async fn apply(user: &UserSlates, rule: &CarryOver, doc: &Document) -> Result<()
     Ok(())
 }
 
-/// Puts a taken guest slate back, unless the guest wrote that slate again meanwhile (an
-/// insert that never replaces a live slate). Best effort: a failure is logged.
-async fn put_back(guest: &GuestSlates, key: &SlateKey, taken: &SlateDoc) {
+/// Puts a taken guest slate (`doc`, expiring at `expires`) back, unless the guest wrote that
+/// slate again meanwhile (an insert that never replaces a live slate). Best effort: a
+/// failure is logged.
+async fn put_back(
+    guest: &GuestSlates,
+    key: &SlateKey,
+    doc: &Document,
+    expires: Option<OffsetDateTime>,
+) {
     let core = guest.core();
     let now = core.now();
     let restored = core
         .slates
-        .replace_slate_if(key, None, &taken.doc, taken.expires, now)
+        .replace_slate_if(key, None, doc, expires, now)
         .await;
     match restored {
         Ok(Some(_)) => {}

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
-use bson::Document;
+use bson::RawDocument;
 use http::request::Parts;
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
@@ -70,15 +70,17 @@ impl CurrentUser {
         self.identity().expires
     }
 
-    /// The profile, raw: read from the store on the first profile read of the request, then
-    /// kept (`None` if the user has none yet). No copy is made.
+    /// The profile as raw BSON: read from the store on the first profile read of the
+    /// request, then kept (`None` if the user has none yet). No copy is made; read fields with
+    /// [`RawDocument`]'s getters (`get_str`, `get_i64`, ...), or convert it with
+    /// `bson::Document::try_from`.
     ///
     /// A stored document that slates cannot read (its `_v` or `_expires` edited by hand to
     /// another type) is [`Error::MalformedDocument`](crate::Error::MalformedDocument): only
     /// this call fails, the request itself and handlers that do not read the profile
     /// proceed. A store failure is an error too (503 when returned from a handler).
-    pub async fn raw_profile(&self) -> Result<Option<&Document>> {
-        Ok(self.loaded().await?.map(|s| &*s.doc))
+    pub async fn raw_profile(&self) -> Result<Option<&RawDocument>> {
+        Ok(self.loaded().await?.map(|s| s.doc.as_raw()))
     }
 
     /// The profile's version (`None` if the user has none), read like
@@ -88,14 +90,14 @@ impl CurrentUser {
     }
 
     /// The profile, deserialized into `T` (`None` if the user has none yet), read like
-    /// [`raw_profile`](Self::raw_profile). Fields that do not fit `T` are
+    /// [`raw_profile`](Self::raw_profile), straight from its bytes. Fields that do not fit `T` are
     /// [`Error::Deserialize`](crate::Error::Deserialize). To write it, use
     /// [`UserSlates::profile_slate`](crate::UserSlates::profile_slate); a `put` of the
     /// profile repairs a malformed document.
     pub async fn profile<T: DeserializeOwned>(&self) -> Result<Option<T>> {
         match self.loaded().await? {
             None => Ok(None),
-            Some(s) => Ok(Some(bson::from_document((*s.doc).clone())?)),
+            Some(s) => Ok(Some(s.doc.deserialize()?)),
         }
     }
 

@@ -9,7 +9,6 @@
 //! either taken with them or left for the next read, never lost or shown twice. Unread
 //! messages expire [`FLASH_TTL`] after the last one was written.
 
-use bson::Bson;
 use time::Duration;
 
 use crate::error::Result;
@@ -40,12 +39,12 @@ pub(crate) async fn take(slate: RawSlate) -> Result<Vec<String>> {
     let Some(taken) = slate.take_doc().await? else {
         return Ok(Vec::new());
     };
-    Ok(match taken.doc.get(MESSAGES) {
-        Some(Bson::Array(items)) => items
-            .iter()
-            .filter_map(|m| m.as_str().map(str::to_owned))
+    Ok(match taken.doc.get_array(MESSAGES) {
+        Ok(items) => items
+            .into_iter()
+            .filter_map(|m| m.ok()?.as_str().map(str::to_owned))
             .collect(),
-        _ => Vec::new(),
+        Err(_) => Vec::new(),
     })
 }
 

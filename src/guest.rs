@@ -17,9 +17,9 @@
 //!
 //! [`Config::guest_idle_timeout`]: crate::Config::guest_idle_timeout
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 
-use bson::{doc, Document};
+use bson::doc;
 use http::HeaderMap;
 use time::OffsetDateTime;
 
@@ -28,7 +28,7 @@ use crate::cookie::{token_from_headers, CookieChange, CookieToken};
 use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::names::{SlateName, Username};
-use crate::store::SlateKey;
+use crate::store::{SharedRawDocument, SlateKey};
 use crate::sync::lock;
 use crate::token::Token;
 
@@ -43,7 +43,7 @@ pub(crate) struct GuestOwner {
     /// The record's version and expiry as last read or written.
     version: i64,
     expires: OffsetDateTime,
-    record: Arc<Document>,
+    record: SharedRawDocument,
 }
 
 /// What the request knows about its guest.
@@ -181,7 +181,7 @@ impl GuestState {
                         user,
                         version,
                         expires,
-                        record: Arc::new(record),
+                        record: SharedRawDocument::from_document(&record)?,
                     });
                 }
                 Ok(None) => continue,
@@ -213,13 +213,12 @@ impl GuestState {
         };
         let key = record_key(&owner.user);
         let expires = now + idle;
-        let swap = core.slates.replace_slate_if(
-            &key,
-            Some(owner.version),
-            &owner.record,
-            Some(expires),
-            now,
-        );
+        let Ok(record) = owner.record.to_document() else {
+            return owner; // a record edited by hand: a later write renews, or it expires
+        };
+        let swap =
+            core.slates
+                .replace_slate_if(&key, Some(owner.version), &record, Some(expires), now);
         match core.track(swap.await) {
             Ok(Some(version)) => {
                 owner.version = version;

@@ -189,7 +189,7 @@ pub use crate::slate_update::SlateUpdate;
 pub use crate::stats::{LookupLatency, Stats};
 #[cfg(feature = "mongodb")]
 pub use crate::store::MongoStore;
-pub use crate::store::{Layout, MemoryStore, SlateDoc, Store};
+pub use crate::store::{Layout, MemoryStore, SharedRawDocument, SlateDoc, Store};
 pub use crate::token::{Token, TokenHash};
 pub use crate::user_slates::UserSlates;
 pub use crate::visitor::{GuestSlates, VisitorSlates};

@@ -127,9 +127,13 @@ impl SlateName {
     /// The name of the user slate, read near the start of most requests.
     pub const USER: &'static str = "user";
 
-    /// Validates `name` as a slate name.
+    /// Validates `name` as a slate name. `"user"` is [`user`](Self::user), the one shared
+    /// allocation.
     pub fn new(name: &str) -> Result<Self> {
         Self::validate(name)?;
+        if name == Self::USER {
+            return Ok(Self::user());
+        }
         Ok(SlateName(Arc::from(name)))
     }
 

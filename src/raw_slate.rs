@@ -123,7 +123,7 @@ impl RawSlate {
     pub async fn get<T: DeserializeOwned>(&self) -> Result<Option<T>> {
         match self.get_doc().await? {
             None => Ok(None),
-            Some(s) => Ok(Some(from_doc(s.doc)?)),
+            Some(s) => Ok(Some(s.doc.deserialize()?)),
         }
     }
 
@@ -142,7 +142,7 @@ impl RawSlate {
     pub async fn take<T: DeserializeOwned>(&self) -> Result<Option<T>> {
         match self.take_doc().await? {
             None => Ok(None),
-            Some(s) => Ok(Some(from_doc(s.doc)?)),
+            Some(s) => Ok(Some(s.doc.deserialize()?)),
         }
     }
 
@@ -302,7 +302,7 @@ impl RawSlate {
                 tokio::task::yield_now().await;
             }
             let (mut value, expected, old_expires) = match self.get_doc().await? {
-                Some(s) => (from_doc(s.doc)?, Some(s.version), s.expires),
+                Some(s) => (s.doc.deserialize()?, Some(s.version), s.expires),
                 None => match init.as_mut() {
                     Some(init) => (init(), None, None),
                     None => return Ok(Modified::Missing),
@@ -426,10 +426,6 @@ impl std::fmt::Debug for RawSlate {
             .field("expires_in", &self.expires_in)
             .finish()
     }
-}
-
-fn from_doc<T: DeserializeOwned>(doc: Arc<Document>) -> Result<T> {
-    Ok(bson::from_document(Arc::unwrap_or_clone(doc))?)
 }
 
 fn to_document<T: Serialize + ?Sized>(value: &T) -> Result<Document> {

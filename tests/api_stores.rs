@@ -409,7 +409,7 @@ async fn intercepts_compose_over_a_shared_store() {
     );
     assert_eq!(s.inc("n", 1).await.unwrap(), 2, "neither refusal wrote");
     let (_, _, doc) = memory.dump_slates().pop().unwrap();
-    assert_eq!(*doc, doc! {"n": 2_i64}, "two increments, no more");
+    assert_eq!(doc, doc! {"n": 2_i64}, "two increments, no more");
 
     // `store::open` gives a shared store that decorators wrap the same way.
     let opened = slates::store::open(None).await.unwrap();

@@ -339,7 +339,7 @@ async fn read(store: &dyn Store, key: &SlateKey) -> Option<Document> {
         .get_slate(key, now())
         .await
         .expect("get_slate")
-        .map(|s| (*s.doc).clone())
+        .map(|s| s.doc.to_document().expect("stored fields"))
 }
 
 /// Exact equality: same fields in the same order with the same BSON types and bits.

@@ -20,9 +20,9 @@ async fn h_name(user: Option<CurrentUser>) -> String {
 
 /// Asks for the identity through two extractors and reads the profile three times.
 async fn h_profile_thrice(user: CurrentUser, slates: UserSlates) -> Result<String, Error> {
-    let a = user.raw_profile().await?.map(|d| d.len());
+    let a = user.raw_profile().await?.map(|d| d.iter().count());
     let b = user.profile_version().await?;
-    let c = user.raw_profile().await?.map(|d| d.len());
+    let c = user.raw_profile().await?.map(|d| d.iter().count());
     assert_eq!(a, c);
     Ok(format!(
         "{} {} {:?}",

@@ -127,7 +127,7 @@ async fn outage_answers_503_and_recovery_needs_no_rebuild() {
     // Every acknowledged increment is there (an unacknowledged one may have landed too),
     // and the slate still reads as a whole slate (its version readable).
     let counter = ada.raw_slate("counter").get_doc().await.unwrap().unwrap();
-    let hits = match counter.doc.get("hits") {
+    let hits = match counter.doc.to_document().unwrap().get("hits") {
         Some(Bson::Int64(n)) => *n,
         Some(Bson::Int32(n)) => i64::from(*n),
         other => panic!("hits: {other:?}"),

@@ -125,7 +125,7 @@ async fn stalled_server_loses_no_acknowledged_increment() {
 
 async fn hits(counter: &slates::RawSlate) -> i64 {
     let doc = counter.get_doc().await.unwrap().unwrap();
-    match doc.doc.get("hits") {
+    match doc.doc.to_document().unwrap().get("hits") {
         Some(bson::Bson::Int32(n)) => i64::from(*n),
         Some(bson::Bson::Int64(n)) => *n,
         other => panic!("hits: {other:?}"),

@@ -630,7 +630,7 @@ fn an_added_upward_import_is_caught() {
     // And through the store: a store submodule importing the facade.
     let mut files = read_src();
     files
-        .get_mut("store/memory.rs")
+        .get_mut("store/memory/mod.rs")
         .unwrap()
         .push_str("use crate::user_slates::UserSlates;");
     assert!(top_level_cycle(&files).is_some());

@@ -3,7 +3,8 @@
 //!
 //! Systems:
 //! - **slates** on its `MemoryStore`;
-//! - **tower-sessions** 0.15 on its `MemoryStore` (lazy load, whole-record save at the end);
+//! - **tower-sessions** 0.15 on its `MemoryStore` (lazy load, whole-record save at the end),
+//!   and (scenario 4) the same behind a moka cache ([`moka`]);
 //! - **locking session**: [`locking`], a reference middleware that holds a per-session
 //!   `tokio::sync::Mutex` for the whole request (PHP file sessions, CherryPy's default);
 //! - **bare axum**: no session layer, the floor.
@@ -16,6 +17,7 @@
 pub mod callgrind;
 pub mod chart;
 pub mod locking;
+pub mod moka;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
 pub mod report;
@@ -50,6 +52,8 @@ pub enum Kind {
     Engine,
     /// tower-sessions 0.15, `MemoryStore`.
     TowerSessions,
+    /// tower-sessions 0.15, `MemoryStore` behind its moka cache ([`moka`]).
+    TowerSessionsMoka,
     /// The locking reference session.
     Locking,
     /// axum without a session layer.
@@ -61,9 +65,10 @@ pub enum Kind {
 
 impl Kind {
     /// Every system, in table order.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Engine,
         Kind::TowerSessions,
+        Kind::TowerSessionsMoka,
         Kind::Locking,
         Kind::Bare,
         Kind::Floor,
@@ -76,6 +81,7 @@ impl Kind {
         match self {
             Kind::Engine => "slates",
             Kind::TowerSessions => "tower-sessions 0.15",
+            Kind::TowerSessionsMoka => "tower-sessions 0.15 + moka cache",
             Kind::Locking => "locking session",
             Kind::Bare => "bare axum",
             Kind::Floor => "floor (bare axum + cookie split + SHA-256 + map lookup)",
@@ -87,6 +93,7 @@ impl Kind {
         match self {
             Kind::Engine => "slates",
             Kind::TowerSessions => "tower_sessions",
+            Kind::TowerSessionsMoka => "tower_sessions_moka",
             Kind::Locking => "locking",
             Kind::Bare => "bare",
             Kind::Floor => "floor",
@@ -98,6 +105,7 @@ impl Kind {
         match self {
             Kind::Engine => slates_app::app(slates_app::memory().await),
             Kind::TowerSessions => ts_app::app(),
+            Kind::TowerSessionsMoka => ts_app::with_store(moka::cached_memory_store()),
             Kind::Locking => locking_app::app(),
             Kind::Bare => bare_app::app(),
             Kind::Floor => floor_app::app(),
@@ -236,6 +244,7 @@ pub mod slates_app {
         Router::new()
             .route("/login/{user}", post(login))
             .route("/me", get(me))
+            .route("/profile", get(profile))
             .route("/add", post(add))
             .route("/add-cas", post(add_cas))
             .route("/items", get(items))
@@ -263,6 +272,16 @@ pub mod slates_app {
     /// Scenario 1: the user's name, no store call beyond what the layer did.
     pub async fn me(user: CurrentUser) -> String {
         user.username().to_owned()
+    }
+
+    /// Scenario 4: the display name from the profile (the token lookup, then one slate
+    /// read).
+    pub async fn profile(user: CurrentUser) -> Response {
+        match user.profile::<Profile>().await {
+            Ok(Some(p)) => p.name.into_response(),
+            Ok(None) => StatusCode::NOT_FOUND.into_response(),
+            Err(e) => error(e),
+        }
     }
 
     async fn add(slates: UserSlates) -> Response {
@@ -326,19 +345,20 @@ pub fn long_hold() -> Duration {
     Duration::from_millis(500)
 }
 
-/// tower-sessions 0.15 on its `MemoryStore`.
+/// tower-sessions 0.15 on its `MemoryStore` (or, scenario 4, any session store).
 pub mod ts_app {
     use super::*;
-    use tower_sessions::{MemoryStore, Session, SessionManagerLayer};
+    use tower_sessions::{MemoryStore, Session, SessionManagerLayer, SessionStore};
 
     pub fn app() -> Router {
         with_store(MemoryStore::default())
     }
 
-    pub fn with_store(store: MemoryStore) -> Router {
+    pub fn with_store<S: SessionStore + Clone>(store: S) -> Router {
         Router::new()
             .route("/login/{user}", post(login))
             .route("/me", get(me))
+            .route("/profile", get(profile))
             .route("/add", post(add))
             .route("/items", get(items))
             .route("/slow-write", post(slow_write))
@@ -372,6 +392,15 @@ pub mod ts_app {
         match user(&session).await {
             Ok(u) => u.into_response(),
             Err(r) => r,
+        }
+    }
+
+    /// Scenario 4: the display name from the profile the session holds.
+    pub async fn profile(session: Session) -> Response {
+        match session.get::<Profile>("profile").await {
+            Ok(Some(p)) => p.name.into_response(),
+            Ok(None) => StatusCode::UNAUTHORIZED.into_response(),
+            Err(e) => error(e),
         }
     }
 
@@ -512,6 +541,7 @@ pub mod bare_app {
         Router::new()
             .route("/login/{user}", post(|| async { "ok" }))
             .route("/me", get(me))
+            .route("/profile", get(profile))
             .route(
                 "/long",
                 get(|| async {
@@ -524,6 +554,11 @@ pub mod bare_app {
     /// Scenario 1: a handler that returns a name it already has.
     pub async fn me() -> String {
         "ada".to_owned()
+    }
+
+    /// Scenario 4: a display name it already has.
+    pub async fn profile() -> String {
+        "User ada".to_owned()
     }
 }
 

@@ -54,7 +54,6 @@ pub mod timezone;
 pub mod upload;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{DefaultBodyLimit, Form, Multipart, Query, State};
@@ -311,7 +310,7 @@ async fn upload_in_progress(
     let Some(doc) = import.get_doc().await? else {
         return Ok(None);
     };
-    let upload = slates::bson::from_document(Arc::unwrap_or_clone(doc.doc))?;
+    let upload = doc.doc.deserialize()?;
     Ok(Some((upload, doc.version, doc.expires)))
 }
 

@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::invalidation::{Freshness, Invalidation, InvalidationChannel, InvalidationSink};
-use super::size::stored_size;
 use super::{
     Expiry, SlateDoc, SlateKey, SlateStore, StoreFuture, StoreOptions, TokenRecord, TokenStore,
     UpdateOp, Updated,
@@ -559,7 +558,7 @@ impl SlateStore for Cached {
             if let Some(started) = started {
                 let bytes = std::mem::size_of::<Entry<Option<SlateDoc>>>()
                     + key.user.as_str().len()
-                    + slate.as_ref().map_or(0, |s| stored_size(key, &s.doc));
+                    + slate.as_ref().map_or(0, |s| s.doc.as_bytes().len());
                 let user = key.user.clone();
                 self.fill(|m| &mut m.profiles, started, user, slate.clone(), bytes);
             }

@@ -26,6 +26,7 @@ mod memory;
 mod mongo;
 mod options;
 mod records;
+mod shared_document;
 mod size;
 mod traits;
 mod update;
@@ -46,6 +47,7 @@ pub use mongo::{
 };
 pub use options::{Layout, StoreOptions};
 pub use records::{Expiry, SlateDoc, SlateKey, TokenRecord, UpdateOp, Updated};
+pub use shared_document::SharedRawDocument;
 pub use traits::{SlateStore, Store, TokenStore};
 pub use update::check_ops;
 pub use version::fresh_version;

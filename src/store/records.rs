@@ -1,11 +1,10 @@
 //! The records stores exchange with the engine: token records, slate keys and documents,
 //! update operators, and the expiry rule of a write.
 
-use std::sync::Arc;
-
-use bson::{Bson, Document};
+use bson::Bson;
 use time::OffsetDateTime;
 
+use super::SharedRawDocument;
 use crate::device_id::DeviceId;
 use crate::names::{SlateName, Username};
 use crate::token::TokenHash;
@@ -87,9 +86,10 @@ impl SlateKey {
 /// A slate document as read from a store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SlateDoc {
-    /// The user's fields, without `_id`, `_v` and `_expires`. Shared so that handing the user
-    /// slate to a handler costs no copy.
-    pub doc: Arc<Document>,
+    /// The user's fields, without `_id`, `_v` and `_expires`, as raw BSON. Shared so that
+    /// handing the user slate to a handler costs no copy; a typed read deserializes straight
+    /// from its bytes ([`SharedRawDocument::deserialize`]).
+    pub doc: SharedRawDocument,
     /// The version: a fresh random 64-bit value on every write ([`fresh_version`](super::fresh_version)), so a
     /// version seen by a reader never matches a later write, nor a later incarnation of the
     /// slate after a delete or an expiry. Compare versions for equality only.

@@ -3,23 +3,36 @@
 
 use bson::{doc, Document};
 
-use super::{SlateKey, UpdateOp, MAX_DOCUMENT_BYTES};
+use super::{SharedRawDocument, SlateKey, UpdateOp, MAX_DOCUMENT_BYTES};
 use crate::error::{Error, Result};
 
 /// Size the stored document would have, counting what the Mongo store adds (`_id` with
-/// both key parts, `_v`, `_expires`).
-pub(crate) fn stored_size(key: &SlateKey, doc: &Document) -> usize {
+/// both key parts, `_v`, `_expires`), for user fields of `len` bytes of BSON.
+fn stored_len(key: &SlateKey, len: usize) -> usize {
     const OVERHEAD: usize = 64;
-    bson::to_vec(doc).map(|v| v.len()).unwrap_or(usize::MAX)
-        + key.user.len()
-        + key.slate.len()
-        + OVERHEAD
+    len.saturating_add(key.user.len() + key.slate.len() + OVERHEAD)
+}
+
+/// Size the stored document would have (see [`stored_len`]); a document that cannot be
+/// serialized counts as too large.
+pub(crate) fn stored_size(key: &SlateKey, doc: &Document) -> usize {
+    stored_len(key, bson::to_vec(doc).map_or(usize::MAX, |v| v.len()))
 }
 
 /// Refuses a whole document that would be over [`MAX_DOCUMENT_BYTES`] once stored, before
 /// it is applied or sent.
+#[cfg_attr(not(feature = "mongodb"), allow(dead_code))] // the memory store uses `to_raw_checked`
 pub(crate) fn check_size(key: &SlateKey, doc: &Document) -> Result<()> {
     check(stored_size(key, doc))
+}
+
+/// `doc` as raw BSON, refused like [`check_size`] refuses it (one serialization for both).
+pub(crate) fn to_raw_checked(key: &SlateKey, doc: &Document) -> Result<SharedRawDocument> {
+    let Ok(bytes) = bson::to_vec(doc) else {
+        return Err(too_large(usize::MAX));
+    };
+    check(stored_len(key, bytes.len()))?;
+    SharedRawDocument::from_bytes(bytes)
 }
 
 /// Refuses an update whose values (`set`, `push`, `add_to_set`, each counted as a stored

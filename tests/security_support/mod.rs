@@ -154,8 +154,9 @@ impl Env {
                 let mut slates = store.dump_slates();
                 slates.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
                 for (user, slate, doc) in slates {
-                    out.extend_from_slice(format!("slate {user} {slate} {doc}\n").as_bytes());
-                    out.extend_from_slice(&bson::to_vec(&*doc).expect("slate to BSON"));
+                    let fields = doc.to_document().expect("slate fields");
+                    out.extend_from_slice(format!("slate {user} {slate} {fields}\n").as_bytes());
+                    out.extend_from_slice(doc.as_bytes());
                     out.push(b'\n');
                 }
             }

@@ -5,9 +5,7 @@
 //! conditional write filters on it, so an expired document behaves as absent even before
 //! the TTL monitor removes it.
 
-use std::sync::Arc;
-
-use bson::{doc, Bson, Document};
+use bson::{doc, Bson, Document, RawBsonRef, RawDocument, RawDocumentBuf};
 use mongodb::options::ReturnDocument;
 use mongodb::Collection;
 use time::OffsetDateTime;
@@ -19,8 +17,8 @@ use crate::store::interpreter::{apply_update, integer_at, integer_or_absent};
 use crate::store::size::{check_size, check_values};
 use crate::store::update::{check_counter, check_ops, merge, FieldUpdate};
 use crate::store::{
-    fresh_version, Expiry, Layout, SlateDoc, SlateKey, SlateStore, StoreFuture, StoreOptions,
-    UpdateOp, Updated,
+    fresh_version, Expiry, Layout, SharedRawDocument, SlateDoc, SlateKey, SlateStore, StoreFuture,
+    StoreOptions, UpdateOp, Updated,
 };
 
 /// Attempts of an operation whose upsert keeps colliding with another writer or with an
@@ -34,16 +32,18 @@ struct Target {
     id: Bson,
 }
 
-/// A stored slate document read with a point read, before the expiry check.
+/// A stored slate document read with a point read, as the server sent it (raw BSON: the
+/// user's fields are copied out as bytes, never parsed into a `Document`), before the
+/// expiry check.
 struct Stored {
-    doc: Document,
+    doc: RawDocumentBuf,
 }
 
 impl Stored {
     /// The document as a slate, if it has not expired; malformed reserved fields are
     /// [`Error::MalformedDocument`].
     fn live(self, key: &SlateKey, now: OffsetDateTime) -> Result<Option<SlateDoc>> {
-        let slate = slate_from_doc(key, self.doc)?;
+        let slate = slate_from_raw(key, &self.doc)?;
         Ok(slate.expires.is_none_or(|e| e > now).then_some(slate))
     }
 }
@@ -85,7 +85,8 @@ impl MongoStore {
     /// One `find` on `_id` alone (a point read); the expiry is checked here, so an expired
     /// document reads as absent whatever the TTL monitor has done.
     async fn read(&self, t: &Target) -> Result<Option<Stored>> {
-        let found = limited!(self, t.coll.find_one(doc! {"_id": t.id.clone()}))
+        let coll = t.coll.clone_with_type::<RawDocumentBuf>();
+        let found = limited!(self, coll.find_one(doc! {"_id": t.id.clone()}))
             .await
             .map_err(error::map)?;
         Ok(found.map(|doc| Stored { doc }))
@@ -289,10 +290,10 @@ impl SlateStore for MongoStore {
                         None => self.delete_expired(&t, now).await?,
                         Some(current) => {
                             if let Some(field) = counter {
-                                integer_or_absent(&current.doc, field)?;
+                                let mut probe = current.doc.to_document()?;
+                                integer_or_absent(&probe, field)?;
                                 // The filter reads a path through an array as the elements'
                                 // fields, the update refuses it: what would the update do?
-                                let mut probe = (*current.doc).clone();
                                 apply_update(&mut probe, ops)?;
                             }
                         }
@@ -375,7 +376,8 @@ impl SlateStore for MongoStore {
     ) -> StoreFuture<'a, Option<SlateDoc>> {
         Box::pin(async move {
             let t = self.target(key)?;
-            let taken = limited!(self, t.coll.find_one_and_delete(live(&t.id, now)))
+            let coll = t.coll.clone_with_type::<RawDocumentBuf>();
+            let taken = limited!(self, coll.find_one_and_delete(live(&t.id, now)))
                 .await
                 .map_err(error::map)?;
             match taken {
@@ -425,30 +427,42 @@ fn live(id: &Bson, now: OffsetDateTime) -> Document {
 
 /// A stored `_v`: an integer, or a double with an integral value (what `$inc: {_v: 1}` typed
 /// in the mongo shell leaves). `None` for anything else.
-fn version_of(doc: &Document) -> Option<i64> {
-    match doc.get("_v") {
-        Some(Bson::Int64(v)) => Some(*v),
-        Some(Bson::Int32(v)) => Some(i64::from(*v)),
-        Some(Bson::Double(d)) if d.fract() == 0.0 && d.abs() < 9.0e15 => Some(*d as i64),
+fn version_of(value: RawBsonRef<'_>) -> Option<i64> {
+    match value {
+        RawBsonRef::Int64(v) => Some(v),
+        RawBsonRef::Int32(v) => Some(i64::from(v)),
+        RawBsonRef::Double(d) if d.fract() == 0.0 && d.abs() < 9.0e15 => Some(d as i64),
         _ => None,
     }
 }
 
-fn slate_from_doc(key: &SlateKey, mut doc: Document) -> Result<SlateDoc> {
-    let what = key.slate.as_str();
-    doc.remove("_id");
-    let version = version_of(&doc)
-        .ok_or_else(|| error::malformed(what, "`_v` is missing or not an integer"))?;
-    doc.remove("_v");
-    let expires = match doc.remove("_expires") {
-        None | Some(Bson::Null) => None,
-        Some(Bson::DateTime(d)) => Some(
-            from_bson_date(d).map_err(|_| error::malformed(what, "`_expires` is out of range"))?,
-        ),
-        Some(_) => return Err(error::malformed(what, "`_expires` is not a date")),
+/// The slate in a stored document: the user's fields (copied as bytes, in order), `_v` and
+/// `_expires`; `_id` is left out.
+fn slate_from_raw(key: &SlateKey, stored: &RawDocument) -> Result<SlateDoc> {
+    let bad = |reason| error::malformed(key.slate.as_str(), reason);
+    let mut doc = RawDocumentBuf::new();
+    let (mut version, mut expires) = (None, None);
+    for element in stored {
+        let (name, value) = element.map_err(|_| bad("the stored document is not valid BSON"))?;
+        match name {
+            "_id" => {}
+            "_v" => version = Some(value),
+            "_expires" => expires = Some(value),
+            _ => doc.append_ref(name, value),
+        }
+    }
+    let version = version
+        .and_then(version_of)
+        .ok_or_else(|| bad("`_v` is missing or not an integer"))?;
+    let expires = match expires {
+        None | Some(RawBsonRef::Null) => None,
+        Some(RawBsonRef::DateTime(d)) => {
+            Some(from_bson_date(d).map_err(|_| bad("`_expires` is out of range"))?)
+        }
+        Some(_) => return Err(bad("`_expires` is not a date")),
     };
     Ok(SlateDoc {
-        doc: Arc::new(doc),
+        doc: SharedRawDocument::from(doc),
         version,
         expires,
     })

@@ -1,0 +1,265 @@
+//! `MemoryStore`: the embedded store, for examples, tests and running with no database.
+//!
+//! Laid out so that a request costs the same with a thousand users or a million (issue 12):
+//! two tables, each split into [`SHARDS`] shards behind short `std` mutexes. The token
+//! table holds each token record inline (`tokens.rs`); a user shard holds the users' entries
+//! and every slate of those users in one flat table keyed by (user, slate), each slate's
+//! document as raw BSON in one allocation (`users.rs`). A user's token records and slates
+//! share one username allocation. A token check and a profile read touch the token's
+//! entry, the username, the slate's entry and the document, and compute one keyed hash.
+
+mod hashing;
+mod slates;
+mod stamp;
+mod tokens;
+mod users;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use hashbrown::HashTable;
+use time::OffsetDateTime;
+
+use self::hashing::{token_shard, Keys, UserHash, SHARDS};
+use self::tokens::{Clients, StoredToken};
+use self::users::UserShard;
+use super::{SharedRawDocument, TokenRecord};
+use crate::names::{SlateName, Username};
+use crate::sync::lock;
+use crate::token::TokenHash;
+
+/// Every this many token inserts, the shard written to is swept of expired tokens, so a
+/// long-running process does not keep tokens nobody will present again.
+const SWEEP_EVERY: u64 = 256;
+
+/// An in-memory [`Store`](super::Store) with the same semantics as `MongoStore`: atomic single-slate
+/// operations, versioned compare-and-swap, expiry filtered at read time and the 16 MiB limit.
+/// Updates are applied as MongoDB applies them (types, dotted paths through arrays,
+/// `$addToSet` equality, field order), by the update interpreter (`interpreter.rs`).
+///
+/// Data is split into 64 shards, each behind its own short `std::sync::Mutex`; no lock is
+/// held across an `.await` (every operation completes synchronously). Clones share the data.
+/// A slate is kept as raw BSON ([`SharedRawDocument`]): a read hands it out without a copy.
+/// Times (in token records, slate expiries) are kept to the millisecond, in UTC, as MongoDB
+/// keeps them.
+///
+/// To simulate an outage in tests, wrap it with the [`Faults`](super::Faults) decorator.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> slates::Result<()> {
+/// use slates::{Engine, MemoryStore};
+/// let engine = Engine::builder(MemoryStore::new()).build().await?;
+/// let n = engine.user_slates("ada")?.raw_slate("counter").inc("hits", 1).await?;
+/// assert_eq!(n, 1);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+/// Lock order: a user shard, then a token shard; never a user shard while a token shard is
+/// held, never two shards of one table.
+struct Inner {
+    /// Token records, sharded by their hash ([`token_shard`]).
+    tokens: Box<[Mutex<HashTable<StoredToken>>]>,
+    /// Users and their slates, sharded by username ([`UserHash::shard`]).
+    users: Box<[Mutex<UserShard>]>,
+    keys: Keys,
+    clients: Clients,
+    inserts: AtomicU64,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            tokens: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            users: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            keys: Keys::default(),
+            clients: Clients::default(),
+            inserts: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Inner {
+    fn token_shard(&self, hash: &TokenHash) -> MutexGuard<'_, HashTable<StoredToken>> {
+        lock(&self.tokens[token_shard(hash)])
+    }
+
+    fn user_shard(&self, hash: UserHash) -> MutexGuard<'_, UserShard> {
+        lock(&self.users[hash.shard()])
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of token records held, expired ones not yet swept included.
+    pub fn token_count(&self) -> usize {
+        self.inner.tokens.iter().map(|s| lock(s).len()).sum()
+    }
+
+    /// Removes expired tokens and expired slates. Reads never return them anyway; this only
+    /// frees memory (the memory store's stand-in for MongoDB's TTL monitor).
+    pub fn purge_expired(&self, now: OffsetDateTime) -> usize {
+        let tokens: usize = (0..SHARDS)
+            .map(|shard| self.sweep_token_shard(shard, now))
+            .sum();
+        let slates: usize = self
+            .inner
+            .users
+            .iter()
+            .map(|shard| lock(shard).purge_expired(&self.inner.keys, now))
+            .sum();
+        tokens + slates
+    }
+
+    /// Raw access for tests and tools: every token record (including expired ones).
+    pub fn dump_tokens(&self) -> Vec<TokenRecord> {
+        self.inner
+            .tokens
+            .iter()
+            .flat_map(|s| {
+                lock(s)
+                    .iter()
+                    .map(StoredToken::to_record)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Raw access for tests and tools: every slate of every user, as
+    /// `(user, slate, document)`, expired ones included.
+    pub fn dump_slates(&self) -> Vec<(Username, SlateName, SharedRawDocument)> {
+        let mut out = Vec::new();
+        for shard in self.inner.users.iter() {
+            for s in lock(shard).slates.iter() {
+                out.push((s.user.clone(), s.slate.clone(), s.doc.clone()));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device_id::DeviceId;
+    use crate::store::{Expiry, SlateKey, SlateStore, TokenStore};
+    use bson::doc;
+
+    #[test]
+    fn entries_fill_whole_cache_lines() {
+        // A token lookup reads two lines, a slate lookup one (issue 12: misses per request).
+        assert_eq!(std::mem::size_of::<StoredToken>(), 128);
+        assert_eq!(std::mem::size_of::<users::StoredSlate>(), 64);
+    }
+
+    #[tokio::test]
+    async fn one_username_allocation_no_copy_on_read_times_to_the_millisecond() {
+        use crate::token::Token;
+        use time::{Duration, UtcOffset};
+
+        let store = MemoryStore::new();
+        let now =
+            OffsetDateTime::UNIX_EPOCH + Duration::days(20_000) + Duration::nanoseconds(1_234_567);
+        let paris = now.to_offset(UtcOffset::from_hms(1, 0, 0).unwrap());
+        let ms = now - Duration::nanoseconds(234_567);
+        let record = TokenRecord {
+            hash: Token::generate().unwrap().hash(),
+            user: Username::new("ada").unwrap(),
+            created: paris,
+            expires: now + Duration::hours(1),
+            renewed: None,
+            rotated: None,
+            device: None,
+            last_seen: now,
+            label: "Firefox on Linux".into(),
+            ip: None,
+        };
+        store.insert_token(&record).await.unwrap();
+        // Another `Username` of the same name: the store keeps the one it has.
+        let key = SlateKey::new(Username::new("ada").unwrap(), SlateName::user());
+        store
+            .put_slate(
+                &key,
+                &doc! {"a": 1},
+                Expiry::At(now + Duration::hours(2)),
+                now,
+            )
+            .await
+            .unwrap();
+        let found = store.find_token(&record.hash, now).await.unwrap().unwrap();
+        let (user, _, _) = store.dump_slates().pop().unwrap();
+        assert_eq!(found.user.as_str().as_ptr(), user.as_str().as_ptr());
+        assert_eq!(found.label, "Firefox on Linux");
+        // To the millisecond, in UTC.
+        assert_eq!((found.created, found.last_seen), (ms, ms));
+        assert_eq!(found.created.offset(), UtcOffset::UTC);
+        let a = store.get_slate(&key, now).await.unwrap().unwrap();
+        let b = store.get_slate(&key, now).await.unwrap().unwrap();
+        assert_eq!(a.expires, Some(ms + Duration::hours(2)));
+        // Both reads hand out the stored bytes.
+        assert_eq!(a.doc.as_bytes().as_ptr(), b.doc.as_bytes().as_ptr());
+    }
+
+    #[tokio::test]
+    async fn purge_and_sweep_remove_only_expired_records() {
+        use crate::names::{SlateName, Username};
+        use crate::token::Token;
+        use time::Duration;
+
+        let store = MemoryStore::new();
+        let now = OffsetDateTime::UNIX_EPOCH + Duration::days(20_000);
+        let ada = Username::new("ada").unwrap();
+        let record = |expires| TokenRecord {
+            hash: Token::generate().unwrap().hash(),
+            user: ada.clone(),
+            created: now,
+            expires,
+            renewed: None,
+            rotated: None,
+            device: Some(DeviceId::generate().unwrap()),
+            last_seen: now,
+            label: String::new(),
+            ip: None,
+        };
+        let live = record(now + Duration::hours(1));
+        let dead = record(now + Duration::minutes(1));
+        store.insert_token(&live).await.unwrap();
+        store.insert_token(&dead).await.unwrap();
+        let key = |s: &str| SlateKey::new(ada.clone(), SlateName::new(s).unwrap());
+        store
+            .put_slate(&key("keep"), &doc! {"a": 1}, Expiry::Keep, now)
+            .await
+            .unwrap();
+        store
+            .put_slate(
+                &key("gone"),
+                &doc! {"a": 1},
+                Expiry::At(now + Duration::minutes(1)),
+                now,
+            )
+            .await
+            .unwrap();
+
+        let later = now + Duration::minutes(2);
+        assert_eq!(store.purge_expired(later), 2);
+        assert_eq!(store.token_count(), 1);
+        assert!(store.find_token(&live.hash, later).await.unwrap().is_some());
+        assert_eq!(store.dump_slates().len(), 1);
+        // The user index lost the purged token: logging out everywhere counts one.
+        assert_eq!(store.delete_user_tokens(&ada).await.unwrap(), 1);
+
+        // The amortised sweep on insert uses the same shard sweep.
+        let stale = record(now + Duration::minutes(1));
+        store.insert_token(&stale).await.unwrap();
+        assert_eq!(store.sweep_token_shard(token_shard(&stale.hash), later), 1);
+        assert_eq!(store.token_count(), 0);
+    }
+}

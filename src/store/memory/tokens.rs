@@ -1,0 +1,382 @@
+//! The memory store's token records: [`StoredToken`], a [`TokenRecord`] in the form the
+//! token table keeps inline, and the [`TokenStore`] methods.
+
+use std::collections::HashSet;
+use std::future::ready;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use time::OffsetDateTime;
+
+use super::hashing::{token_hash, token_shard};
+use super::stamp::Stamp;
+use super::users::{push, remove};
+use super::{MemoryStore, SWEEP_EVERY};
+use crate::device_id::DeviceId;
+use crate::error::Error;
+use crate::names::Username;
+use crate::store::{StoreFuture, StoreOptions, TokenRecord, TokenStore};
+use crate::sync::lock;
+use crate::token::TokenHash;
+
+/// A [`TokenRecord`] as the token table keeps it: 128 bytes on two cache lines of their own
+/// (a lookup reads both, and no other): times to the millisecond in 8 bytes
+/// ([`Stamp`]), the device id inline, the label and address shared with every token that
+/// has the same ones ([`Clients`]).
+#[repr(align(64))]
+pub(super) struct StoredToken {
+    pub hash: TokenHash,
+    /// The user's one username allocation (see `UserEntry::name`).
+    pub user: Username,
+    created: Stamp,
+    pub expires: Stamp,
+    last_seen: Stamp,
+    renewed: Option<Stamp>,
+    rotated: Option<Stamp>,
+    device: Option<DeviceId>,
+    client: Option<Arc<Client>>,
+}
+
+impl StoredToken {
+    fn new(record: &TokenRecord, user: Username, client: Option<Arc<Client>>) -> Self {
+        StoredToken {
+            hash: record.hash,
+            user,
+            created: Stamp::new(record.created),
+            expires: Stamp::new(record.expires),
+            last_seen: Stamp::new(record.last_seen),
+            renewed: record.renewed.map(Stamp::new),
+            rotated: record.rotated.map(Stamp::new),
+            device: record.device.clone(),
+            client,
+        }
+    }
+
+    pub fn to_record(&self) -> TokenRecord {
+        let client = self.client.as_deref();
+        TokenRecord {
+            hash: self.hash,
+            user: self.user.clone(),
+            created: self.created.get(),
+            expires: self.expires.get(),
+            renewed: self.renewed.map(Stamp::get),
+            rotated: self.rotated.map(Stamp::get),
+            device: self.device.clone(),
+            last_seen: self.last_seen.get(),
+            label: client.map_or_else(String::new, |c| c.label.to_string()),
+            ip: client.and_then(|c| c.ip.as_deref().map(str::to_owned)),
+        }
+    }
+
+    pub fn live(&self, now: OffsetDateTime) -> bool {
+        self.expires.get() > now
+    }
+}
+
+/// What a token record says of the client at login: its device label ("Firefox on Linux")
+/// and its network, if recorded.
+#[derive(PartialEq, Eq, Hash)]
+pub(super) struct Client {
+    label: Box<str>,
+    ip: Option<Box<str>>,
+}
+
+/// One allocation per distinct [`Client`]: a label names a browser and a system, so a
+/// million tokens share a few dozen (a few thousand with networks recorded). Bounded: past
+/// [`MAX_CLIENTS`] distinct ones, or for a label or network longer than
+/// [`MAX_CLIENT_LEN`], a token gets an allocation of its own.
+#[derive(Default)]
+pub(super) struct Clients(Mutex<HashSet<Arc<Client>>>);
+
+const MAX_CLIENTS: usize = 4096;
+const MAX_CLIENT_LEN: usize = 64;
+
+impl Clients {
+    fn intern(&self, label: &str, ip: Option<&str>) -> Option<Arc<Client>> {
+        if label.is_empty() && ip.is_none() {
+            return None;
+        }
+        let client = Client {
+            label: label.into(),
+            ip: ip.map(Box::from),
+        };
+        if label.len() + ip.map_or(0, str::len) > MAX_CLIENT_LEN {
+            return Some(Arc::new(client));
+        }
+        let mut known = lock(&self.0);
+        if let Some(shared) = known.get(&client) {
+            return Some(Arc::clone(shared));
+        }
+        let shared = Arc::new(client);
+        if known.len() < MAX_CLIENTS {
+            known.insert(Arc::clone(&shared));
+        }
+        Some(shared)
+    }
+}
+
+impl MemoryStore {
+    /// Removes `hash` from the entry of `user`.
+    fn unindex_token(&self, user: &Username, hash: &TokenHash) {
+        let keys = &self.inner.keys;
+        let user_hash = keys.user(user);
+        let mut shard = self.inner.user_shard(user_hash);
+        if let Some(entry) = shard.user_mut(user_hash, user) {
+            remove(&mut entry.tokens, hash);
+        }
+        shard.prune(user_hash, user);
+    }
+
+    /// Removes the expired tokens of token shard `shard` and their user-entry references;
+    /// returns how many.
+    pub(super) fn sweep_token_shard(&self, shard: usize, now: OffsetDateTime) -> usize {
+        let expired: Vec<StoredToken> = lock(&self.inner.tokens[shard])
+            .extract_if(|t| !t.live(now))
+            .collect();
+        for token in &expired {
+            self.unindex_token(&token.user, &token.hash);
+        }
+        expired.len()
+    }
+
+    /// Removes the tokens `hashes` from their tables; returns how many were there.
+    fn delete_tokens(&self, hashes: impl IntoIterator<Item = TokenHash>) -> u64 {
+        let mut n = 0;
+        for hash in hashes {
+            let mut shard = self.inner.token_shard(&hash);
+            if let Ok(found) = shard.find_entry(token_hash(&hash), |t| t.hash == hash) {
+                found.remove();
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// A copy of the token hashes of `user`.
+    fn user_token_hashes(&self, user: &Username) -> Vec<TokenHash> {
+        let user_hash = self.inner.keys.user(user);
+        let mut shard = self.inner.user_shard(user_hash);
+        shard
+            .user_mut(user_hash, user)
+            .map(|e| e.tokens.to_vec())
+            .unwrap_or_default()
+    }
+}
+
+impl TokenStore for MemoryStore {
+    fn prepare_tokens<'a>(&'a self, _options: &'a StoreOptions) -> StoreFuture<'a, ()> {
+        Box::pin(ready(Ok(())))
+    }
+
+    fn insert_token<'a>(&'a self, record: &'a TokenRecord) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let client = inner.clients.intern(&record.label, record.ip.as_deref());
+            let user_hash = inner.keys.user(&record.user);
+            {
+                // Lock order: the user shard, then the token shard (as `delete_device`).
+                let mut users = inner.user_shard(user_hash);
+                let mut tokens = inner.token_shard(&record.hash);
+                let hash = token_hash(&record.hash);
+                if tokens.find(hash, |t| t.hash == record.hash).is_some() {
+                    return Err(Error::DuplicateKey);
+                }
+                let entry = users.user_entry(&inner.keys, user_hash, &record.user);
+                push(&mut entry.tokens, record.hash);
+                let stored = StoredToken::new(record, entry.name.clone(), client);
+                tokens.insert_unique(hash, stored, |t| token_hash(&t.hash));
+            }
+            if inner.inserts.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+                self.sweep_token_shard(token_shard(&record.hash), record.created);
+            }
+            Ok(())
+        })
+    }
+
+    fn find_token<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<TokenRecord>> {
+        Box::pin(async move {
+            let shard = self.inner.token_shard(hash);
+            Ok(shard
+                .find(token_hash(hash), |t| t.hash == *hash)
+                .filter(|t| t.live(now))
+                .map(StoredToken::to_record))
+        })
+    }
+
+    fn renew_token<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+        previous: OffsetDateTime,
+        expires: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut shard = self.inner.token_shard(hash);
+            match shard.find_mut(token_hash(hash), |t| t.hash == *hash) {
+                Some(t) if t.live(now) && t.expires.get() == previous && t.rotated.is_none() => {
+                    t.expires = Stamp::new(expires);
+                    t.renewed = Some(Stamp::new(now));
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        })
+    }
+
+    fn retire_token<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+        at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut shard = self.inner.token_shard(hash);
+            match shard.find_mut(token_hash(hash), |t| t.hash == *hash) {
+                Some(t) => {
+                    t.expires = Stamp::new(t.expires.get().min(at));
+                    t.rotated = Some(Stamp::new(now));
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
+        })
+    }
+
+    fn delete_token<'a>(&'a self, hash: &'a TokenHash) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let removed = {
+                let mut shard = self.inner.token_shard(hash);
+                match shard.find_entry(token_hash(hash), |t| t.hash == *hash) {
+                    Ok(found) => Some(found.remove().0),
+                    Err(_) => None,
+                }
+            };
+            match removed {
+                Some(token) => {
+                    self.unindex_token(&token.user, hash);
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
+        })
+    }
+
+    fn delete_user_tokens<'a>(&'a self, user: &'a Username) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let hashes = {
+                let user_hash = self.inner.keys.user(user);
+                let mut shard = self.inner.user_shard(user_hash);
+                let hashes = match shard.user_mut(user_hash, user) {
+                    Some(entry) => std::mem::take(&mut entry.tokens),
+                    None => Box::default(),
+                };
+                shard.prune(user_hash, user);
+                hashes
+            };
+            Ok(self.delete_tokens(hashes))
+        })
+    }
+
+    fn user_tokens<'a>(
+        &'a self,
+        user: &'a Username,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Vec<TokenRecord>> {
+        Box::pin(async move {
+            // A copy of the user's hashes, so that no two locks are held at once here.
+            let hashes = self.user_token_hashes(user);
+            Ok(hashes
+                .iter()
+                .filter_map(|hash| {
+                    let shard = self.inner.token_shard(hash);
+                    shard
+                        .find(token_hash(hash), |t| t.hash == *hash)
+                        .filter(|t| t.live(now) && t.user == *user)
+                        .map(StoredToken::to_record)
+                })
+                .collect())
+        })
+    }
+
+    fn touch_token<'a>(
+        &'a self,
+        hash: &'a TokenHash,
+        assign: Option<&'a DeviceId>,
+        not_after: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            // Checked and written under the shard lock: one atomic step, never an insert.
+            let mut shard = self.inner.token_shard(hash);
+            let found = shard.find_mut(token_hash(hash), |t| t.hash == *hash);
+            let Some(t) = found.filter(|t| t.live(now)) else {
+                return Ok(false);
+            };
+            match assign {
+                None if t.last_seen.get() <= not_after => {}
+                Some(id) if t.device.is_none() => t.device = Some(id.clone()),
+                _ => return Ok(false),
+            }
+            t.last_seen = Stamp::new(now);
+            Ok(true)
+        })
+    }
+
+    fn delete_device<'a>(
+        &'a self,
+        user: &'a Username,
+        device: &'a DeviceId,
+    ) -> StoreFuture<'a, Option<TokenHash>> {
+        Box::pin(async move {
+            // The user's shard stays locked for the whole search and delete, so the match on
+            // (user, device) and the delete are one step. Lock order: a user shard, then a
+            // token shard; no method holds a token shard while locking a user shard.
+            let user_hash = self.inner.keys.user(user);
+            let mut users = self.inner.user_shard(user_hash);
+            let Some(entry) = users.user_mut(user_hash, user) else {
+                return Ok(None);
+            };
+            let found = entry.tokens.iter().copied().find(|hash| {
+                let mut tokens = self.inner.token_shard(hash);
+                let Ok(mine) = tokens.find_entry(token_hash(hash), |t| {
+                    t.hash == *hash && t.user == *user && t.device.as_ref() == Some(device)
+                }) else {
+                    return false;
+                };
+                mine.remove();
+                true
+            });
+            if let Some(hash) = &found {
+                remove(&mut entry.tokens, hash);
+                users.prune(user_hash, user);
+            }
+            Ok(found)
+        })
+    }
+
+    fn delete_user_tokens_except<'a>(
+        &'a self,
+        user: &'a Username,
+        keep: &'a TokenHash,
+    ) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let others: Vec<TokenHash> = {
+                let user_hash = self.inner.keys.user(user);
+                let mut shard = self.inner.user_shard(user_hash);
+                let Some(entry) = shard.user_mut(user_hash, user) else {
+                    return Ok(0);
+                };
+                let (kept, others): (Vec<TokenHash>, Vec<TokenHash>) =
+                    entry.tokens.iter().partition(|h| *h == keep);
+                entry.tokens = kept.into_boxed_slice();
+                shard.prune(user_hash, user);
+                others
+            };
+            Ok(self.delete_tokens(others))
+        })
+    }
+}

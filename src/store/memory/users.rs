@@ -1,0 +1,197 @@
+//! One user shard of the memory store: the entries of its users (the username allocation
+//! their records share, their token hashes, their slate names) and every slate of those
+//! users, in one flat table keyed by (user, slate).
+
+use hashbrown::HashTable;
+use time::OffsetDateTime;
+
+use super::hashing::{Keys, SlateHash, UserHash};
+use super::stamp::Stamp;
+use crate::names::{SlateName, Username};
+use crate::store::{fresh_version, SharedRawDocument, SlateDoc, SlateKey};
+use crate::token::TokenHash;
+
+/// The users of one shard and their slates, behind one mutex: a slate write and the update
+/// of its user's entry are one locked step.
+#[derive(Default)]
+pub(super) struct UserShard {
+    users: HashTable<UserEntry>,
+    pub slates: HashTable<StoredSlate>,
+}
+
+/// What the store keeps about one user besides the records themselves.
+pub(super) struct UserEntry {
+    /// The username every token record and slate of the user holds (one allocation).
+    pub name: Username,
+    /// The user's token hashes (live or not yet swept): "log out everywhere", devices.
+    pub tokens: Box<[TokenHash]>,
+    /// The names of the user's slates in [`UserShard::slates`].
+    pub slates: Box<[SlateName]>,
+}
+
+/// One slate: its key, its version and its expiry (to the millisecond, like MongoDB's), in
+/// one cache line of its own, and its document as raw BSON in one allocation.
+#[repr(align(64))]
+pub(super) struct StoredSlate {
+    pub user: Username,
+    pub slate: SlateName,
+    pub doc: SharedRawDocument,
+    pub version: i64,
+    expires: Option<Stamp>,
+}
+
+impl StoredSlate {
+    pub fn live(&self, now: OffsetDateTime) -> bool {
+        self.expires.is_none_or(|e| e.get() > now)
+    }
+
+    pub fn expires(&self) -> Option<OffsetDateTime> {
+        self.expires.map(Stamp::get)
+    }
+
+    pub fn is(&self, key: &SlateKey) -> bool {
+        // Bytes already in cache, usually: the request's username is the allocation this entry
+        // holds (its token record shares it), and the user slate's name is one allocation.
+        self.user == key.user && self.slate == key.slate
+    }
+
+    pub fn to_slate_doc(&self) -> SlateDoc {
+        SlateDoc {
+            // Cheap: a reference count, not a copy of the document.
+            doc: self.doc.clone(),
+            version: self.version,
+            expires: self.expires(),
+        }
+    }
+}
+
+impl UserShard {
+    /// The entry of `user`, if there is one.
+    pub fn user_mut(&mut self, hash: UserHash, user: &Username) -> Option<&mut UserEntry> {
+        self.users.find_mut(hash.get(), |e| e.name == *user)
+    }
+
+    /// The entry of `user`, made if absent.
+    pub fn user_entry(&mut self, keys: &Keys, hash: UserHash, user: &Username) -> &mut UserEntry {
+        self.users
+            .entry(
+                hash.get(),
+                |e| e.name == *user,
+                |e| keys.user(&e.name).get(),
+            )
+            .or_insert_with(|| UserEntry {
+                name: user.clone(),
+                tokens: Box::default(),
+                slates: Box::default(),
+            })
+            .into_mut()
+    }
+
+    /// Drops the entry of `user` if it has neither tokens nor slates any more.
+    pub fn prune(&mut self, hash: UserHash, user: &Username) {
+        if let Ok(entry) = self.users.find_entry(hash.get(), |e| e.name == *user) {
+            if entry.get().tokens.is_empty() && entry.get().slates.is_empty() {
+                entry.remove();
+            }
+        }
+    }
+
+    /// The slate of `key`, live or not.
+    pub fn slate(&self, hash: SlateHash, key: &SlateKey) -> Option<&StoredSlate> {
+        self.slates.find(hash.slate, |s| s.is(key))
+    }
+
+    /// Stores `doc` as the slate of `key` with a fresh version; returns the version.
+    pub fn store(
+        &mut self,
+        keys: &Keys,
+        hash: SlateHash,
+        key: &SlateKey,
+        doc: SharedRawDocument,
+        expires: Option<OffsetDateTime>,
+    ) -> i64 {
+        let version = fresh_version();
+        let expires = expires.map(Stamp::new);
+        if let Some(slate) = self.slates.find_mut(hash.slate, |s| s.is(key)) {
+            slate.doc = doc;
+            slate.version = version;
+            slate.expires = expires;
+            return version;
+        }
+        let user = self.user_entry(keys, hash.user, &key.user);
+        push(&mut user.slates, key.slate.clone());
+        let slate = StoredSlate {
+            user: user.name.clone(),
+            slate: key.slate.clone(),
+            doc,
+            version,
+            expires,
+        };
+        let rehash = |s: &StoredSlate| keys.slate(&s.user, &s.slate).slate;
+        self.slates.insert_unique(hash.slate, slate, rehash);
+        version
+    }
+
+    /// Removes the slate of `key`, live or not.
+    pub fn remove(&mut self, hash: SlateHash, key: &SlateKey) -> Option<StoredSlate> {
+        let (slate, _) = self
+            .slates
+            .find_entry(hash.slate, |s| s.is(key))
+            .ok()?
+            .remove();
+        if let Some(user) = self.user_mut(hash.user, &key.user) {
+            remove(&mut user.slates, &key.slate);
+        }
+        self.prune(hash.user, &key.user);
+        Some(slate)
+    }
+
+    /// Removes every slate of `user`.
+    pub fn remove_user_slates(&mut self, keys: &Keys, hash: UserHash, user: &Username) {
+        let Some(entry) = self.user_mut(hash, user) else {
+            return;
+        };
+        let names = std::mem::take(&mut entry.slates);
+        for slate in names.iter() {
+            let key = SlateKey::new(user.clone(), slate.clone());
+            let hash = keys.slate(user, slate).slate;
+            if let Ok(found) = self.slates.find_entry(hash, |s| s.is(&key)) {
+                found.remove();
+            }
+        }
+        self.prune(hash, user);
+    }
+
+    /// Removes the slates that expired by `now`; returns how many.
+    pub fn purge_expired(&mut self, keys: &Keys, now: OffsetDateTime) -> usize {
+        let expired: Vec<StoredSlate> = self.slates.extract_if(|s| !s.live(now)).collect();
+        for slate in &expired {
+            let hash = keys.user(&slate.user);
+            if let Some(user) = self.user_mut(hash, &slate.user) {
+                remove(&mut user.slates, &slate.slate);
+            }
+            self.prune(hash, &slate.user);
+        }
+        expired.len()
+    }
+}
+
+/// Appends `item` to a boxed slice. A user has a few tokens and slates: an exact allocation
+/// beats a vector's spare capacity, a million users over.
+pub(super) fn push<T>(items: &mut Box<[T]>, item: T) {
+    let mut list = Vec::from(std::mem::take(items));
+    list.reserve_exact(1);
+    list.push(item);
+    *items = list.into_boxed_slice();
+}
+
+/// Removes `item` from a boxed slice; returns whether it was there.
+pub(super) fn remove<T: PartialEq>(items: &mut Box<[T]>, item: &T) -> bool {
+    if !items.contains(item) {
+        return false;
+    }
+    let mut list = Vec::from(std::mem::take(items));
+    list.retain(|i| i != item);
+    *items = list.into_boxed_slice();
+    true
+}

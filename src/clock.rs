@@ -88,6 +88,31 @@ pub(crate) fn to_millis(t: OffsetDateTime) -> i64 {
 }
 
 pub(crate) fn from_millis(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+    // Whole seconds and the millisecond within, as `to_millis` splits them: no 128-bit
+    // arithmetic (the memory store turns several stored times into instants per lookup).
+    let milli = ms.rem_euclid(1_000) as u16;
+    OffsetDateTime::from_unix_timestamp(ms.div_euclid(1_000))
+        .and_then(|t| t.replace_millisecond(milli))
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// `from_millis` is the instant `ms` milliseconds from the epoch, as the 128-bit
+        /// nanosecond computation gives it, before 1970 too; `to_millis` undoes it.
+        #[test]
+        fn millis_round_trip(ms in prop_oneof![
+            -62_135_596_800_000i64..253_402_300_800_000,
+            -2_000i64..2_000,
+        ]) {
+            let t = from_millis(ms);
+            let expected = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap();
+            prop_assert_eq!(t, expected);
+            prop_assert_eq!(to_millis(t), ms);
+        }
+    }
 }

@@ -613,24 +613,59 @@ async fn requests(
     }
 }
 
-/// Median ns per request over `rounds` passes of `samples` requests, after one warm-up
-/// pass; `draw` goes on drawing across passes (no pass replays another's users).
-async fn time_draws(
+/// Ns per request of `samples` requests `GET <path>`.
+async fn time_pass(
     app: &Router,
     system: Scale,
     path: &str,
-    (samples, rounds): (usize, usize),
-    mut draw: impl FnMut() -> usize,
+    samples: usize,
+    draw: &mut impl FnMut() -> usize,
 ) -> f64 {
-    let mut per_round = Vec::new();
-    for round in 0..=rounds {
-        let start = Instant::now();
-        requests(app, system, path, samples, &mut draw).await;
-        if round > 0 {
-            per_round.push(start.elapsed().as_nanos() as f64 / samples as f64);
+    let start = Instant::now();
+    requests(app, system, path, samples, draw).await;
+    start.elapsed().as_nanos() as f64 / samples as f64
+}
+
+/// The timing of one population: ns per request of each pass, by measure. The draws go on
+/// across passes: no pass replays another's users.
+struct Timing {
+    users: usize,
+    any_user: Draws,
+    /// 1,000 users of the population, and the draws among them.
+    active: (Vec<usize>, Draws),
+    profile: Vec<f64>,
+    me: Vec<f64>,
+    profile_active: Vec<f64>,
+}
+
+impl Timing {
+    fn new(users: usize) -> Self {
+        let mut pick = Draws(!ANY_USER_SEED);
+        let active = (0..1_000.min(users)).map(|_| pick.below(users)).collect();
+        Timing {
+            users,
+            any_user: Draws(ANY_USER_SEED),
+            active: (active, pick),
+            profile: Vec::new(),
+            me: Vec::new(),
+            profile_active: Vec::new(),
         }
     }
-    median(&mut per_round)
+
+    /// One pass of each measure, recorded unless it is the warm-up.
+    async fn pass(&mut self, app: &Router, system: Scale, samples: usize, record: bool) {
+        let (users, any) = (self.users, &mut self.any_user);
+        let profile = time_pass(app, system, "/profile", samples, &mut || any.below(users)).await;
+        let me = time_pass(app, system, "/me", samples, &mut || any.below(users)).await;
+        let (active, pick) = &mut self.active;
+        let mut active_user = || active[pick.below(active.len())];
+        let profile_active = time_pass(app, system, "/profile", samples, &mut active_user).await;
+        if record {
+            self.profile.push(profile);
+            self.me.push(me);
+            self.profile_active.push(profile_active);
+        }
+    }
 }
 
 /// The seed of the "any user" draws (the valgrind run draws the same users).
@@ -841,7 +876,7 @@ fn scenario4_memory(run: &mut Run, quick: bool) {
     };
     let passes = if quick { (2_000, 3) } else { (20_000, 5) };
     let (warm, measured) = if quick {
-        (2_000, 2_000)
+        (1_000, 1_000)
     } else {
         (40_000, 10_000)
     };
@@ -874,33 +909,39 @@ fn scenario4_memory(run: &mut Run, quick: bool) {
     );
     let b = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0} B"));
     for system in Scale::ALL {
-        let mut first = None;
         // Bare axum keeps nothing per user: one size says it all.
         let sizes = if system == Scale::Bare {
             &sizes[..1]
         } else {
             sizes
         };
-        for &users in sizes {
-            let population = rt.block_on(populate_scale(system, users));
-            let app = &population.app;
-            let mut draws = Draws(ANY_USER_SEED);
-            let mut any_user = || draws.below(users);
-            let ns = rt.block_on(time_draws(app, system, "/profile", passes, &mut any_user));
-            let ns_me = rt.block_on(time_draws(app, system, "/me", passes, &mut any_user));
-            let mut pick = Draws(!ANY_USER_SEED);
-            let hot: Vec<usize> = (0..1_000.min(users)).map(|_| pick.below(users)).collect();
-            let ns_active = rt.block_on(time_draws(app, system, "/profile", passes, || {
-                hot[pick.below(hot.len())]
-            }));
-            let per = |bytes: Option<usize>| bytes.map(|b| b as f64 / users as f64);
-            let heap = [
-                b(per(population.token_bytes)),
-                b(per(population.slate_bytes)),
-                b(per(population.total_bytes)),
-            ];
-            let took = population.took;
-            drop(population);
+        // Every size of a system is held at once and timed in turns, pass after pass, so that
+        // the load of the (shared) machine weighs on every size alike.
+        let populations: Vec<Population> = sizes
+            .iter()
+            .map(|&users| rt.block_on(populate_scale(system, users)))
+            .collect();
+        let mut timings: Vec<Timing> = sizes.iter().map(|&users| Timing::new(users)).collect();
+        for round in 0..=passes.1 {
+            for (population, timing) in populations.iter().zip(&mut timings) {
+                rt.block_on(timing.pass(&population.app, system, passes.0, round > 0));
+            }
+        }
+        let heaps: Vec<([String; 3], Duration)> = populations
+            .iter()
+            .zip(sizes)
+            .map(|(p, &users)| {
+                let per = |bytes: Option<usize>| b(bytes.map(|b| b as f64 / users as f64));
+                let heap = [per(p.token_bytes), per(p.slate_bytes), per(p.total_bytes)];
+                (heap, p.took)
+            })
+            .collect();
+        drop(populations);
+        let mut first = None;
+        for ((&users, mut timing), (heap, took)) in sizes.iter().zip(timings).zip(heaps) {
+            let ns = median(&mut timing.profile);
+            let ns_me = median(&mut timing.me);
+            let ns_active = median(&mut timing.profile_active);
             let misses = match valgrind.then(|| ll_misses(system, users, warm, measured)) {
                 None => ["-".to_owned(), "-".to_owned()],
                 Some(Ok(m)) => m.map(|m| format!("{m:.2}")),
@@ -948,8 +989,9 @@ fn scenario4_memory(run: &mut Run, quick: bool) {
          axum answers a name it has. Every request carries the cookie of a user drawn at \
          random, afresh, from the whole population (\"any user\"), or from a fixed set of \
          1,000 of them (\"1k active users\": the same work on a working set that fits in \
-         cache); {} requests a pass, median of {} passes after a warm-up pass, one thread. A \
-         cookie is derived from the user's number, not stored, so that drawing a user reads \
+         cache); {} requests a pass, median of {} passes after a warm-up pass, one thread, the \
+         sizes of a system held at once and timed in turns, pass after pass (the machine is \
+         shared: its load weighs on every size alike). A cookie is derived from the user's number, not stored, so that drawing a user reads \
          no memory (formatting it is part of every figure, bare axum's too).",
         common::moka::CAPACITY,
         passes.0,

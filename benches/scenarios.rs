@@ -908,75 +908,84 @@ fn scenario4_memory(run: &mut Run, quick: bool) {
         ],
     );
     let b = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0} B"));
-    for system in Scale::ALL {
-        // Bare axum keeps nothing per user: one size says it all.
-        let sizes = if system == Scale::Bare {
-            &sizes[..1]
-        } else {
-            sizes
-        };
-        // Every size of a system is held at once and timed in turns, pass after pass, so that
-        // the load of the (shared) machine weighs on every size alike.
-        let populations: Vec<Population> = sizes
-            .iter()
-            .map(|&users| rt.block_on(populate_scale(system, users)))
-            .collect();
-        let mut timings: Vec<Timing> = sizes.iter().map(|&users| Timing::new(users)).collect();
-        for round in 0..=passes.1 {
-            for (population, timing) in populations.iter().zip(&mut timings) {
-                rt.block_on(timing.pass(&population.app, system, passes.0, round > 0));
-            }
-        }
-        let heaps: Vec<([String; 3], Duration)> = populations
-            .iter()
-            .zip(sizes)
-            .map(|(p, &users)| {
-                let per = |bytes: Option<usize>| b(bytes.map(|b| b as f64 / users as f64));
-                let heap = [per(p.token_bytes), per(p.slate_bytes), per(p.total_bytes)];
-                (heap, p.took)
-            })
-            .collect();
-        drop(populations);
-        let mut first = None;
-        for ((&users, mut timing), (heap, took)) in sizes.iter().zip(timings).zip(heaps) {
-            let ns = median(&mut timing.profile);
-            let ns_me = median(&mut timing.me);
-            let ns_active = median(&mut timing.profile_active);
-            let misses = match valgrind.then(|| ll_misses(system, users, warm, measured)) {
-                None => ["-".to_owned(), "-".to_owned()],
-                Some(Ok(m)) => m.map(|m| format!("{m:.2}")),
-                Some(Err(e)) => {
-                    eprintln!("scenario 4: {} at {users} users: {e}", system.label());
-                    ["failed".to_owned(), "failed".to_owned()]
-                }
-            };
-            let [misses_profile, misses_me] = misses;
-            let (base, base_me) = *first.get_or_insert((ns, ns_me));
-            let label = system.label().to_owned();
-            let users = if system == Scale::Bare {
-                "-".to_owned()
+    // Bare axum keeps nothing per user: one size says it all.
+    let cases: Vec<(Scale, usize)> = Scale::ALL
+        .into_iter()
+        .flat_map(|system| {
+            let sizes = if system == Scale::Bare {
+                &sizes[..1]
             } else {
-                fmt_users(users)
+                sizes
             };
-            let mut row = vec![
-                label.clone(),
-                users.clone(),
-                fmt_ns(ns),
-                format!("{:.2}", ns / base),
-                fmt_ns(ns_active),
-                misses_profile,
-            ];
-            row.extend(heap);
-            row.push(format!("{:.1} s", took.as_secs_f64()));
-            profile.row(row);
-            me.row(vec![
-                label,
-                users,
-                fmt_ns(ns_me),
-                format!("{:.2}", ns_me / base_me),
-                misses_me,
-            ]);
+            sizes.iter().map(move |&users| (system, users))
+        })
+        .collect();
+    // Every system at every size is held at once and timed in turns, pass after pass, so that
+    // the load of the (shared) machine weighs on all of them alike.
+    let populations: Vec<Population> = cases
+        .iter()
+        .map(|&(system, users)| rt.block_on(populate_scale(system, users)))
+        .collect();
+    let mut timings: Vec<Timing> = cases.iter().map(|&(_, users)| Timing::new(users)).collect();
+    for round in 0..=passes.1 {
+        for ((&(system, _), population), timing) in cases.iter().zip(&populations).zip(&mut timings)
+        {
+            rt.block_on(timing.pass(&population.app, system, passes.0, round > 0));
         }
+    }
+    let heaps: Vec<([String; 3], Duration)> = populations
+        .iter()
+        .zip(&cases)
+        .map(|(p, &(_, users))| {
+            let per = |bytes: Option<usize>| b(bytes.map(|b| b as f64 / users as f64));
+            let heap = [per(p.token_bytes), per(p.slate_bytes), per(p.total_bytes)];
+            (heap, p.took)
+        })
+        .collect();
+    drop(populations);
+    // Each system's first size, the base of its "x 1k".
+    let mut base: Option<(Scale, f64, f64)> = None;
+    for ((&(system, users), mut timing), (heap, took)) in cases.iter().zip(timings).zip(heaps) {
+        let ns = median(&mut timing.profile);
+        let ns_me = median(&mut timing.me);
+        let ns_active = median(&mut timing.profile_active);
+        let misses = match valgrind.then(|| ll_misses(system, users, warm, measured)) {
+            None => ["-".to_owned(), "-".to_owned()],
+            Some(Ok(m)) => m.map(|m| format!("{m:.2}")),
+            Some(Err(e)) => {
+                eprintln!("scenario 4: {} at {users} users: {e}", system.label());
+                ["failed".to_owned(), "failed".to_owned()]
+            }
+        };
+        let [misses_profile, misses_me] = misses;
+        if base.is_none_or(|(s, ..)| s != system) {
+            base = Some((system, ns, ns_me));
+        }
+        let (_, base, base_me) = base.expect("set above");
+        let label = system.label().to_owned();
+        let users = if system == Scale::Bare {
+            "-".to_owned()
+        } else {
+            fmt_users(users)
+        };
+        let mut row = vec![
+            label.clone(),
+            users.clone(),
+            fmt_ns(ns),
+            format!("{:.2}", ns / base),
+            fmt_ns(ns_active),
+            misses_profile,
+        ];
+        row.extend(heap);
+        row.push(format!("{:.1} s", took.as_secs_f64()));
+        profile.row(row);
+        me.row(vec![
+            label,
+            users,
+            fmt_ns(ns_me),
+            format!("{:.2}", ns_me / base_me),
+            misses_me,
+        ]);
     }
     profile.note(format!(
         "Each user has one live token and a user slate (a profile: name, time zone, 3 \
@@ -989,10 +998,11 @@ fn scenario4_memory(run: &mut Run, quick: bool) {
          axum answers a name it has. Every request carries the cookie of a user drawn at \
          random, afresh, from the whole population (\"any user\"), or from a fixed set of \
          1,000 of them (\"1k active users\": the same work on a working set that fits in \
-         cache); {} requests a pass, median of {} passes after a warm-up pass, one thread, the \
-         sizes of a system held at once and timed in turns, pass after pass (the machine is \
-         shared: its load weighs on every size alike). A cookie is derived from the user's number, not stored, so that drawing a user reads \
-         no memory (formatting it is part of every figure, bare axum's too).",
+         cache); {} requests a pass, median of {} passes after a warm-up pass, one thread, \
+         every system at every size held at once and timed in turns, pass after pass (the \
+         machine is shared: its load weighs on all alike). A cookie is derived from the \
+         user's number, not stored, so that drawing a user reads no memory (formatting it is \
+         part of every figure, bare axum's too).",
         common::moka::CAPACITY,
         passes.0,
         passes.1,

@@ -664,24 +664,59 @@ async fn requests(
     }
 }
 
-/// Median ns per request over `rounds` passes of `samples` requests, after one warm-up
-/// pass; `draw` goes on drawing across passes (no pass replays another's users).
-async fn time_draws(
+/// Ns per request of `samples` requests `GET <path>`.
+async fn time_pass(
     app: &Router,
     system: Scale,
     path: &str,
-    (samples, rounds): (usize, usize),
-    mut draw: impl FnMut() -> usize,
+    samples: usize,
+    draw: &mut impl FnMut() -> usize,
 ) -> f64 {
-    let mut per_round = Vec::new();
-    for round in 0..=rounds {
-        let start = Instant::now();
-        requests(app, system, path, samples, &mut draw).await;
-        if round > 0 {
-            per_round.push(start.elapsed().as_nanos() as f64 / samples as f64);
+    let start = Instant::now();
+    requests(app, system, path, samples, draw).await;
+    start.elapsed().as_nanos() as f64 / samples as f64
+}
+
+/// The timing of one population: ns per request of each pass, by measure. The draws go on
+/// across passes: no pass replays another's users.
+struct Timing {
+    users: usize,
+    any_user: Draws,
+    /// 1,000 users of the population, and the draws among them.
+    active: (Vec<usize>, Draws),
+    profile: Vec<f64>,
+    me: Vec<f64>,
+    profile_active: Vec<f64>,
+}
+
+impl Timing {
+    fn new(users: usize) -> Self {
+        let mut pick = Draws(!ANY_USER_SEED);
+        let active = (0..1_000.min(users)).map(|_| pick.below(users)).collect();
+        Timing {
+            users,
+            any_user: Draws(ANY_USER_SEED),
+            active: (active, pick),
+            profile: Vec::new(),
+            me: Vec::new(),
+            profile_active: Vec::new(),
         }
     }
-    median(&mut per_round)
+
+    /// One pass of each measure, recorded unless it is the warm-up.
+    async fn pass(&mut self, app: &Router, system: Scale, samples: usize, record: bool) {
+        let (users, any) = (self.users, &mut self.any_user);
+        let profile = time_pass(app, system, "/profile", samples, &mut || any.below(users)).await;
+        let me = time_pass(app, system, "/me", samples, &mut || any.below(users)).await;
+        let (active, pick) = &mut self.active;
+        let mut active_user = || active[pick.below(active.len())];
+        let profile_active = time_pass(app, system, "/profile", samples, &mut active_user).await;
+        if record {
+            self.profile.push(profile);
+            self.me.push(me);
+            self.profile_active.push(profile_active);
+        }
+    }
 }
 
 /// The seed of the "any user" draws (the valgrind run draws the same users).
@@ -892,7 +927,7 @@ fn scenario4_memory(run: &mut Run, quick: bool) {
     };
     let passes = if quick { (2_000, 3) } else { (20_000, 5) };
     let (warm, measured) = if quick {
-        (2_000, 2_000)
+        (1_000, 1_000)
     } else {
         (40_000, 10_000)
     };
@@ -924,69 +959,84 @@ fn scenario4_memory(run: &mut Run, quick: bool) {
         ],
     );
     let b = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0} B"));
-    for system in Scale::ALL {
-        let mut first = None;
-        // Bare axum keeps nothing per user: one size says it all.
-        let sizes = if system == Scale::Bare {
-            &sizes[..1]
-        } else {
-            sizes
-        };
-        for &users in sizes {
-            let population = rt.block_on(populate_scale(system, users));
-            let app = &population.app;
-            let mut draws = Draws(ANY_USER_SEED);
-            let mut any_user = || draws.below(users);
-            let ns = rt.block_on(time_draws(app, system, "/profile", passes, &mut any_user));
-            let ns_me = rt.block_on(time_draws(app, system, "/me", passes, &mut any_user));
-            let mut pick = Draws(!ANY_USER_SEED);
-            let hot: Vec<usize> = (0..1_000.min(users)).map(|_| pick.below(users)).collect();
-            let ns_active = rt.block_on(time_draws(app, system, "/profile", passes, || {
-                hot[pick.below(hot.len())]
-            }));
-            let per = |bytes: Option<usize>| bytes.map(|b| b as f64 / users as f64);
-            let heap = [
-                b(per(population.token_bytes)),
-                b(per(population.slate_bytes)),
-                b(per(population.total_bytes)),
-            ];
-            let took = population.took;
-            drop(population);
-            let misses = match valgrind.then(|| ll_misses(system, users, warm, measured)) {
-                None => ["-".to_owned(), "-".to_owned()],
-                Some(Ok(m)) => m.map(|m| format!("{m:.2}")),
-                Some(Err(e)) => {
-                    eprintln!("scenario 4: {} at {users} users: {e}", system.label());
-                    ["failed".to_owned(), "failed".to_owned()]
-                }
-            };
-            let [misses_profile, misses_me] = misses;
-            let (base, base_me) = *first.get_or_insert((ns, ns_me));
-            let label = system.label().to_owned();
-            let users = if system == Scale::Bare {
-                "-".to_owned()
+    // Bare axum keeps nothing per user: one size says it all.
+    let cases: Vec<(Scale, usize)> = Scale::ALL
+        .into_iter()
+        .flat_map(|system| {
+            let sizes = if system == Scale::Bare {
+                &sizes[..1]
             } else {
-                fmt_users(users)
+                sizes
             };
-            let mut row = vec![
-                label.clone(),
-                users.clone(),
-                fmt_ns(ns),
-                format!("{:.2}", ns / base),
-                fmt_ns(ns_active),
-                misses_profile,
-            ];
-            row.extend(heap);
-            row.push(format!("{:.1} s", took.as_secs_f64()));
-            profile.row(row);
-            me.row(vec![
-                label,
-                users,
-                fmt_ns(ns_me),
-                format!("{:.2}", ns_me / base_me),
-                misses_me,
-            ]);
+            sizes.iter().map(move |&users| (system, users))
+        })
+        .collect();
+    // Every system at every size is held at once and timed in turns, pass after pass, so that
+    // the load of the (shared) machine weighs on all of them alike.
+    let populations: Vec<Population> = cases
+        .iter()
+        .map(|&(system, users)| rt.block_on(populate_scale(system, users)))
+        .collect();
+    let mut timings: Vec<Timing> = cases.iter().map(|&(_, users)| Timing::new(users)).collect();
+    for round in 0..=passes.1 {
+        for ((&(system, _), population), timing) in cases.iter().zip(&populations).zip(&mut timings)
+        {
+            rt.block_on(timing.pass(&population.app, system, passes.0, round > 0));
         }
+    }
+    let heaps: Vec<([String; 3], Duration)> = populations
+        .iter()
+        .zip(&cases)
+        .map(|(p, &(_, users))| {
+            let per = |bytes: Option<usize>| b(bytes.map(|b| b as f64 / users as f64));
+            let heap = [per(p.token_bytes), per(p.slate_bytes), per(p.total_bytes)];
+            (heap, p.took)
+        })
+        .collect();
+    drop(populations);
+    // Each system's first size, the base of its "x 1k".
+    let mut base: Option<(Scale, f64, f64)> = None;
+    for ((&(system, users), mut timing), (heap, took)) in cases.iter().zip(timings).zip(heaps) {
+        let ns = median(&mut timing.profile);
+        let ns_me = median(&mut timing.me);
+        let ns_active = median(&mut timing.profile_active);
+        let misses = match valgrind.then(|| ll_misses(system, users, warm, measured)) {
+            None => ["-".to_owned(), "-".to_owned()],
+            Some(Ok(m)) => m.map(|m| format!("{m:.2}")),
+            Some(Err(e)) => {
+                eprintln!("scenario 4: {} at {users} users: {e}", system.label());
+                ["failed".to_owned(), "failed".to_owned()]
+            }
+        };
+        let [misses_profile, misses_me] = misses;
+        if base.is_none_or(|(s, ..)| s != system) {
+            base = Some((system, ns, ns_me));
+        }
+        let (_, base, base_me) = base.expect("set above");
+        let label = system.label().to_owned();
+        let users = if system == Scale::Bare {
+            "-".to_owned()
+        } else {
+            fmt_users(users)
+        };
+        let mut row = vec![
+            label.clone(),
+            users.clone(),
+            fmt_ns(ns),
+            format!("{:.2}", ns / base),
+            fmt_ns(ns_active),
+            misses_profile,
+        ];
+        row.extend(heap);
+        row.push(format!("{:.1} s", took.as_secs_f64()));
+        profile.row(row);
+        me.row(vec![
+            label,
+            users,
+            fmt_ns(ns_me),
+            format!("{:.2}", ns_me / base_me),
+            misses_me,
+        ]);
     }
     profile.note(format!(
         "Each user has one live token and a user slate (a profile: name, time zone, 3 \
@@ -999,9 +1049,11 @@ fn scenario4_memory(run: &mut Run, quick: bool) {
          axum answers a name it has. Every request carries the cookie of a user drawn at \
          random, afresh, from the whole population (\"any user\"), or from a fixed set of \
          1,000 of them (\"1k active users\": the same work on a working set that fits in \
-         cache); {} requests a pass, median of {} passes after a warm-up pass, one thread. A \
-         cookie is derived from the user's number, not stored, so that drawing a user reads \
-         no memory (formatting it is part of every figure, bare axum's too).",
+         cache); {} requests a pass, median of {} passes after a warm-up pass, one thread, \
+         every system at every size held at once and timed in turns, pass after pass (the \
+         machine is shared: its load weighs on all alike). A cookie is derived from the \
+         user's number, not stored, so that drawing a user reads no memory (formatting it is \
+         part of every figure, bare axum's too).",
         common::moka::CAPACITY,
         passes.0,
         passes.1,

@@ -18,6 +18,7 @@ pub mod locking;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
 pub mod report;
+pub mod two_instances;
 
 use std::time::Duration;
 

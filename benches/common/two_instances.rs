@@ -47,7 +47,28 @@ fn counter_binary() -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
     println!("\nscenario 6: cargo build --release --example counter");
-    let out = Command::new(cargo)
+    let mut cmd = Command::new(cargo);
+    // Cargo gives the running bench the package's variables (`CARGO_MANIFEST_DIR`, ...).
+    // Passed on, they would differ from a plain `cargo bench`'s environment, and build
+    // scripts that watch them (ring's watches `CARGO_MANIFEST_DIR`) would rebuild half the
+    // dependency tree here and again at the next `cargo bench`.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+            ]
+            .contains(&&*name)
+        {
+            cmd.env_remove(&*name);
+        }
+    }
+    let out = cmd
         .args(["build", "--release", "--example", "counter"])
         .arg("--message-format=json-render-diagnostics")
         .arg("--manifest-path")
@@ -77,21 +98,26 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A `counter` example process; killed on drop. (As `App` in `tests/cache_mongo.rs`.)
+/// A `counter` example process; killed on drop. (As `App` in `tests/cache_mongo.rs`, with
+/// its log, warnings and up, kept in a file for a failure to point at.)
 struct App {
     child: Child,
     base: String,
+    log: PathBuf,
 }
 
 impl App {
-    fn start(binary: &Path, uri: &str, cache: bool) -> App {
+    fn start(binary: &Path, uri: &str, name: &str, cache: bool) -> App {
         let port = free_port();
+        let log =
+            std::env::temp_dir().join(format!("slates-bench-6-{}-{name}.log", std::process::id()));
+        let file = std::fs::File::create(&log).expect("scenario 6: a log file");
         let mut cmd = Command::new(binary);
         cmd.env("SLATES_MONGODB_URI", uri)
             .env("PORT", port.to_string())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
-            .stdout(Stdio::null());
+            .stdout(file);
         if !cache {
             cmd.env("SLATES_NO_CACHE", "1");
         }
@@ -99,6 +125,7 @@ impl App {
         App {
             child,
             base: format!("http://127.0.0.1:{port}"),
+            log,
         }
     }
 }
@@ -107,6 +134,10 @@ impl Drop for App {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Kept when the bench fails: the panic names it.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
     }
 }
 
@@ -175,11 +206,11 @@ mod measure {
                 .unwrap();
             // A first (its `build` creates the collections and `_invalidations`), then the
             // others: FerretDB's SQLite backend is touchy about concurrent creations.
-            let mut a = App::start(binary, &uri, true);
+            let mut a = App::start(binary, &uri, "a", true);
             up(&http, &mut a, true).await;
             let (mut b, mut b_off) = (
-                App::start(binary, &uri, true),
-                App::start(binary, &uri, false),
+                App::start(binary, &uri, "b", true),
+                App::start(binary, &uri, "b-off", false),
             );
             up(&http, &mut b, true).await;
             up(&http, &mut b_off, false).await;
@@ -237,21 +268,32 @@ mod measure {
         /// Waits until B has received every invalidation A published: B's cache is then in
         /// step, and the only invalidation in flight is the one a trial measures.
         async fn settle(&self) {
-            let published = self.stats(&self.a).await["cache"]["invalidations_published"]
-                .as_u64()
-                .unwrap();
+            let a = self.stats(&self.a).await;
+            let published = a["cache"]["invalidations_published"].as_u64().unwrap();
             let started = Instant::now();
-            while self.stats(&self.b).await["cache"]["invalidations_received"]
-                .as_u64()
-                .unwrap()
-                < published
-            {
-                assert!(
-                    started.elapsed() < GIVE_UP,
-                    "B never received A's invalidations"
-                );
+            loop {
+                let b = self.stats(&self.b).await;
+                if b["cache"]["invalidations_received"].as_u64().unwrap() >= published {
+                    return;
+                }
+                if started.elapsed() > GIVE_UP {
+                    self.fail(&format!(
+                        "B has not received A's invalidations after {GIVE_UP:?}: A's cache {}, \
+                         B's cache {}",
+                        a["cache"], b["cache"]
+                    ));
+                }
                 tokio::time::sleep(POLL).await;
             }
+        }
+
+        /// Stops the bench: what went wrong, and where the instances' logs are.
+        fn fail(&self, what: &str) -> ! {
+            panic!(
+                "scenario 6: {what} (logs: {}, {})",
+                self.a.log.display(),
+                self.b.log.display()
+            )
         }
 
         /// Warms B with `cookie` and reports whether a second warm `GET /me` cost B no store
@@ -277,10 +319,14 @@ mod measure {
                 if done(status, logins) {
                     return started.elapsed();
                 }
-                assert!(
-                    started.elapsed() < GIVE_UP,
-                    "B still answers {status} (logins {logins:?}) after {GIVE_UP:?}: an invalidation was lost"
-                );
+                if started.elapsed() > GIVE_UP {
+                    let b = self.stats(&self.b).await;
+                    self.fail(&format!(
+                        "B still answers {status} (logins {logins:?}) after {GIVE_UP:?}: an \
+                         invalidation was lost; B's cache {}",
+                        b["cache"]
+                    ));
+                }
                 tokio::time::sleep(POLL).await;
             }
         }

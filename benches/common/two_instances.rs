@@ -152,6 +152,7 @@ fn with_database(uri: &str, db: &str) -> String {
 
 #[cfg(feature = "mongodb")]
 mod measure {
+    use std::cell::Cell;
     use std::time::{Duration, Instant};
 
     use http::StatusCode;
@@ -164,8 +165,26 @@ mod measure {
     const DB: &str = "slates_bench_two_instances";
     /// Between two polls of B (each poll is one HTTP request, itself ~1 ms).
     const POLL: Duration = Duration::from_millis(1);
-    /// Only a lost invalidation (a bug) takes this long: the bench stops, saying so.
-    const GIVE_UP: Duration = Duration::from_secs(10);
+    /// A write B has not shown after this long is counted as not seen (3 times the cache's
+    /// default staleness bound): the trial stops waiting and its delay is "> 3 s".
+    const CAP: Duration = Duration::from_secs(3);
+    /// A delay beyond [`CAP`], in the sorted delays.
+    const NOT_SEEN: Duration = Duration::MAX;
+
+    /// The pause before trial `i`'s write, spread evenly over 0-199 ms (37 and 200 are
+    /// coprime), so that writes fall anywhere in the tails' 100 ms `getMore` cycle rather
+    /// than right after the previous delivery.
+    fn idle(i: usize) -> Duration {
+        Duration::from_millis((i as u64 * 37) % 200)
+    }
+
+    fn fmt_delay(d: Duration) -> String {
+        if d == NOT_SEEN {
+            format!("> {} s", CAP.as_secs())
+        } else {
+            fmt_ms(d)
+        }
+    }
 
     pub fn run(quick: bool) -> Vec<Table> {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -180,10 +199,9 @@ mod measure {
             println!("scenario 6 against {} at {}", server.name, server.uri);
             let binary = counter_binary();
             let _ = mongo::database(&server, DB).await; // dropped: fresh
-            let tables = Bench::start(&binary, &server.uri)
-                .await
-                .tables(quick, &server)
-                .await;
+            let bench = Bench::start(&binary, &server.uri).await;
+            let tables = bench.tables(quick, &server).await;
+            drop(bench);
             let _ = mongo::database(&server, DB).await; // dropped again: clean up
             tables
         })
@@ -195,6 +213,21 @@ mod measure {
         b: App,
         /// B without the cache.
         b_off: App,
+        /// Unexpected answers, each followed by a retry: errors (5xx: the store failed),
+        /// and 401s to a cookie that is live (the store did not find a token it holds).
+        errors: Cell<u64>,
+        refusals: Cell<u64>,
+    }
+
+    /// One kind of trial's results.
+    #[derive(Default)]
+    struct Trials {
+        /// Delays, [`NOT_SEEN`] for a write B did not show within [`CAP`].
+        delays: Vec<Duration>,
+        /// Trials in which B served the cookie from its cache just before the write.
+        cached: usize,
+        /// Trials not run: a login, the warm-up on B or the write itself kept failing.
+        skipped: usize,
     }
 
     impl Bench {
@@ -214,40 +247,63 @@ mod measure {
             );
             up(&http, &mut b, true).await;
             up(&http, &mut b_off, false).await;
-            Bench { http, a, b, b_off }
+            Bench {
+                http,
+                a,
+                b,
+                b_off,
+                errors: Cell::new(0),
+                refusals: Cell::new(0),
+            }
         }
 
         async fn stats(&self, app: &App) -> serde_json::Value {
             stats(&self.http, app).await.expect("/stats")
         }
 
+        async fn cache_stat(&self, app: &App, name: &str) -> u64 {
+            self.stats(app).await["cache"][name].as_u64().unwrap()
+        }
+
         async fn store_operations(&self, app: &App) -> u64 {
             self.stats(app).await["store_operations"].as_u64().unwrap()
         }
 
-        /// Logs `user` in on A; the cookie (`name=value`).
-        async fn login(&self, user: &str) -> String {
-            let r = self
-                .http
-                .post(format!("{}/login", self.a.base))
-                .form(&[("username", user)])
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), StatusCode::NO_CONTENT, "login on A");
-            let cookie = r.headers()["set-cookie"].to_str().unwrap();
-            cookie.split(';').next().unwrap().to_owned()
+        /// Sends the request `make` builds until it is answered `want`, at most 40 times
+        /// (2 s), counting the unexpected answers; the answer, or `None` when the bench
+        /// gives up (the trial is then skipped and counted).
+        async fn until_ok(
+            &self,
+            make: impl Fn() -> reqwest::RequestBuilder,
+            want: StatusCode,
+        ) -> Option<reqwest::Response> {
+            for _ in 0..40 {
+                let r = make().send().await.unwrap();
+                match r.status() {
+                    s if s == want => return Some(r),
+                    s if s.is_server_error() => self.errors.set(self.errors.get() + 1),
+                    StatusCode::UNAUTHORIZED => self.refusals.set(self.refusals.get() + 1),
+                    s => panic!("scenario 6: answered {s} instead of {want}"),
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            None
         }
 
-        async fn logout(&self, cookie: &str) {
-            let r = self
-                .http
-                .post(format!("{}/logout", self.a.base))
-                .header("cookie", cookie)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), StatusCode::NO_CONTENT, "logout on A");
+        /// Logs `user` in on A; the cookie (`name=value`).
+        async fn login(&self, user: &str) -> Option<String> {
+            let url = format!("{}/login", self.a.base);
+            let form = [("username", user)];
+            let post = || self.http.post(&url).form(&form);
+            let r = self.until_ok(post, StatusCode::NO_CONTENT).await?;
+            let cookie = r.headers()["set-cookie"].to_str().unwrap();
+            Some(cookie.split(';').next().unwrap().to_owned())
+        }
+
+        async fn logout(&self, cookie: &str) -> Option<()> {
+            let url = format!("{}/logout", self.a.base);
+            let post = || self.http.post(&url).header("cookie", cookie);
+            self.until_ok(post, StatusCode::NO_CONTENT).await.map(drop)
         }
 
         /// `GET /me` on `app`: the status and the profile's `logins`.
@@ -265,49 +321,43 @@ mod measure {
             (status, body["user"]["logins"].as_i64())
         }
 
-        /// Waits until B has received every invalidation A published: B's cache is then in
-        /// step, and the only invalidation in flight is the one a trial measures.
-        async fn settle(&self) {
-            let a = self.stats(&self.a).await;
-            let published = a["cache"]["invalidations_published"].as_u64().unwrap();
+        /// Waits until B's tail has been quiet (no invalidation received) for 300 ms, at
+        /// most 5 s: then nothing published earlier is still on its way to B.
+        async fn quiet(&self) {
             let started = Instant::now();
-            loop {
-                let b = self.stats(&self.b).await;
-                if b["cache"]["invalidations_received"].as_u64().unwrap() >= published {
-                    return;
+            let mut last = (
+                self.cache_stat(&self.b, "invalidations_received").await,
+                Instant::now(),
+            );
+            while last.1.elapsed() < Duration::from_millis(300)
+                && started.elapsed() < Duration::from_secs(5)
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let received = self.cache_stat(&self.b, "invalidations_received").await;
+                if received != last.0 {
+                    last = (received, Instant::now());
                 }
-                if started.elapsed() > GIVE_UP {
-                    self.fail(&format!(
-                        "B has not received A's invalidations after {GIVE_UP:?}: A's cache {}, \
-                         B's cache {}",
-                        a["cache"], b["cache"]
-                    ));
-                }
-                tokio::time::sleep(POLL).await;
             }
         }
 
-        /// Stops the bench: what went wrong, and where the instances' logs are.
-        fn fail(&self, what: &str) -> ! {
-            panic!(
-                "scenario 6: {what} (logs: {}, {})",
-                self.a.log.display(),
-                self.b.log.display()
-            )
-        }
-
-        /// Warms B with `cookie` and reports whether a second warm `GET /me` cost B no store
-        /// operation (served from its cache); returns that and the profile's `logins`.
-        async fn warm(&self, cookie: &str) -> (bool, Option<i64>) {
-            let (status, _) = self.me(&self.b, cookie).await;
-            assert_eq!(status, StatusCode::OK, "GET /me on B");
+        /// Warms B with `cookie` (`None` when B does not accept it) and reports whether a
+        /// second warm `GET /me` cost B no store operation (served from its cache); returns
+        /// that and the profile's `logins`.
+        async fn warm(&self, cookie: &str) -> Option<(bool, Option<i64>)> {
+            let get = || {
+                self.http
+                    .get(format!("{}/me", self.b.base))
+                    .header("cookie", cookie)
+            };
+            self.until_ok(get, StatusCode::OK).await?;
             let before = self.store_operations(&self.b).await;
             let (status, logins) = self.me(&self.b, cookie).await;
-            assert_eq!(status, StatusCode::OK, "GET /me on B");
-            (self.store_operations(&self.b).await == before, logins)
+            let cached = status == StatusCode::OK && self.store_operations(&self.b).await == before;
+            Some((cached, logins))
         }
 
-        /// Polls B until `done` holds for its `GET /me`; how long that took.
+        /// Polls B until `done` holds for its `GET /me`: how long that took, or
+        /// [`NOT_SEEN`] after [`CAP`].
         async fn until_b(
             &self,
             cookie: &str,
@@ -319,16 +369,72 @@ mod measure {
                 if done(status, logins) {
                     return started.elapsed();
                 }
-                if started.elapsed() > GIVE_UP {
-                    let b = self.stats(&self.b).await;
-                    self.fail(&format!(
-                        "B still answers {status} (logins {logins:?}) after {GIVE_UP:?}: an \
-                         invalidation was lost; B's cache {}",
-                        b["cache"]
-                    ));
+                if started.elapsed() > CAP {
+                    return NOT_SEEN;
                 }
                 tokio::time::sleep(POLL).await;
             }
+        }
+
+        /// A logout on A until B refuses the cookie. The tokens are issued first (each
+        /// login writes the profile, which publishes), so that during the trials the
+        /// logout's invalidation is the only one published.
+        async fn logouts(&self, trials: usize) -> Trials {
+            let mut t = Trials::default();
+            let mut cookies = Vec::new();
+            for _ in 0..trials {
+                match self.login("ada").await {
+                    Some(cookie) => cookies.push(cookie),
+                    None => t.skipped += 1,
+                }
+            }
+            self.quiet().await;
+            for (i, cookie) in cookies.iter().enumerate() {
+                let Some((cached, _)) = self.warm(cookie).await else {
+                    t.skipped += 1;
+                    continue;
+                };
+                tokio::time::sleep(idle(i)).await;
+                if self.logout(cookie).await.is_none() {
+                    t.skipped += 1;
+                    continue;
+                }
+                t.cached += usize::from(cached);
+                let refused = |s, _| s == StatusCode::UNAUTHORIZED;
+                t.delays.push(self.until_b(cookie, refused).await);
+            }
+            t
+        }
+
+        /// A profile write on A (the counter's login writes the user slate: `logins` + 1)
+        /// until B's `GET /me` with an older cookie of the same user shows it. The logins'
+        /// new tokens stay (a logout would publish too) until the user logs out everywhere
+        /// at the end.
+        async fn profile_writes(&self, trials: usize) -> Trials {
+            let mut t = Trials::default();
+            let Some(grace) = self.login("grace").await else {
+                t.skipped = trials;
+                return t;
+            };
+            self.quiet().await;
+            for i in 0..trials {
+                let Some((cached, Some(before))) = self.warm(&grace).await else {
+                    t.skipped += 1;
+                    continue;
+                };
+                tokio::time::sleep(idle(i)).await;
+                if self.login("grace").await.is_none() {
+                    t.skipped += 1;
+                    continue;
+                }
+                t.cached += usize::from(cached);
+                let newer = |_, l: Option<i64>| l.is_some_and(|l| l > before);
+                t.delays.push(self.until_b(&grace, newer).await);
+            }
+            let url = format!("{}/logout-everywhere", self.a.base);
+            let post = || self.http.post(&url).header("cookie", grace.as_str());
+            self.until_ok(post, StatusCode::NO_CONTENT).await;
+            t
         }
 
         async fn tables(&self, quick: bool, server: &mongo::Server) -> Vec<Table> {
@@ -340,8 +446,11 @@ mod measure {
             };
 
             // 6a: warm GET /me on B, with and without the cache.
-            let ada = self.login("ada").await;
-            self.settle().await;
+            let ada = self
+                .login("ada")
+                .await
+                .expect("scenario 6: A never logged ada in");
+            self.quiet().await;
             let mut t6a = Table::new(
                 format!("Scenario 6a: two app processes, one {what}: a warm GET /me on instance B"),
                 &[
@@ -356,14 +465,16 @@ mod measure {
                 (&self.b, "cache on (default)"),
                 (&self.b_off, "cache off (`SLATES_NO_CACHE=1`)"),
             ];
+            // Answers other than 200 (store errors), per instance: counted, not retried.
+            let mut failed = [0, 0];
             let mut ops20 = Vec::new();
-            for (app, _) in instances {
+            for (i, (app, _)) in instances.iter().enumerate() {
                 for _ in 0..2 {
-                    assert_eq!(self.me(app, &ada).await.0, StatusCode::OK, "warm-up");
+                    failed[i] += usize::from(self.me(app, &ada).await.0 != StatusCode::OK);
                 }
                 let before = self.store_operations(app).await;
                 for _ in 0..20 {
-                    assert_eq!(self.me(app, &ada).await.0, StatusCode::OK);
+                    failed[i] += usize::from(self.me(app, &ada).await.0 != StatusCode::OK);
                 }
                 ops20.push(self.store_operations(app).await - before);
             }
@@ -377,8 +488,9 @@ mod measure {
                     let before = self.store_operations(app).await;
                     for _ in 0..timed / rounds {
                         let started = Instant::now();
-                        assert_eq!(self.me(app, &ada).await.0, StatusCode::OK);
+                        let ok = self.me(app, &ada).await.0 == StatusCode::OK;
                         samples[i].push(started.elapsed());
+                        failed[i] += usize::from(!ok);
                     }
                     ops[i] += self.store_operations(app).await - before;
                 }
@@ -406,46 +518,29 @@ mod measure {
                  operations are the instance's own `/stats` `store_operations` before and \
                  after (reading `/stats` costs none; the cache's tail of `_invalidations` is \
                  not counted). Latency: {timed} timed `GET /me` per instance over HTTP on \
-                 loopback (keep-alive), in {rounds} alternating rounds; the median.",
+                 loopback (keep-alive), in {rounds} alternating rounds; the median. Answers \
+                 other than 200 (store errors) among these requests: B {}, B' {}.",
+                failed[0],
+                failed[1],
                 server = server.name
             ));
+            let _ = self.logout(&ada).await;
 
             // 6b: a logout on A until B refuses; a user slate write on A until B shows it.
-            let mut logouts = Vec::new();
-            let mut logout_cached = 0;
-            for _ in 0..trials {
-                let cookie = self.login("ada").await;
-                self.settle().await;
-                logout_cached += usize::from(self.warm(&cookie).await.0);
-                self.logout(&cookie).await;
-                logouts.push(
-                    self.until_b(&cookie, |s, _| s == StatusCode::UNAUTHORIZED)
-                        .await,
-                );
-            }
-            self.logout(&ada).await;
-            let grace = self.login("grace").await;
-            let mut writes = Vec::new();
-            let mut write_cached = 0;
-            for _ in 0..trials {
-                self.settle().await;
-                let (cached, logins) = self.warm(&grace).await;
-                write_cached += usize::from(cached);
-                let want = logins.expect("grace's profile counts logins") + 1;
-                // The counter's login writes the profile (the user slate): `logins` + 1.
-                let other = self.login("grace").await;
-                writes.push(self.until_b(&grace, |_, l| l == Some(want)).await);
-                self.logout(&other).await;
-            }
+            let logouts = self.logouts(trials).await;
+            let writes = self.profile_writes(trials).await;
             let mut t6b = Table::new(
                 format!(
-                    "Scenario 6b: two app processes, one {what}: from a write on instance A to instance B seeing it"
+                    "Scenario 6b: two app processes, one {what}: from a write on instance A to \
+                     instance B seeing it"
                 ),
                 &[
                     "write on A",
                     "seen on B as",
                     "trials",
+                    "skipped",
                     "B served from its cache before",
+                    "not seen within 3 s",
                     "p50",
                     "p95",
                     "p99",
@@ -453,45 +548,73 @@ mod measure {
                     "p99 vs 100 ms",
                 ],
             );
-            for (write, seen, delays, cached) in [
-                (
-                    "`POST /logout`",
-                    "`GET /me` answers 401",
-                    &mut logouts,
-                    logout_cached,
-                ),
+            for (write, seen, mut t) in [
+                ("`POST /logout`", "`GET /me` answers 401", logouts),
                 (
                     "`POST /login` of the same user (profile `logins` + 1)",
                     "`GET /me` shows the new `logins`",
-                    &mut writes,
-                    write_cached,
+                    writes,
                 ),
             ] {
-                delays.sort();
-                let p99 = quantile(delays, 0.99);
-                t6b.row(vec![
+                t.delays.sort();
+                let n = t.delays.len();
+                let mut row = vec![
                     write.into(),
                     seen.into(),
-                    delays.len().to_string(),
-                    format!("{cached} of {}", delays.len()),
-                    fmt_ms(quantile(delays, 0.5)),
-                    fmt_ms(quantile(delays, 0.95)),
-                    fmt_ms(p99),
-                    fmt_ms(*delays.last().unwrap()),
-                    if p99 <= BOUND { "within" } else { "over" }.into(),
-                ]);
+                    n.to_string(),
+                    t.skipped.to_string(),
+                    format!("{} of {n}", t.cached),
+                    t.delays
+                        .iter()
+                        .filter(|d| **d == NOT_SEEN)
+                        .count()
+                        .to_string(),
+                ];
+                if let Some(max) = t.delays.last() {
+                    let p99 = quantile(&t.delays, 0.99);
+                    row.extend([
+                        fmt_delay(quantile(&t.delays, 0.5)),
+                        fmt_delay(quantile(&t.delays, 0.95)),
+                        fmt_delay(p99),
+                        fmt_delay(*max),
+                        if p99 <= BOUND { "within" } else { "over" }.into(),
+                    ]);
+                } else {
+                    row.extend(["–".into(), "–".into(), "–".into(), "–".into(), "–".into()]);
+                }
+                t6b.row(row);
             }
+            let published = self.cache_stat(&self.a, "invalidations_published").await;
+            let a_received = self.cache_stat(&self.a, "invalidations_received").await;
+            let b_received = self.cache_stat(&self.b, "invalidations_received").await;
+            let reopened = self.cache_stat(&self.b, "flushes").await.saturating_sub(1);
             t6b.note(format!(
-                "Each trial waits until B has received every invalidation A published, warms \
-                 B with the cookie (\"served from its cache\": a second warm `GET /me` cost B no \
-                 store operation), then times from A's answer to the write until B's first \
-                 answer that shows it, polling B's `GET /me` every {poll} ms (one request \
-                 takes about a millisecond: the resolution is a few ms). The logout trials log \
-                 in a new token each time; the profile trials keep one cookie on B and log the \
-                 same user in again on A, which the counter's login does with one update of \
-                 the profile (`$inc` `logins`), then log that new token out. The bound is \
-                 issue 12's (100 ms p99); the tail's `getMore` waits at most 100 ms when idle.",
+                "Each trial warms B with the cookie (\"served from its cache\": a second warm \
+                 `GET /me` cost B no store operation), pauses 0-199 ms (so that the write \
+                 falls anywhere in the tails' 100 ms `getMore` cycle), writes on A, and \
+                 times from A's answer until B's first answer that shows the write, polling \
+                 B's `GET /me` every {poll} ms (a request takes about a millisecond: the \
+                 resolution is a few ms); after 3 s it stops waiting (\"not seen\"). Logout \
+                 trials: the {trials} tokens are issued first, then B's tail is left to go \
+                 quiet, so that each logout's invalidation is the only one in flight. Profile \
+                 trials: B keeps one cookie of the user and A logs the same user in again, \
+                 which the counter's login does with one update of the profile (`$inc` \
+                 `logins`). The bound is issue 12's (100 ms p99).",
                 poll = POLL.as_millis()
+            ));
+            t6b.note(format!(
+                "Over the whole run A published {published} invalidations into \
+                 `_invalidations`; B's tail received {b_received} documents and A's own tail \
+                 {a_received} (B publishes none: it only reads; a tail that receives more \
+                 documents than were published was sent some twice). B's tail was reopened \
+                 {reopened} times (a reopening reads the collection again and drops the \
+                 cache). Unexpected answers during the trials, each retried (up to 2 s, \
+                 then the trial is skipped): {errors} errors (5xx: a store command failed) \
+                 and {refusals} refusals (401) of a cookie the store holds. An invalidation a \
+                 tail does not receive leaves that instance serving the entry until it is \
+                 `CacheSettings::max_age` (60 s) old.",
+                errors = self.errors.get(),
+                refusals = self.refusals.get()
             ));
             if server.ferretdb {
                 t6b.note(format!(
@@ -530,14 +653,16 @@ mod measure {
             }
             if let Ok(Some(status)) = app.child.try_wait() {
                 panic!(
-                    "scenario 6: the counter example at {} exited: {status}",
-                    app.base
+                    "scenario 6: the counter example at {} exited: {status} (its log: {})",
+                    app.base,
+                    app.log.display()
                 );
             }
             assert!(
                 started.elapsed() < Duration::from_secs(60),
-                "scenario 6: {} did not serve within 60 s",
-                app.base
+                "scenario 6: {} did not serve within 60 s (its log: {})",
+                app.base,
+                app.log.display()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -171,11 +171,11 @@ mod measure {
     /// A delay beyond [`CAP`], in the sorted delays.
     const NOT_SEEN: Duration = Duration::MAX;
 
-    /// The pause before trial `i`'s write, spread evenly over 0-199 ms (37 and 200 are
-    /// coprime), so that writes fall anywhere in the tails' 100 ms `getMore` cycle rather
-    /// than right after the previous delivery.
-    fn idle(i: usize) -> Duration {
-        Duration::from_millis((i as u64 * 37) % 200)
+    /// The pause before trial `i`'s write when `pause`: spread evenly over 0-199 ms (37
+    /// and 200 are coprime), so that writes fall anywhere in the tails' 100 ms `getMore`
+    /// cycle. Without it, a write follows the previous trial's delivery by a few ms.
+    fn idle(i: usize, pause: bool) -> Duration {
+        Duration::from_millis(if pause { (i as u64 * 37) % 200 } else { 0 })
     }
 
     fn fmt_delay(d: Duration) -> String {
@@ -379,7 +379,7 @@ mod measure {
         /// A logout on A until B refuses the cookie. The tokens are issued first (each
         /// login writes the profile, which publishes), so that during the trials the
         /// logout's invalidation is the only one published.
-        async fn logouts(&self, trials: usize) -> Trials {
+        async fn logouts(&self, trials: usize, pause: bool) -> Trials {
             let mut t = Trials::default();
             let mut cookies = Vec::new();
             for _ in 0..trials {
@@ -394,7 +394,7 @@ mod measure {
                     t.skipped += 1;
                     continue;
                 };
-                tokio::time::sleep(idle(i)).await;
+                tokio::time::sleep(idle(i, pause)).await;
                 if self.logout(cookie).await.is_none() {
                     t.skipped += 1;
                     continue;
@@ -410,29 +410,29 @@ mod measure {
         /// until B's `GET /me` with an older cookie of the same user shows it. The logins'
         /// new tokens stay (a logout would publish too) until the user logs out everywhere
         /// at the end.
-        async fn profile_writes(&self, trials: usize) -> Trials {
+        async fn profile_writes(&self, user: &str, trials: usize, pause: bool) -> Trials {
             let mut t = Trials::default();
-            let Some(grace) = self.login("grace").await else {
+            let Some(cookie) = self.login(user).await else {
                 t.skipped = trials;
                 return t;
             };
             self.quiet().await;
             for i in 0..trials {
-                let Some((cached, Some(before))) = self.warm(&grace).await else {
+                let Some((cached, Some(before))) = self.warm(&cookie).await else {
                     t.skipped += 1;
                     continue;
                 };
-                tokio::time::sleep(idle(i)).await;
-                if self.login("grace").await.is_none() {
+                tokio::time::sleep(idle(i, pause)).await;
+                if self.login(user).await.is_none() {
                     t.skipped += 1;
                     continue;
                 }
                 t.cached += usize::from(cached);
                 let newer = |_, l: Option<i64>| l.is_some_and(|l| l > before);
-                t.delays.push(self.until_b(&grace, newer).await);
+                t.delays.push(self.until_b(&cookie, newer).await);
             }
             let url = format!("{}/logout-everywhere", self.a.base);
-            let post = || self.http.post(&url).header("cookie", grace.as_str());
+            let post = || self.http.post(&url).header("cookie", cookie.as_str());
             self.until_ok(post, StatusCode::NO_CONTENT).await;
             t
         }
@@ -527,8 +527,28 @@ mod measure {
             let _ = self.logout(&ada).await;
 
             // 6b: a logout on A until B refuses; a user slate write on A until B shows it.
-            let logouts = self.logouts(trials).await;
-            let writes = self.profile_writes(trials).await;
+            let (none, spread) = ("none", "0-199 ms");
+            let (logout, refused) = ("`POST /logout`", "`GET /me` answers 401");
+            let (login, newer) = (
+                "`POST /login` of the same user (profile `logins` + 1)",
+                "`GET /me` shows the new `logins`",
+            );
+            let rows = [
+                (logout, none, refused, self.logouts(trials, false).await),
+                (logout, spread, refused, self.logouts(trials, true).await),
+                (
+                    login,
+                    none,
+                    newer,
+                    self.profile_writes("grace", trials, false).await,
+                ),
+                (
+                    login,
+                    spread,
+                    newer,
+                    self.profile_writes("hopper", trials, true).await,
+                ),
+            ];
             let mut t6b = Table::new(
                 format!(
                     "Scenario 6b: two app processes, one {what}: from a write on instance A to \
@@ -536,6 +556,7 @@ mod measure {
                 ),
                 &[
                     "write on A",
+                    "pause before it",
                     "seen on B as",
                     "trials",
                     "skipped",
@@ -548,18 +569,12 @@ mod measure {
                     "p99 vs 100 ms",
                 ],
             );
-            for (write, seen, mut t) in [
-                ("`POST /logout`", "`GET /me` answers 401", logouts),
-                (
-                    "`POST /login` of the same user (profile `logins` + 1)",
-                    "`GET /me` shows the new `logins`",
-                    writes,
-                ),
-            ] {
+            for (write, pause, seen, mut t) in rows {
                 t.delays.sort();
                 let n = t.delays.len();
                 let mut row = vec![
                     write.into(),
+                    pause.into(),
                     seen.into(),
                     n.to_string(),
                     t.skipped.to_string(),
@@ -590,9 +605,12 @@ mod measure {
             let reopened = self.cache_stat(&self.b, "flushes").await.saturating_sub(1);
             t6b.note(format!(
                 "Each trial warms B with the cookie (\"served from its cache\": a second warm \
-                 `GET /me` cost B no store operation), pauses 0-199 ms (so that the write \
-                 falls anywhere in the tails' 100 ms `getMore` cycle), writes on A, and \
-                 times from A's answer until B's first answer that shows the write, polling \
+                 `GET /me` cost B no store operation), pauses (none: the write then follows \
+                 the previous trial's delivery to B by a few ms, as in \
+                 `tests/cache_mongo.rs`; or 0-199 ms, spread evenly, so that the write falls \
+                 anywhere in the tails' 100 ms `getMore` cycle, as unrelated traffic does), \
+                 writes on A, and times from A's answer until B's first answer that shows \
+                 the write, polling \
                  B's `GET /me` every {poll} ms (a request takes about a millisecond: the \
                  resolution is a few ms); after 3 s it stops waiting (\"not seen\"). Logout \
                  trials: the {trials} tokens are issued first, then B's tail is left to go \

@@ -376,64 +376,88 @@ mod measure {
             }
         }
 
-        /// A logout on A until B refuses the cookie. The tokens are issued first (each
-        /// login writes the profile, which publishes), so that during the trials the
-        /// logout's invalidation is the only one published.
-        async fn logouts(&self, trials: usize, pause: bool) -> Trials {
-            let mut t = Trials::default();
-            let mut cookies = Vec::new();
-            for _ in 0..trials {
-                match self.login("ada").await {
-                    Some(cookie) => cookies.push(cookie),
-                    None => t.skipped += 1,
-                }
+        /// One logout trial: a logout on A (after `pause`) until B refuses the cookie.
+        async fn logout_trial(&self, cookie: Option<&String>, pause: Duration, t: &mut Trials) {
+            let Some(cookie) = cookie else {
+                t.skipped += 1; // its login failed
+                return;
+            };
+            let Some((cached, _)) = self.warm(cookie).await else {
+                t.skipped += 1;
+                return;
+            };
+            tokio::time::sleep(pause).await;
+            if self.logout(cookie).await.is_none() {
+                t.skipped += 1;
+                return;
             }
-            self.quiet().await;
-            for (i, cookie) in cookies.iter().enumerate() {
-                let Some((cached, _)) = self.warm(cookie).await else {
-                    t.skipped += 1;
-                    continue;
-                };
-                tokio::time::sleep(idle(i, pause)).await;
-                if self.logout(cookie).await.is_none() {
-                    t.skipped += 1;
-                    continue;
-                }
-                t.cached += usize::from(cached);
-                let refused = |s, _| s == StatusCode::UNAUTHORIZED;
-                t.delays.push(self.until_b(cookie, refused).await);
-            }
-            t
+            t.cached += usize::from(cached);
+            let refused = |s, _| s == StatusCode::UNAUTHORIZED;
+            t.delays.push(self.until_b(cookie, refused).await);
         }
 
-        /// A profile write on A (the counter's login writes the user slate: `logins` + 1)
-        /// until B's `GET /me` with an older cookie of the same user shows it. The logins'
-        /// new tokens stay (a logout would publish too) until the user logs out everywhere
-        /// at the end.
-        async fn profile_writes(&self, user: &str, trials: usize, pause: bool) -> Trials {
-            let mut t = Trials::default();
-            let Some(cookie) = self.login(user).await else {
-                t.skipped = trials;
-                return t;
+        /// One profile trial: a profile write on A (after `pause`; the counter's login of
+        /// `user` writes the user slate: `logins` + 1) until B's `GET /me` with `cookie`,
+        /// an older cookie of the same user, shows it. The login's new token stays (its
+        /// logout would publish too).
+        async fn profile_trial(
+            &self,
+            user: &str,
+            cookie: Option<&String>,
+            pause: Duration,
+            t: &mut Trials,
+        ) {
+            let Some(cookie) = cookie else {
+                t.skipped += 1; // the first login failed
+                return;
             };
-            self.quiet().await;
-            for i in 0..trials {
-                let Some((cached, Some(before))) = self.warm(&cookie).await else {
-                    t.skipped += 1;
-                    continue;
-                };
-                tokio::time::sleep(idle(i, pause)).await;
-                if self.login(user).await.is_none() {
-                    t.skipped += 1;
-                    continue;
-                }
-                t.cached += usize::from(cached);
-                let newer = |_, l: Option<i64>| l.is_some_and(|l| l > before);
-                t.delays.push(self.until_b(&cookie, newer).await);
+            let Some((cached, Some(before))) = self.warm(cookie).await else {
+                t.skipped += 1;
+                return;
+            };
+            tokio::time::sleep(pause).await;
+            if self.login(user).await.is_none() {
+                t.skipped += 1;
+                return;
             }
-            let url = format!("{}/logout-everywhere", self.a.base);
-            let post = || self.http.post(&url).header("cookie", cookie.as_str());
-            self.until_ok(post, StatusCode::NO_CONTENT).await;
+            t.cached += usize::from(cached);
+            let newer = |_, l: Option<i64>| l.is_some_and(|l| l > before);
+            t.delays.push(self.until_b(cookie, newer).await);
+        }
+
+        /// The trials of 6b, in rounds of one of each kind (so that whatever changes over
+        /// the run, such as the length of `_invalidations`, weighs on every kind alike):
+        /// logouts and profile writes, each with no pause and with a 0-199 ms pause before
+        /// the write. The logout trials' tokens are issued first (each login writes the
+        /// profile, which publishes), so that during the trials a write's invalidation is
+        /// the only one in flight.
+        async fn trials(&self, trials: usize) -> [Trials; 4] {
+            let mut ada = Vec::new();
+            for _ in 0..2 * trials {
+                ada.push(self.login("ada").await);
+            }
+            let (grace, hopper) = (self.login("grace").await, self.login("hopper").await);
+            self.quiet().await;
+            let mut t: [Trials; 4] = Default::default();
+            for i in 0..trials {
+                if i % 50 == 0 {
+                    println!("scenario 6b: round {} of {trials}", i + 1);
+                }
+                let [a, b, c, d] = &mut t;
+                self.logout_trial(ada[2 * i].as_ref(), idle(i, false), a)
+                    .await;
+                self.logout_trial(ada[2 * i + 1].as_ref(), idle(i, true), b)
+                    .await;
+                self.profile_trial("grace", grace.as_ref(), idle(i, false), c)
+                    .await;
+                self.profile_trial("hopper", hopper.as_ref(), idle(i, true), d)
+                    .await;
+            }
+            for cookie in [grace, hopper].iter().flatten() {
+                let url = format!("{}/logout-everywhere", self.a.base);
+                let post = || self.http.post(&url).header("cookie", cookie.as_str());
+                self.until_ok(post, StatusCode::NO_CONTENT).await;
+            }
             t
         }
 
@@ -533,21 +557,12 @@ mod measure {
                 "`POST /login` of the same user (profile `logins` + 1)",
                 "`GET /me` shows the new `logins`",
             );
+            let [t1, t2, t3, t4] = self.trials(trials).await;
             let rows = [
-                (logout, none, refused, self.logouts(trials, false).await),
-                (logout, spread, refused, self.logouts(trials, true).await),
-                (
-                    login,
-                    none,
-                    newer,
-                    self.profile_writes("grace", trials, false).await,
-                ),
-                (
-                    login,
-                    spread,
-                    newer,
-                    self.profile_writes("hopper", trials, true).await,
-                ),
+                (logout, none, refused, t1),
+                (logout, spread, refused, t2),
+                (login, none, newer, t3),
+                (login, spread, newer, t4),
             ];
             let mut t6b = Table::new(
                 format!(
@@ -612,9 +627,11 @@ mod measure {
                  writes on A, and times from A's answer until B's first answer that shows \
                  the write, polling \
                  B's `GET /me` every {poll} ms (a request takes about a millisecond: the \
-                 resolution is a few ms); after 3 s it stops waiting (\"not seen\"). Logout \
-                 trials: the {trials} tokens are issued first, then B's tail is left to go \
-                 quiet, so that each logout's invalidation is the only one in flight. Profile \
+                 resolution is a few ms); after 3 s it stops waiting (\"not seen\"). The four \
+                 kinds run in {trials} rounds of one trial each, so that whatever changes \
+                 over the run (such as the length of `_invalidations`) weighs on all alike. \
+                 The logout trials' tokens are issued first, then B's tail is left to go \
+                 quiet, so that each write's invalidation is the only one in flight. Profile \
                  trials: B keeps one cookie of the user and A logs the same user in again, \
                  which the counter's login does with one update of the profile (`$inc` \
                  `logins`). The bound is issue 12's (100 ms p99).",

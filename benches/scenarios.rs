@@ -15,7 +15,10 @@
 //! 5. MongoDB round trips per authenticated request and per workflow operation;
 //!    5b. point reads: `GET /me`, the token lookup and the user slate read with a handful of
 //!    stored tokens and with 20,000 (2,000 in quick mode), on each layout;
-//!    5c. a 64-way flood of random unknown tokens against 3,000 stored tokens.
+//!    5c. a 64-way flood of random unknown tokens against 3,000 stored tokens;
+//! 6. (issue 12, point 6) two app processes (the `counter` example) on one FerretDB: store
+//!    operations of a warm `GET /me` with and without the cache, and how soon a write on one
+//!    is seen on the other.
 //!
 //! Every figure is relative to baselines measured in the same run; nothing is asserted
 //! about timing. Memory is counted by a global allocator that tracks live bytes.
@@ -2241,6 +2244,9 @@ fn main() {
     };
     if mongo.scale || mongo.point_reads || mongo.flood {
         mongo_scenarios::run_all(&mut run, quick, mongo);
+    }
+    if wants("6") {
+        run.tables.extend(common::two_instances::tables(quick));
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir: PathBuf = if quick {

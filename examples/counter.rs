@@ -1,5 +1,8 @@
 //! Run with `cargo run --example counter` (memory store; set `SLATES_MONGODB_URI` to use
 //! MongoDB, `PORT` to change the port), then open <http://127.0.0.1:3000/> in two tabs.
+//! On MongoDB the engine caches token records and profiles (the default);
+//! `SLATES_NO_CACHE=1` turns the cache off, so that every request goes to the store (the
+//! benchmark's scenario 6 compares the two).
 //!
 //! The classic "two tabs" hit counter, done without a lock: every hit is one atomic `$inc`
 //! on the user's `counter` workflow slate, so two tabs clicking at once never lose a hit and
@@ -103,11 +106,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // carry a password: log only which store is used.)
     tracing::info!(mongodb = uri.is_some(), "opening the store");
     let store = slates::store::open(uri.as_deref()).await?;
-    let engine = Engine::builder_shared(store)
-        // The demo is plain http on localhost; a real deployment keeps the Secure default.
-        .secure(false)
-        .build()
-        .await?;
+    // The demo is plain http on localhost; a real deployment keeps the Secure default.
+    let mut builder = Engine::builder_shared(store).secure(false);
+    if std::env::var("SLATES_NO_CACHE").as_deref() == Ok("1") {
+        builder = builder.no_cache();
+    }
+    let engine = builder.build().await?;
     let port: u16 = match std::env::var("PORT") {
         Ok(p) => p.parse()?,
         Err(_) => 3000,

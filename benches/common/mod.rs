@@ -21,6 +21,7 @@ pub mod moka;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
 pub mod report;
+pub mod two_instances;
 
 use std::time::Duration;
 

@@ -41,8 +41,9 @@ fn skipped(why: &str) -> Table {
 }
 
 /// The `counter` example binary in release mode. `cargo bench` does not build examples, so
-/// this runs `cargo build --release --example counter` (a no-op when it is up to date) and
-/// takes the path cargo reports. Panics, saying why, when that fails.
+/// this runs `cargo build --release --example counter` into the bench's own target directory
+/// (a no-op when it is up to date) and takes the path cargo reports. Panics, saying why,
+/// when that fails.
 fn counter_binary() -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
@@ -68,8 +69,16 @@ fn counter_binary() -> PathBuf {
             cmd.env_remove(&*name);
         }
     }
+    // Into the target directory this bench was built in (`<dir>/release/deps/<bench>`),
+    // whatever the environment says: never a second target directory.
+    let exe = std::env::current_exe().expect("scenario 6: the bench's own path");
+    let target = exe
+        .ancestors()
+        .nth(3)
+        .expect("scenario 6: the target directory");
     let out = cmd
-        .args(["build", "--release", "--example", "counter"])
+        .args(["build", "--release", "--example", "counter", "--target-dir"])
+        .arg(target)
         .arg("--message-format=json-render-diagnostics")
         .arg("--manifest-path")
         .arg(&manifest)

@@ -179,6 +179,11 @@ async fn two_instances_share_one_cache_channel() {
         .find(|(n, _)| n == "getMore")
         .map(|(_, c)| c.clone())
         .expect("B tails");
+    // A full batch may leave invalidations behind: only a shorter one confirms freshness.
+    assert_eq!(
+        more.get_i64("batchSize"),
+        Ok(slates::store::TAIL_BATCH as i64)
+    );
     let wait = more.get_i64("maxTimeMS").unwrap();
     assert_eq!(wait as u128, slates::store::TAIL_AWAIT.as_millis());
     assert_eq!(slates::store::TAIL_AWAIT, StdDuration::from_millis(100));

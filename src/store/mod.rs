@@ -43,7 +43,7 @@ pub use memory::MemoryStore;
 #[cfg(feature = "mongodb")]
 pub use mongo::{
     MongoStore, DEFAULT_DATABASE, DEFAULT_HEARTBEAT, DEFAULT_MAX_TIME, DEFAULT_SERVER_TIMEOUT,
-    INVALIDATIONS_COLLECTION, TAIL_AWAIT,
+    INVALIDATIONS_COLLECTION, TAIL_AWAIT, TAIL_BATCH,
 };
 pub use options::{Layout, StoreOptions};
 pub use records::{Expiry, SlateDoc, SlateKey, TokenRecord, UpdateOp, Updated};

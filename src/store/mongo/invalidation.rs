@@ -25,6 +25,11 @@ const CAPPED_DOCS: i64 = 10_000;
 /// How long one `getMore` waits for new invalidations before it returns empty: also how
 /// often an idle instance confirms that it is up to date.
 pub const TAIL_AWAIT: Duration = Duration::from_millis(100);
+
+/// The most invalidations one `getMore` of the tail returns. A reply with fewer drained the
+/// cursor when it ran, so it confirms freshness; a full one may have left some behind, so
+/// it confirms nothing (the next `getMore` reads on).
+pub const TAIL_BATCH: usize = 100;
 /// Pause before reopening a failed tail.
 const RETRY: Duration = Duration::from_millis(100);
 
@@ -133,6 +138,7 @@ impl MongoChannel {
             let more = doc! {
                 "getMore": id,
                 "collection": INVALIDATIONS_COLLECTION,
+                "batchSize": TAIL_BATCH as i64,
                 "maxTimeMS": await_ms,
             };
             let reply = self
@@ -142,10 +148,13 @@ impl MongoChannel {
                 .await
                 .map_err(error::map)?;
             let (next, batch) = cursor(&reply, "nextBatch")?;
+            let drained = batch.len() < TAIL_BATCH;
             if let Some(sink) = sink.upgrade() {
                 apply(&*sink, batch);
             }
-            freshness.confirm(sent);
+            if drained {
+                freshness.confirm(sent);
+            }
             id = next;
         }
         Err(Error::Unavailable(

@@ -37,7 +37,7 @@ mod invalidation;
 mod slates;
 mod tokens;
 
-pub use invalidation::{INVALIDATIONS_COLLECTION, TAIL_AWAIT};
+pub use invalidation::{INVALIDATIONS_COLLECTION, TAIL_AWAIT, TAIL_BATCH};
 
 use indexes::Prepared;
 

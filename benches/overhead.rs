@@ -25,13 +25,6 @@ use criterion::Criterion;
 
 const GROUP: &str = "scenario1";
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn bench(c: &mut Criterion, rt: &tokio::runtime::Runtime, tabs: &[Tab]) {
     let mut group = c.benchmark_group(GROUP);
     for tab in tabs {
@@ -75,7 +68,7 @@ fn main() {
     if common::callgrind::run_profile() {
         return;
     }
-    let rt = runtime();
+    let rt = common::current_thread();
     let tabs: Vec<Tab> = rt.block_on(async {
         let mut tabs = Vec::new();
         for kind in Kind::ALL {

@@ -33,7 +33,7 @@ use axum::body::Body;
 use axum::Router;
 use common::chart::{self, Panel, Series};
 use common::report::{load_average, Machine, Table};
-use common::{fmt_ms, fmt_ns, median, quantile, slates_app, Kind, Profile, Tab};
+use common::{current_thread, fmt_ms, fmt_ns, median, quantile, slates_app, Kind, Profile, Tab};
 use http::header::COOKIE;
 use http::{HeaderValue, Request};
 use slates::store::{Expiry, SlateKey, TokenRecord};
@@ -53,13 +53,6 @@ struct Run {
     s2_groups: Vec<String>,
     s2: Vec<(String, Vec<Option<f64>>)>,
     s3: Vec<(String, [Duration; 4])>,
-}
-
-fn current_thread() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn multi_thread() -> tokio::runtime::Runtime {
@@ -901,23 +894,6 @@ fn probe_me(
     rt.block_on(requests(app, system, "/me", n, draw));
 }
 
-/// Whether valgrind (with `callgrind_control`) can be run; in CI it must (`.ci/install-valgrind`).
-fn valgrind_available() -> bool {
-    let runs = |cmd: &str| {
-        std::process::Command::new(cmd)
-            .arg(if cmd == "valgrind" { "--version" } else { "-h" })
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok()
-    };
-    let found = runs("valgrind") && runs("callgrind_control");
-    if !found && std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("valgrind is needed for scenario 4's cache misses: run .ci/install-valgrind");
-    }
-    found
-}
-
 fn scenario4_memory(run: &mut Run, quick: bool) {
     if let Ok(spec) = std::env::var("SLATES_BENCH_PROBE") {
         probe_child(&spec);
@@ -934,7 +910,7 @@ fn scenario4_memory(run: &mut Run, quick: bool) {
     } else {
         (40_000, 10_000)
     };
-    let valgrind = valgrind_available();
+    let valgrind = common::callgrind::available();
     let rt = current_thread();
     let mut profile = Table::new(
         "Scenario 4: scale, memory stores: GET /profile (token check and profile read)",

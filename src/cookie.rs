@@ -83,24 +83,16 @@ pub fn token_from_headers(headers: &HeaderMap, name: &str) -> CookieToken {
         // always) is read in place.
         match std::str::from_utf8(header.as_bytes()) {
             Ok(s) => {
-                for value in values_named(s, name) {
-                    match found {
-                        None => found = Some(value),
-                        Some(prev) if prev == value => {}
-                        Some(_) => return CookieToken::Malformed,
-                    }
+                if !all_agree(&mut found, values_named(s, name)) {
+                    return CookieToken::Malformed;
                 }
             }
             Err(_) => lossy_values.push(String::from_utf8_lossy(header.as_bytes()).into_owned()),
         }
     }
     for s in &lossy_values {
-        for value in values_named(s, name) {
-            match found {
-                None => found = Some(value),
-                Some(prev) if prev == value => {}
-                Some(_) => return CookieToken::Malformed,
-            }
+        if !all_agree(&mut found, values_named(s, name)) {
+            return CookieToken::Malformed;
         }
     }
     match found {
@@ -109,6 +101,19 @@ pub fn token_from_headers(headers: &HeaderMap, name: &str) -> CookieToken {
             .map(CookieToken::Present)
             .unwrap_or(CookieToken::Malformed),
     }
+}
+
+/// Records `values` in `found` (the first value seen), and says whether every one equals
+/// it: two different values of the token cookie are ambiguous.
+fn all_agree<'a>(found: &mut Option<&'a str>, values: impl Iterator<Item = &'a str>) -> bool {
+    for value in values {
+        match *found {
+            None => *found = Some(value),
+            Some(prev) if prev == value => {}
+            Some(_) => return false,
+        }
+    }
+    true
 }
 
 /// The values of the pairs named `name` in one `Cookie` header, split as the cookie crate's

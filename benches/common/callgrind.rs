@@ -16,15 +16,21 @@ pub const PROFILE: &str = "SLATES_BENCH_PROFILE";
 /// How many requests the profile mode sends (default 100,000).
 pub const PROFILE_N: &str = "SLATES_BENCH_PROFILE_N";
 
-/// Whether `valgrind` can be run. In CI (`CI=true`) its absence is an error: the
-/// instruction counts are part of the report.
+/// Whether `valgrind` and `callgrind_control` can be run (scenario 1b's instruction
+/// counts, scenario 4's cache misses). In CI (`CI=true`) their absence is an error: the
+/// counts are part of the report.
 pub fn available() -> bool {
-    let found = Command::new("valgrind")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let runs = |cmd: &str, arg: &str| {
+        Command::new(cmd)
+            .arg(arg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let found = runs("valgrind", "--version") && runs("callgrind_control", "-h");
     if !found && std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("valgrind is required in CI for the instruction counts (.ci/install-valgrind)");
+        panic!("valgrind is required in CI for the benches' counts: run .ci/install-valgrind");
     }
     found
 }
@@ -44,11 +50,7 @@ pub fn run_profile() -> bool {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    super::current_thread().block_on(async {
         let tab = Tab::login(kind, "ada").await;
         for _ in 0..n {
             std::hint::black_box(tab.me().await);

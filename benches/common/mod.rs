@@ -41,6 +41,14 @@ pub const WRITE_WORK: Duration = Duration::from_millis(1);
 /// How long the slow writer of the "logout undone" race works before it writes.
 pub const SLOW_WRITE: Duration = Duration::from_millis(100);
 
+/// A single-threaded runtime: the one-thread measurements of every bench binary.
+pub fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// Whether `SLATES_BENCH_QUICK` asks for the quick mode (CI: few iterations, small sizes).
 pub fn quick() -> bool {
     std::env::var("SLATES_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")

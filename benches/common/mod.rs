@@ -1,6 +1,10 @@
 //! Shared by the bench binaries: the four systems under test, each as a real axum router
 //! with the same routes, and a small client that drives them with `oneshot`.
 //!
+//! Every router is finalized with `with_state(())`, as `axum::serve` does once per
+//! connection: a router called directly without it turns each handler (and each layer
+//! around it) into a route again on every request, a cost no served app pays.
+//!
 //! Systems:
 //! - **slates** on its `MemoryStore`;
 //! - **tower-sessions** 0.15 on its `MemoryStore` (lazy load, whole-record save at the end),
@@ -261,6 +265,7 @@ pub mod slates_app {
             .route("/logout", post(logout))
             .route("/long", get(long))
             .layer(slates.layer())
+            .with_state(())
     }
 
     async fn login(auth: Auth, slates: Engine, Path(user): Path<String>) -> Response {
@@ -374,6 +379,7 @@ pub mod ts_app {
             .route("/logout", post(logout))
             .route("/long", get(long))
             .layer(SessionManagerLayer::new(store).with_secure(false))
+            .with_state(())
     }
 
     async fn login(session: Session, Path(user): Path<String>) -> Response {
@@ -485,6 +491,7 @@ pub mod locking_app {
                 store,
                 super::locking::middleware,
             ))
+            .with_state(())
     }
 
     async fn login(session: LockedSession, Path(user): Path<String>) -> &'static str {
@@ -558,6 +565,7 @@ pub mod bare_app {
                     "ada"
                 }),
             )
+            .with_state(())
     }
 
     /// Scenario 1: a handler that returns a name it already has.

@@ -209,6 +209,55 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn names_in_another_allocation_find_the_same_records() {
+        use crate::token::Token;
+        use time::Duration;
+
+        // Names are compared by pointer first (`users::same`); a key built from other
+        // allocations of the same names must still find what was stored.
+        let store = MemoryStore::new();
+        let now = OffsetDateTime::UNIX_EPOCH + Duration::days(20_000);
+        let ada = || Username::new("ada").unwrap();
+        let key = |user: Username| SlateKey::new(user, SlateName::new("cart").unwrap());
+        store
+            .put_slate(&key(ada()), &doc! {"a": 1}, Expiry::Keep, now)
+            .await
+            .unwrap();
+        let device = DeviceId::generate().unwrap();
+        let record = TokenRecord {
+            hash: Token::generate().unwrap().hash(),
+            user: ada(),
+            created: now,
+            expires: now + Duration::hours(1),
+            renewed: None,
+            rotated: None,
+            device: Some(device.clone()),
+            last_seen: now,
+            label: String::new(),
+            ip: None,
+        };
+        store.insert_token(&record).await.unwrap();
+
+        assert!(store.get_slate(&key(ada()), now).await.unwrap().is_some());
+        let other = Username::new("bob").unwrap();
+        assert!(store
+            .get_slate(&key(other.clone()), now)
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(store.user_tokens(&ada(), now).await.unwrap().len(), 1);
+        assert!(store.user_tokens(&other, now).await.unwrap().is_empty());
+        assert_eq!(store.delete_device(&other, &device).await.unwrap(), None);
+        assert_eq!(
+            store.delete_device(&ada(), &device).await.unwrap(),
+            Some(record.hash)
+        );
+        assert!(store.take_slate(&key(ada()), now).await.unwrap().is_some());
+        // Nothing left: the user's entry went with its last record.
+        assert!(store.dump_slates().is_empty() && store.dump_tokens().is_empty());
+    }
+
+    #[tokio::test]
     async fn purge_and_sweep_remove_only_expired_records() {
         use crate::names::{SlateName, Username};
         use crate::token::Token;

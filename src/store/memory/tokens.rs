@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 use super::hashing::{token_hash, token_shard};
 use super::stamp::Stamp;
-use super::users::{push, remove};
+use super::users::{push, remove, same};
 use super::{MemoryStore, SWEEP_EVERY};
 use crate::device_id::DeviceId;
 use crate::error::Error;
@@ -295,7 +295,7 @@ impl TokenStore for MemoryStore {
                     let shard = self.inner.token_shard(hash);
                     shard
                         .find(token_hash(hash), |t| t.hash == *hash)
-                        .filter(|t| t.live(now) && t.user == *user)
+                        .filter(|t| t.live(now) && same(&t.user, user))
                         .map(StoredToken::to_record)
                 })
                 .collect())
@@ -343,7 +343,7 @@ impl TokenStore for MemoryStore {
             let found = entry.tokens.iter().copied().find(|hash| {
                 let mut tokens = self.inner.token_shard(hash);
                 let Ok(mine) = tokens.find_entry(token_hash(hash), |t| {
-                    t.hash == *hash && t.user == *user && t.device.as_ref() == Some(device)
+                    t.hash == *hash && same(&t.user, user) && t.device.as_ref() == Some(device)
                 }) else {
                     return false;
                 };

@@ -50,9 +50,9 @@ impl StoredSlate {
     }
 
     pub fn is(&self, key: &SlateKey) -> bool {
-        // Bytes already in cache, usually: the request's username is the allocation this entry
-        // holds (its token record shares it), and the user slate's name is one allocation.
-        self.user == key.user && self.slate == key.slate
+        // By pointer, usually: the request's username is the allocation this entry holds (its
+        // token record shares it), and the user slate's name is one allocation.
+        same(&self.user, &key.user) && same(&self.slate, &key.slate)
     }
 
     pub fn to_slate_doc(&self) -> SlateDoc {
@@ -68,7 +68,7 @@ impl StoredSlate {
 impl UserShard {
     /// The entry of `user`, if there is one.
     pub fn user_mut(&mut self, hash: UserHash, user: &Username) -> Option<&mut UserEntry> {
-        self.users.find_mut(hash.get(), |e| e.name == *user)
+        self.users.find_mut(hash.get(), |e| same(&e.name, user))
     }
 
     /// The entry of `user`, made if absent.
@@ -76,7 +76,7 @@ impl UserShard {
         self.users
             .entry(
                 hash.get(),
-                |e| e.name == *user,
+                |e| same(&e.name, user),
                 |e| keys.user(&e.name).get(),
             )
             .or_insert_with(|| UserEntry {
@@ -89,7 +89,7 @@ impl UserShard {
 
     /// Drops the entry of `user` if it has neither tokens nor slates any more.
     pub fn prune(&mut self, hash: UserHash, user: &Username) {
-        if let Ok(entry) = self.users.find_entry(hash.get(), |e| e.name == *user) {
+        if let Ok(entry) = self.users.find_entry(hash.get(), |e| same(&e.name, user)) {
             if entry.get().tokens.is_empty() && entry.get().slates.is_empty() {
                 entry.remove();
             }
@@ -174,6 +174,13 @@ impl UserShard {
         }
         expired.len()
     }
+}
+
+/// Whether two names are equal: by pointer first (every record of a user holds the one
+/// allocation of its entry, so the bytes need not be read: `Arc<str>`'s `==` compares bytes
+/// only), by bytes otherwise (another allocation of the same name).
+pub(super) fn same(a: &str, b: &str) -> bool {
+    std::ptr::eq(a, b) || a == b
 }
 
 /// Appends `item` to a boxed slice. A user has a few tokens and slates: an exact allocation

@@ -413,6 +413,19 @@ async fn two_instances_share_one_cache_channel() {
     // The tail: polling on FerretDB, `awaitData` elsewhere.
     let polls = mongo::is_ferretdb().await;
     assert_tail_commands(&b.rec, polls);
+    // The capped collection: 100 documents on FerretDB (whose every poll reads it all),
+    // 10,000 elsewhere.
+    let create = a
+        .rec
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(n, c)| n == "create" && c.get_str("create") == Ok(INVALIDATIONS_COLLECTION))
+        .map(|(_, c)| c.clone())
+        .expect("A created _invalidations");
+    assert_eq!(create.get_bool("capped"), Ok(true));
+    assert_eq!(create.get_i64("max"), Ok(if polls { 100 } else { 10_000 }));
 
     // Warm reads on B cost nothing.
     a.client.post_form("/login", "username=ada").await;

@@ -315,7 +315,7 @@ async fn a_document_seen_again_is_ignored() {
     insert_raw(&options, test, vec![stamped("zed", 78, 1)]).await;
     let start = b.engine.stats().cache.unwrap();
     until_stats(&b, "the first one received", |s| {
-        s.invalidations_received >= start.invalidations_received + 1
+        s.invalidations_received > start.invalidations_received
     })
     .await;
     assert_eq!(b.client.get("/maybe").await.body, "ada");

@@ -13,8 +13,9 @@
 //!   shows the new profile, each with and without a pause before the write, over many
 //!   trials, against the 100 ms bound of the issue.
 //!
-//! FerretDB 1.x misbehaves under two tails (its tailable cursor sends documents again, its
-//! `getMore` fails now and then, a command sometimes fails with "database is locked"): the
+//! FerretDB 1.x misbehaves under two tails (its `awaitData` tailable cursor sends documents
+//! again and drops some, which is why the tail polls there; its `getMore` has failed now and
+//! then, and a command sometimes fails with "database is locked"): the
 //! bench retries a failed request for a while, then skips the trial, and counts all of it in
 //! the table's notes rather than stopping.
 
@@ -629,6 +630,8 @@ mod measure {
                 }
                 t6b.row(row);
             }
+            // The trials end with two log out everywhere on A: let them arrive first.
+            self.quiet().await;
             let published = self.cache_stat(&self.a, "invalidations_published").await;
             let a_received = self.cache_stat(&self.a, "invalidations_received").await;
             let b_received = self.cache_stat(&self.b, "invalidations_received").await;

@@ -104,8 +104,8 @@ pub struct CacheStats {
     /// Invalidations this instance published.
     pub invalidations_published: u64,
     /// Times the whole cache was dropped because the channel may have missed
-    /// invalidations (it reconnected, or, on MongoDB, a publication was missing from an
-    /// instance's sequence, or an unreadable invalidation arrived).
+    /// invalidations: it reconnected, or (`MongoStore`'s channel) a publication was missing
+    /// from an instance's sequence or an unreadable document arrived.
     pub flushes: u64,
     /// Whether the cache serves now (the channel is within the staleness bound).
     pub serving: bool,

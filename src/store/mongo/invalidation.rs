@@ -2,7 +2,12 @@
 //! appends its invalidations to and tails. No extra infrastructure: it works on a
 //! standalone server, a replica set, and FerretDB.
 //!
-//! `document.rs` holds the documents' format, `gaps.rs` what a tail has seen of each
+//! The tail reads a tailable `awaitData` cursor on MongoDB and polls a tailable cursor
+//! without `awaitData` on FerretDB ([`TailMode`]), and confirms freshness only at replies
+//! that prove it read everything published before they were asked for. Publications carry
+//! their publisher's sequence numbers, so that a document sent again costs nothing and one
+//! missing drops the cache ([`MongoChannel`]). This file holds the channel and the tail
+//! loop, `document.rs` the documents' format, `gaps.rs` what a tail has seen of each
 //! publisher's sequence.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -123,7 +128,9 @@ impl Tail {
 /// a sequence for [`GAP_GRACE`] (FerretDB 1.x gives a document its position before its
 /// insert commits, so a cursor that has read a later one skips it for good; or a
 /// publication failed) drops the whole cache, and freshness is not confirmed while one is
-/// missing. An unreadable document drops the whole cache too. A failure or a closed cursor
+/// missing. Limit: a document FerretDB skipped is noticed only when its publisher
+/// publishes again (MongoDB does not skip). An unreadable document drops the whole cache
+/// too. A failure or a closed cursor
 /// loses freshness (the cache stops serving) and the tail is reopened.
 pub(super) struct MongoChannel {
     db: Database,

@@ -99,8 +99,9 @@ async fn stalled_server_loses_no_acknowledged_increment() {
     );
     assert_eq!(settled, later, "nothing changed after the stream");
     // The engine caches (the default on MongoDB): its tail of the invalidation channel
-    // always has one `getMore` waiting. Drop the engine; the tail answers its last
-    // `getMore` (at most `TAIL_AWAIT` later), kills its cursor and ends.
+    // has a `getMore` waiting (`awaitData`) or sends one every `TAIL_POLL` (polling, on
+    // FerretDB). Drop the engine; the tail gets the reply to its last `getMore` (at most
+    // `TAIL_AWAIT` later), kills its cursor and ends.
     drop((slates, counter));
     tokio::time::sleep(slates::store::TAIL_AWAIT * 5).await;
     let unanswered = open.lock().unwrap().len();

@@ -35,8 +35,9 @@ pub struct CacheSettings {
     /// published up to at most this long ago; beyond it every read goes to the store. It
     /// bounds how long a logged-out token or an overwritten profile can still be served
     /// when the channel fails or falls behind. Default 1 s (MongoDB's channel confirms every
-    /// 100 ms when idle, `store::TAIL_AWAIT`); keep it well above
-    /// the channel's confirmation interval, or the cache rarely serves.
+    /// 100 ms when idle, `store::TAIL_AWAIT`, and on FerretDB about every 10 ms plus a poll,
+    /// `store::TAIL_POLL`); keep it well above the channel's confirmation interval, or the
+    /// cache rarely serves.
     pub staleness_bound: Duration,
     /// An entry older than this is read again from the store, even with a fresh channel: the
     /// backstop for an instance that wrote but could not publish (it reported the write as
@@ -103,7 +104,8 @@ pub struct CacheStats {
     /// Invalidations this instance published.
     pub invalidations_published: u64,
     /// Times the whole cache was dropped because the channel may have missed
-    /// invalidations (it reconnected).
+    /// invalidations: it reconnected, or (`MongoStore`'s channel) a publication was missing
+    /// from an instance's sequence or an unreadable document arrived.
     pub flushes: u64,
     /// Whether the cache serves now (the channel is within the staleness bound).
     pub serving: bool,

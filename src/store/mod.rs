@@ -42,8 +42,8 @@ pub use invalidation::{
 pub use memory::MemoryStore;
 #[cfg(feature = "mongodb")]
 pub use mongo::{
-    MongoStore, DEFAULT_DATABASE, DEFAULT_HEARTBEAT, DEFAULT_MAX_TIME, DEFAULT_SERVER_TIMEOUT,
-    INVALIDATIONS_COLLECTION, TAIL_AWAIT, TAIL_BATCH,
+    MongoStore, TailMode, DEFAULT_DATABASE, DEFAULT_HEARTBEAT, DEFAULT_MAX_TIME,
+    DEFAULT_SERVER_TIMEOUT, GAP_GRACE, INVALIDATIONS_COLLECTION, TAIL_AWAIT, TAIL_BATCH, TAIL_POLL,
 };
 pub use options::{Layout, StoreOptions};
 pub use records::{Expiry, SlateDoc, SlateKey, TokenRecord, UpdateOp, Updated};

@@ -1,7 +1,16 @@
 //! The invalidation channel of a `MongoStore`: a capped collection that every instance
-//! appends its invalidations to and tails with a tailable `awaitData` cursor. No extra
-//! infrastructure: it works on a standalone server, a replica set, and FerretDB.
+//! appends its invalidations to and tails. No extra infrastructure: it works on a
+//! standalone server, a replica set, and FerretDB.
+//!
+//! The tail reads a tailable `awaitData` cursor on MongoDB and polls a tailable cursor
+//! without `awaitData` on FerretDB ([`TailMode`]), and confirms freshness only at replies
+//! that prove it read everything published before they were asked for. Publications carry
+//! their publisher's sequence numbers, so that a document sent again costs nothing and one
+//! missing drops the cache ([`MongoChannel`]). This file holds the channel and the tail
+//! loop, `document.rs` the documents' format, `gaps.rs` what a tail has seen of each
+//! publisher's sequence.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -11,61 +20,155 @@ use tokio::sync::OnceCell;
 
 use super::error;
 use crate::error::{Error, Result};
-use crate::names::Username;
 use crate::store::invalidation::{Freshness, Invalidation, InvalidationChannel, InvalidationSink};
 use crate::store::StoreFuture;
-use crate::token::TokenHash;
+
+mod document;
+mod gaps;
+
+use document::{Parsed, Stamp};
+use gaps::{Observed, Sequences};
 
 /// The capped collection the invalidations go through.
 pub const INVALIDATIONS_COLLECTION: &str = "_invalidations";
-/// Its size: 1 MiB, about 10,000 invalidations. An instance that falls further behind
-/// loses its cursor, reconnects and drops its whole cache.
+/// Its size: at most 1 MiB and [`CAPPED_DOCS`] invalidations ([`CAPPED_DOCS_FERRETDB`] on
+/// FerretDB), as created by the first instance (later ones keep what they find). An
+/// instance that falls further behind loses its cursor, reconnects and drops its whole
+/// cache.
 const CAPPED_BYTES: i64 = 1024 * 1024;
+/// The most documents `_invalidations` keeps on MongoDB, which trims it at every insert.
 const CAPPED_DOCS: i64 = 10_000;
-/// How long one `getMore` waits for new invalidations before it returns empty: also how
-/// often an idle instance confirms that it is up to date.
+/// The most documents `_invalidations` keeps on FerretDB, whose every poll of a tailable
+/// cursor reads the collection from its start (about 8 ms per poll with 100 documents, 69 ms
+/// with 1,000, 536 ms with 10,000, measured on a loaded 2-core machine): FerretDB 1.24 trims
+/// a capped collection once a minute only, so it holds this many plus a minute's
+/// invalidations.
+const CAPPED_DOCS_FERRETDB: i64 = 100;
+/// [`TailMode::AwaitData`]: how long one `getMore` waits for new invalidations before it
+/// returns empty: also how often an idle instance confirms that it is up to date.
 pub const TAIL_AWAIT: Duration = Duration::from_millis(100);
+/// [`TailMode::Poll`]: the pause after a `getMore` that found the collection drained,
+/// before the next one: also how often an idle instance confirms that it is up to date.
+pub const TAIL_POLL: Duration = Duration::from_millis(10);
 
-/// The most invalidations one `getMore` of the tail returns. A reply with fewer drained the
-/// cursor when it ran, so it confirms freshness; a full one may have left some behind, so
-/// it confirms nothing (the next `getMore` reads on).
+/// The most invalidations one `getMore` of the tail returns. A full reply may have left
+/// some behind, so it never confirms freshness (the next `getMore` reads on); which shorter
+/// replies do depends on the [`TailMode`].
 pub const TAIL_BATCH: usize = 100;
+/// How long a tail waits for a publication missing from a publisher's sequence (two
+/// concurrent publications of one instance may reach the server out of order) before it
+/// takes it as lost and drops its whole cache. It confirms no freshness meanwhile.
+pub const GAP_GRACE: Duration = Duration::from_millis(50);
 /// Pause before reopening a failed tail.
 const RETRY: Duration = Duration::from_millis(100);
 
+/// How a `MongoStore`'s cache tails [`INVALIDATIONS_COLLECTION`]
+/// ([`MongoStore::tail_mode`](super::MongoStore::tail_mode)).
+///
+/// Both modes read a tailable cursor with `getMore`s of at most [`TAIL_BATCH`] documents,
+/// and confirm freshness (the cache serves only while it was confirmed at most the staleness
+/// bound ago) at the instant a `getMore` was sent, once its reply proves that it read
+/// everything published before then.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TailMode {
+    /// [`Poll`](Self::Poll) on FerretDB (its `buildInfo` carries `ferretdbVersion`),
+    /// [`AwaitData`](Self::AwaitData) elsewhere. The default.
+    #[default]
+    Auto,
+    /// A tailable `awaitData` cursor: each `getMore` waits up to [`TAIL_AWAIT`] for new
+    /// documents, so an invalidation arrives as soon as it is inserted. A reply with fewer
+    /// than [`TAIL_BATCH`] documents confirms. Sound on MongoDB, whose `awaitData` `getMore`
+    /// reads the collection after it is sent and never skips a document. Not on FerretDB
+    /// 1.x, whose wait re-runs the query every 10 ms and, when its deadline fires in the
+    /// middle, drops documents it had read or sends old ones again.
+    AwaitData,
+    /// A tailable cursor without `awaitData`, polled: a `getMore` returns at once; after one
+    /// that found the collection drained, the tail sleeps [`TAIL_POLL`]. A reply confirms
+    /// only when it is empty, or shorter than [`TAIL_BATCH`] after a reply that was too: a
+    /// FerretDB `getMore` first returns what is left of the previous query (possibly older
+    /// than the `getMore`), and queries again only once that is used up. Costs one
+    /// `getMore` per [`TAIL_POLL`] per instance when idle.
+    Poll,
+}
+
+/// The tail mode in effect (never `Auto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tail {
+    Await,
+    Poll,
+}
+
+impl Tail {
+    /// Whether a `getMore` reply of `len` documents, after a reply of `previous` documents
+    /// (the `find`'s first batch counts as full), read everything published before the
+    /// `getMore` was sent.
+    fn drained(self, previous: usize, len: usize) -> bool {
+        match self {
+            Tail::Await => len < TAIL_BATCH,
+            // A short reply used up the cursor's query: the next `getMore` queries afresh
+            // after it is sent. Only then does a short reply prove anything.
+            Tail::Poll => len == 0 || (len < TAIL_BATCH && previous < TAIL_BATCH),
+        }
+    }
+}
+
 /// Publishes to and tails [`INVALIDATIONS_COLLECTION`].
 ///
-/// Each invalidation is one document `{k: "t" | "u" | "p", v: <token hash hex or
-/// username>}`. A subscriber opens a tailable `awaitData` cursor over the whole collection
-/// (the first batch holds one document, so it is full, which FerretDB needs to keep the
-/// cursor open: the collection always holds a seed document), drops its whole cache
-/// (anything before the cursor may have been missed), then applies every document the
-/// cursor returns. Each `getMore` that succeeds confirms freshness up to the instant it was
-/// sent: every invalidation acknowledged before then is in its batch or an earlier one.
-/// A failure or a closed cursor loses freshness (the cache stops serving) and the tail is
-/// reopened.
+/// Each invalidation is one document (see `document.rs`) stamped with this channel's random
+/// publisher id and its count of publications. A subscriber opens a tailable cursor over
+/// the whole collection (the first batch holds one document, so it is full, which FerretDB
+/// needs to keep the cursor open: the collection always holds a seed document), reads it
+/// up to the first reply that proves it drained (the catch-up), drops its whole cache
+/// (anything before the cursor may have been missed) and confirms freshness; from then on
+/// it applies each new document and confirms at every drained reply ([`TailMode`]).
+///
+/// What a subscriber has seen of each publisher's sequence (`gaps.rs`) makes delivery
+/// exactly-once for the cache: a document seen again is ignored; a publication missing from
+/// a sequence for [`GAP_GRACE`] (FerretDB 1.x gives a document its position before its
+/// insert commits, so a cursor that has read a later one skips it for good; or a
+/// publication failed) drops the whole cache, and freshness is not confirmed while one is
+/// missing. Limit: a document FerretDB skipped is noticed only when its publisher
+/// publishes again (MongoDB does not skip). An unreadable document drops the whole cache
+/// too. A failure or a closed cursor
+/// loses freshness (the cache stops serving) and the tail is reopened.
 pub(super) struct MongoChannel {
     db: Database,
-    ready: OnceCell<()>,
+    mode: TailMode,
+    ready: OnceCell<Tail>,
+    /// This channel's publisher id.
+    publisher: i64,
+    /// Publications so far.
+    published: AtomicU64,
 }
 
 impl MongoChannel {
-    pub fn new(db: Database) -> Self {
+    pub fn new(db: Database, mode: TailMode) -> Self {
         MongoChannel {
             db,
+            mode,
             ready: OnceCell::new(),
+            publisher: rand::random(),
+            published: AtomicU64::new(0),
         }
     }
 
-    /// Creates the capped collection and its seed document, once per channel.
-    async fn ensure(&self) -> Result<()> {
+    /// Asks the server what it is (`buildInfo`), creates the capped collection and its seed
+    /// document, and settles the tail mode, once per channel.
+    async fn ensure(&self) -> Result<Tail> {
         self.ready
             .get_or_try_init(|| async {
+                let info = self
+                    .db
+                    .run_command(doc! {"buildInfo": 1})
+                    .await
+                    .map_err(error::map)?;
+                let ferretdb = info.contains_key("ferretdbVersion");
                 let create = doc! {
                     "create": INVALIDATIONS_COLLECTION,
                     "capped": true,
                     "size": CAPPED_BYTES,
-                    "max": CAPPED_DOCS,
+                    "max": if ferretdb { CAPPED_DOCS_FERRETDB } else { CAPPED_DOCS },
                 };
                 match self.db.run_command(create).await {
                     Ok(_) => {}
@@ -75,14 +178,21 @@ impl MongoChannel {
                 }
                 let coll = self.db.collection::<Document>(INVALIDATIONS_COLLECTION);
                 if coll.find_one(doc! {}).await.map_err(error::map)?.is_none() {
-                    coll.insert_one(doc! {"k": "seed"})
+                    coll.insert_one(document::seed())
                         .await
                         .map_err(error::map)?;
                 }
-                Ok(())
+                let tail = match self.mode {
+                    TailMode::AwaitData => Tail::Await,
+                    TailMode::Poll => Tail::Poll,
+                    TailMode::Auto if ferretdb => Tail::Poll,
+                    TailMode::Auto => Tail::Await,
+                };
+                tracing::debug!(mode = ?tail, "slates invalidation tail mode");
+                Ok(tail)
             })
             .await
-            .map(drop)
+            .copied()
     }
 
     async fn tail(self: Arc<Self>, sink: Weak<dyn InvalidationSink>, freshness: Arc<Freshness>) {
@@ -104,15 +214,17 @@ impl MongoChannel {
         sink: &Weak<dyn InvalidationSink>,
         freshness: &Freshness,
     ) -> Result<()> {
-        self.ensure().await?;
+        let mode = self.ensure().await?;
         let mut session = self.db.client().start_session().await.map_err(error::map)?;
-        let find = doc! {
+        let mut find = doc! {
             "find": INVALIDATIONS_COLLECTION,
             "filter": {},
             "tailable": true,
-            "awaitData": true,
             "batchSize": 1,
         };
+        if mode == Tail::Await {
+            find.insert("awaitData", true);
+        }
         let reply = self
             .db
             .run_command(find)
@@ -120,14 +232,12 @@ impl MongoChannel {
             .await
             .map_err(error::map)?;
         let (mut id, first) = cursor(&reply, "firstBatch")?;
-        {
-            let Some(sink) = sink.upgrade() else {
-                return Ok(());
-            };
-            sink.flush();
-            apply(&*sink, first);
+        let mut reader = Reader::default();
+        if let Some(sink) = sink.upgrade() {
+            reader.apply(&*sink, first);
         }
         let await_ms = i64::try_from(TAIL_AWAIT.as_millis()).unwrap_or(100);
+        let mut previous = TAIL_BATCH;
         while id != 0 {
             if sink.strong_count() == 0 {
                 let kill = doc! {"killCursors": INVALIDATIONS_COLLECTION, "cursors": [id]};
@@ -135,12 +245,14 @@ impl MongoChannel {
                 return Ok(());
             }
             let sent = Instant::now();
-            let more = doc! {
+            let mut more = doc! {
                 "getMore": id,
                 "collection": INVALIDATIONS_COLLECTION,
                 "batchSize": TAIL_BATCH as i64,
-                "maxTimeMS": await_ms,
             };
+            if mode == Tail::Await {
+                more.insert("maxTimeMS", await_ms);
+            }
             let reply = self
                 .db
                 .run_command(more)
@@ -148,18 +260,86 @@ impl MongoChannel {
                 .await
                 .map_err(error::map)?;
             let (next, batch) = cursor(&reply, "nextBatch")?;
-            let drained = batch.len() < TAIL_BATCH;
-            if let Some(sink) = sink.upgrade() {
-                apply(&*sink, batch);
-            }
-            if drained {
-                freshness.confirm(sent);
-            }
             id = next;
+            let drained = mode.drained(previous, batch.len());
+            previous = batch.len();
+            // The sink is not kept alive across a wait.
+            if let Some(live) = sink.upgrade() {
+                reader.apply(&*live, batch);
+                if drained {
+                    reader.drained(&*live, freshness, sent);
+                }
+            }
+            if drained && mode == Tail::Poll {
+                tokio::time::sleep(TAIL_POLL).await;
+            }
         }
         Err(Error::Unavailable(
             "the invalidation cursor was closed".into(),
         ))
+    }
+}
+
+/// What one cursor has read.
+struct Reader {
+    /// Still reading what the collection held when the cursor opened.
+    catching_up: bool,
+    sequences: Sequences,
+}
+
+impl Default for Reader {
+    fn default() -> Self {
+        Reader {
+            catching_up: true,
+            sequences: Sequences::default(),
+        }
+    }
+}
+
+impl Reader {
+    /// Applies a batch: each invalidation not seen before. A document that names nothing
+    /// slates understands (edited by hand) could have been anything: everything is dropped.
+    fn apply(&mut self, sink: &dyn InvalidationSink, batch: &[Bson]) {
+        let now = Instant::now();
+        for d in batch {
+            match d.as_document().and_then(document::parse) {
+                Some(Parsed::Seed) => {}
+                Some(Parsed::Invalidation(invalidation, stamp)) => {
+                    let new = stamp.is_none_or(|stamp| {
+                        self.sequences.observe(stamp, self.catching_up, now) == Observed::New
+                    });
+                    if new {
+                        sink.invalidate(&invalidation);
+                    }
+                }
+                None => {
+                    tracing::warn!("unreadable invalidation document: the whole cache is dropped");
+                    sink.flush();
+                }
+            }
+        }
+    }
+
+    /// A reply proved that everything published before `sent` was read: confirms `sent`,
+    /// after the catch-up's flush, unless a publication is missing (for less than
+    /// [`GAP_GRACE`]; after that, the cache is flushed).
+    fn drained(&mut self, sink: &dyn InvalidationSink, freshness: &Freshness, sent: Instant) {
+        if self.catching_up {
+            self.catching_up = false;
+            self.sequences.close();
+            sink.flush();
+        } else if self.sequences.overdue(Instant::now(), GAP_GRACE) {
+            let missing = self.sequences.close();
+            tracing::warn!(
+                missing,
+                "slates invalidation tail: publications missing from the channel (lost by \
+                 the server or never published): the whole cache is dropped"
+            );
+            sink.flush();
+        } else if self.sequences.open() {
+            return;
+        }
+        freshness.confirm(sent);
     }
 }
 
@@ -172,58 +352,24 @@ fn cursor<'r>(reply: &'r Document, batch: &str) -> Result<(i64, &'r [Bson])> {
     Ok((id, docs))
 }
 
-/// Applies a batch. A document that names nothing slates understands (edited by hand)
-/// could have been anything: everything is dropped.
-fn apply(sink: &dyn InvalidationSink, batch: &[Bson]) {
-    for d in batch {
-        match d.as_document().map(parse) {
-            Some(Some(Some(invalidation))) => sink.invalidate(&invalidation),
-            Some(Some(None)) => {} // the seed
-            _ => {
-                tracing::warn!("unreadable invalidation document: the whole cache is dropped");
-                sink.flush();
-            }
-        }
-    }
-}
-
-/// `Some(Some(_))`: an invalidation; `Some(None)`: the seed; `None`: unreadable.
-fn parse(d: &Document) -> Option<Option<Invalidation>> {
-    let kind = d.get_str("k").ok()?;
-    if kind == "seed" {
-        return Some(None);
-    }
-    let value = d.get_str("v").ok()?;
-    let invalidation = match kind {
-        "t" => Invalidation::Token(TokenHash::from_hex(value)?),
-        "u" => Invalidation::UserTokens(Username::from_stored(value)?),
-        "p" => Invalidation::Profile(Username::from_stored(value)?),
-        _ => return None,
-    };
-    Some(Some(invalidation))
-}
-
-fn to_document(invalidation: &Invalidation) -> Document {
-    let (k, v) = match invalidation {
-        Invalidation::Token(hash) => ("t", hash.to_hex()),
-        Invalidation::UserTokens(user) => ("u", user.as_str().to_owned()),
-        Invalidation::Profile(user) => ("p", user.as_str().to_owned()),
-    };
-    doc! {"k": k, "v": v}
-}
-
 impl InvalidationChannel for Arc<MongoChannel> {
     /// Creates the capped collection and its seed document.
     fn prepare(&self) -> StoreFuture<'_, ()> {
-        Box::pin(self.ensure())
+        Box::pin(async move { self.ensure().await.map(drop) })
     }
 
     fn publish<'a>(&'a self, invalidation: &'a Invalidation) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             self.ensure().await?;
+            // Taken even if the insert then fails: subscribers see the gap and flush, in
+            // case the insert was applied after all, or the write it follows was.
+            let stamp = Stamp {
+                publisher: self.publisher,
+                seq: self.published.fetch_add(1, Ordering::Relaxed) + 1,
+            };
             self.db
                 .collection::<Document>(INVALIDATIONS_COLLECTION)
-                .insert_one(to_document(invalidation))
+                .insert_one(document::to_document(invalidation, stamp))
                 .await
                 .map_err(error::map)?;
             Ok(())
@@ -240,24 +386,97 @@ impl InvalidationChannel for Arc<MongoChannel> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
 
     #[test]
-    fn documents_round_trip() {
-        let hash = crate::token::Token::generate().unwrap().hash();
-        let user = Username::new("ada").unwrap();
-        for inv in [
-            Invalidation::Token(hash),
-            Invalidation::UserTokens(user.clone()),
-            Invalidation::Profile(user),
-        ] {
-            assert_eq!(parse(&to_document(&inv)), Some(Some(inv)));
+    fn await_data_confirms_any_short_reply() {
+        for previous in [0, 1, TAIL_BATCH] {
+            assert!(Tail::Await.drained(previous, 0));
+            assert!(Tail::Await.drained(previous, TAIL_BATCH - 1));
+            assert!(!Tail::Await.drained(previous, TAIL_BATCH));
         }
-        assert_eq!(parse(&doc! {"k": "seed"}), Some(None));
-        assert_eq!(parse(&doc! {"k": "t", "v": "zz"}), None);
-        assert_eq!(parse(&doc! {"k": "x", "v": "ada"}), None);
-        assert_eq!(parse(&doc! {"k": "p", "v": "_auth"}), None);
-        let guest = Username::guest(&hash);
-        let inv = Invalidation::Profile(guest);
-        assert_eq!(parse(&to_document(&inv)), Some(Some(inv)));
+    }
+
+    #[test]
+    fn polling_confirms_an_empty_reply_or_a_short_one_after_a_short_one() {
+        for previous in [0, 1, TAIL_BATCH - 1, TAIL_BATCH] {
+            assert!(Tail::Poll.drained(previous, 0));
+            assert!(!Tail::Poll.drained(previous, TAIL_BATCH));
+        }
+        // What is left of an older query (after the find's first batch or a full reply)
+        // proves nothing about the instant the `getMore` was sent.
+        assert!(!Tail::Poll.drained(TAIL_BATCH, 1));
+        assert!(!Tail::Poll.drained(TAIL_BATCH, TAIL_BATCH - 1));
+        assert!(Tail::Poll.drained(0, 1));
+        assert!(Tail::Poll.drained(TAIL_BATCH - 1, TAIL_BATCH - 1));
+    }
+
+    /// A sink that records what it is told.
+    #[derive(Default)]
+    struct Log(Mutex<Vec<Option<Invalidation>>>);
+
+    impl InvalidationSink for Log {
+        fn invalidate(&self, invalidation: &Invalidation) {
+            self.0.lock().unwrap().push(Some(invalidation.clone()));
+        }
+        fn flush(&self) {
+            self.0.lock().unwrap().push(None);
+        }
+    }
+
+    impl Log {
+        fn take(&self) -> Vec<Option<Invalidation>> {
+            std::mem::take(&mut self.0.lock().unwrap())
+        }
+    }
+
+    fn published(user: &str, publisher: i64, seq: u64) -> (Invalidation, Bson) {
+        let inv = Invalidation::Profile(crate::names::Username::new(user).unwrap());
+        let d = document::to_document(&inv, Stamp { publisher, seq });
+        (inv, Bson::Document(d))
+    }
+
+    #[test]
+    fn a_reader_applies_news_once_flushes_on_gaps_and_confirms_soundly() {
+        let (sink, fresh) = (Log::default(), Freshness::new());
+        let mut r = Reader::default();
+        let (a1, d1) = published("ada", 1, 1);
+        // Catch-up: applied, then flushed at the first drained reply, which confirms.
+        r.apply(&sink, &[Bson::Document(document::seed()), d1.clone()]);
+        let t0 = Instant::now();
+        r.drained(&sink, &fresh, t0);
+        assert_eq!(sink.take(), [Some(a1), None]);
+        assert!(fresh.lag().is_some());
+
+        // Re-delivered: nothing.
+        r.apply(&sink, std::slice::from_ref(&d1));
+        assert_eq!(sink.take(), []);
+
+        // A gap: applied, but no confirmation until the grace is over, then a flush.
+        let (a3, d3) = published("bob", 1, 3);
+        r.apply(&sink, &[d3]);
+        assert_eq!(sink.take(), [Some(a3)]);
+        let fresh = Freshness::new();
+        r.drained(&sink, &fresh, Instant::now());
+        assert_eq!(fresh.lag(), None, "confirmed with a publication missing");
+        std::thread::sleep(GAP_GRACE);
+        r.drained(&sink, &fresh, Instant::now());
+        assert_eq!(sink.take(), [None], "a lost publication flushes");
+        assert!(fresh.lag().is_some());
+        // The late one is covered by the flush.
+        let (_, d2) = published("eve", 1, 2);
+        r.apply(&sink, &[d2]);
+        assert_eq!(sink.take(), []);
+
+        // An unreadable document flushes; an old unstamped one is applied.
+        let old = Invalidation::UserTokens(crate::names::Username::new("ada").unwrap());
+        r.apply(
+            &sink,
+            &[
+                Bson::Document(doc! {"k": "u", "v": "ada"}),
+                Bson::Document(doc! {"k": "?"}),
+            ],
+        );
+        assert_eq!(sink.take(), [Some(old), None]);
     }
 }

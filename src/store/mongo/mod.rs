@@ -37,7 +37,9 @@ mod invalidation;
 mod slates;
 mod tokens;
 
-pub use invalidation::{INVALIDATIONS_COLLECTION, TAIL_AWAIT, TAIL_BATCH};
+pub use invalidation::{
+    TailMode, GAP_GRACE, INVALIDATIONS_COLLECTION, TAIL_AWAIT, TAIL_BATCH, TAIL_POLL,
+};
 
 use indexes::Prepared;
 
@@ -120,6 +122,7 @@ pub const DEFAULT_MAX_TIME: Duration = Duration::from_secs(5);
 pub struct MongoStore {
     db: Database,
     max_time: Option<Duration>,
+    tail_mode: TailMode,
     prepared: Arc<Prepared>,
 }
 
@@ -165,6 +168,7 @@ impl MongoStore {
         MongoStore {
             db,
             max_time: Some(DEFAULT_MAX_TIME),
+            tail_mode: TailMode::Auto,
             prepared: Arc::default(),
         }
     }
@@ -225,6 +229,17 @@ impl MongoStore {
         self
     }
 
+    /// How the cache's invalidation channel reads `_invalidations` (default
+    /// [`TailMode::Auto`]: polling on FerretDB, `awaitData` elsewhere). For tests and
+    /// servers that misreport what they are; see [`TailMode`] for what each mode costs and
+    /// proves.
+    pub fn tail_mode(mut self, mode: TailMode) -> Self {
+        self.tail_mode = mode;
+        // A channel made earlier carries the old mode: prepare again.
+        self.prepared = Arc::default();
+        self
+    }
+
     /// The database handle the store uses.
     pub fn database(&self) -> &Database {
         &self.db
@@ -258,6 +273,7 @@ impl fmt::Debug for MongoStore {
         f.debug_struct("MongoStore")
             .field("database", &self.db.name())
             .field("max_time", &self.max_time)
+            .field("tail_mode", &self.tail_mode)
             .field("tokens", &self.prepared.tokens.get().map(|p| &p.options))
             .field("slates", &self.prepared.slates.get().map(|p| &p.options))
             .finish()

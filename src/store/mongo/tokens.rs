@@ -230,7 +230,7 @@ impl TokenStore for MongoStore {
         let channel = self
             .prepared
             .channel
-            .get_or_init(|| Arc::new(MongoChannel::new(self.db.clone())));
+            .get_or_init(|| Arc::new(MongoChannel::new(self.db.clone(), self.tail_mode)));
         Some(Arc::new(Arc::clone(channel)))
     }
 }

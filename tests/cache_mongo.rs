@@ -245,21 +245,28 @@ async fn until_stats(b: &Instance, what: &str, check: impl Fn(&slates::store::Ca
     }
 }
 
+/// An instance with the cache on a fresh database, with ada logged in and her token cached
+/// (two `GET /maybe`). `None`: no server (the skip is reported).
+async fn ada_cached(test: &str, clock: &ManualClock) -> Option<(ClientOptions, Instance)> {
+    let options = mongo::client_options().await?;
+    let mut b = instance(options.clone(), test, clock, true).await;
+    until_serving(&b).await;
+    b.client.post_form("/login", "username=ada").await;
+    assert_eq!(b.client.get("/maybe").await.body, "ada");
+    assert_eq!(b.client.get("/maybe").await.body, "ada");
+    Some((options, b))
+}
+
 /// A publication missing from a publisher's sequence (inserted here with a skipped sequence
 /// number: what FerretDB's out-of-order commits or a failed publication leave) flushes the
 /// subscriber's whole cache; the late one, if it ever shows up, is ignored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gap_in_a_publisher_sequence_flushes_the_cache() {
     let test = "cache_mongo::gap";
-    let Some(options) = mongo::client_options().await else {
+    let clock = ManualClock::new();
+    let Some((options, b)) = ada_cached(test, &clock).await else {
         return;
     };
-    let clock = ManualClock::new();
-    let mut b = instance(options.clone(), test, &clock, true).await;
-    until_serving(&b).await;
-    b.client.post_form("/login", "username=ada").await;
-    assert_eq!(b.client.get("/maybe").await.body, "ada");
-    assert_eq!(b.client.get("/maybe").await.body, "ada");
     let start = b.engine.stats().cache.unwrap();
     assert!(start.entries >= 1, "{start:?}");
 
@@ -301,25 +308,20 @@ async fn a_gap_in_a_publisher_sequence_flushes_the_cache() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_document_seen_again_is_ignored() {
     let test = "cache_mongo::again";
-    let Some(options) = mongo::client_options().await else {
+    let clock = ManualClock::new();
+    let Some((options, mut b)) = ada_cached(test, &clock).await else {
         return;
     };
-    let clock = ManualClock::new();
-    let mut b = instance(options.clone(), test, &clock, true).await;
-    until_serving(&b).await;
-    b.client.post_form("/login", "username=ada").await;
     let hash = Token::parse(b.client.cookie.as_deref().unwrap())
         .unwrap()
         .hash()
         .to_hex();
     insert_raw(&options, test, vec![stamped("zed", 78, 1)]).await;
-    let start = b.engine.stats().cache.unwrap();
+    let first = b.engine.stats().cache.unwrap();
     until_stats(&b, "the first one received", |s| {
-        s.invalidations_received > start.invalidations_received
+        s.invalidations_received > first.invalidations_received
     })
     .await;
-    assert_eq!(b.client.get("/maybe").await.body, "ada");
-    assert_eq!(b.client.get("/maybe").await.body, "ada");
     let start = b.engine.stats();
 
     let again = doc! {"k": "t", "v": hash.as_str(), "p": 78_i64, "s": 1_i64};
@@ -381,7 +383,8 @@ async fn a_full_batch_confirms_nothing() {
                 // At least: a reopened tail reads the collection again.
                 assert!(
                     stats.invalidations_received >= start + n as u64,
-                    "{mode:?}: confirmed after the insert with only {} of {n} delivered                      ({looks} looks)",
+                    "{mode:?}: confirmed after the insert with only {} of {n} delivered \
+                     ({looks} looks)",
                     stats.invalidations_received - start
                 );
                 break;

@@ -57,7 +57,80 @@ mod hand_edited {
         hand_edited_user_slate_never_locks_the_user_out,
         hand_edited_workflow_slate_is_a_clear_error_and_a_write_repairs_it,
         hand_edited_token_record_is_refused_not_a_503,
+        a_hand_edit_reaches_a_cache_once_its_entry_is_too_old,
     );
+
+    /// With the cache on (the default on MongoDB), a user slate edited by hand publishes no
+    /// invalidation: the cached profile is served until its entry is older than
+    /// `CacheSettings::max_age`, then read again (README, "Edits made outside slates publish
+    /// nothing"). The staleness bound is long so that a loaded machine cannot stop the cache
+    /// from serving in between.
+    async fn a_hand_edit_reaches_a_cache_once_its_entry_is_too_old(
+        layout: slates::Layout,
+        test: &str,
+    ) {
+        use slates::store::CacheSettings;
+        use std::time::{Duration as StdDuration, Instant};
+        let Some(store) = common::mongo::store(test).await else {
+            return;
+        };
+        let db = store.database().clone();
+        let max_age = StdDuration::from_secs(2);
+        let settings = CacheSettings::default()
+            .staleness_bound(StdDuration::from_secs(600))
+            .max_age(max_age);
+        let slates = Engine::builder(store)
+            .layout(layout)
+            .secure(false)
+            .cache(settings)
+            .build()
+            .await
+            .unwrap();
+        let deadline = Instant::now() + StdDuration::from_secs(10);
+        while !slates.stats().cache.unwrap().serving {
+            assert!(Instant::now() < deadline, "the cache never served");
+            tokio::time::sleep(StdDuration::from_millis(5)).await;
+        }
+        let mut c = client(&slates);
+        assert_eq!(login(&mut c, "ada").await, StatusCode::NO_CONTENT);
+        // Whatever the login published has come back: no invalidation is in flight.
+        loop {
+            let cache = slates.stats().cache.unwrap();
+            if cache.invalidations_received >= cache.invalidations_published {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never received: {cache:?}");
+            tokio::time::sleep(StdDuration::from_millis(5)).await;
+        }
+        write_raw(
+            &db,
+            layout,
+            "ada",
+            "user",
+            doc! {"name": "Ada", "_v": 1_i64},
+        )
+        .await;
+        let read = Instant::now();
+        assert_eq!(c.get("/profile").await.body, "Ada");
+        write_raw(
+            &db,
+            layout,
+            "ada",
+            "user",
+            doc! {"name": "Eve", "_v": 2_i64},
+        )
+        .await;
+        let r = c.get("/profile").await;
+        if read.elapsed() < max_age {
+            assert_eq!(
+                r.body, "Ada",
+                "served from the cache: the edit published nothing"
+            );
+        }
+        tokio::time::sleep(max_age.saturating_sub(read.elapsed()) + StdDuration::from_millis(100))
+            .await;
+        assert_eq!(c.get("/profile").await.body, "Eve", "too old: read again");
+    }
 
     /// Engine on a fresh Mongo database, and the raw collection holding `user`'s slates.
     async fn raw(
@@ -67,10 +140,14 @@ mod hand_edited {
         let store = common::mongo::store(test).await?;
         let db = store.database().clone();
         let clock = ManualClock::new();
+        // No cache: a document edited by hand publishes no invalidation, so a cache would
+        // keep serving what it read before the edit (up to `CacheSettings::max_age`, as the
+        // README says); these tests are about how slates reads the edited documents.
         let slates = Engine::builder(store)
             .layout(layout)
             .clock(clock.clone())
             .secure(false)
+            .no_cache()
             .build()
             .await
             .unwrap();

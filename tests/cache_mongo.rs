@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
 use bson::{doc, Document};
+use common::cache::until_cache;
 use common::harness::Client;
 use common::mongo;
 use http::StatusCode;
@@ -127,11 +128,7 @@ async fn instance_in(
 
 /// Waits (at most 10 s) until `instance`'s cache serves.
 async fn until_serving(instance: &Instance) {
-    let deadline = Instant::now() + StdDuration::from_secs(10);
-    while !instance.engine.stats().cache.expect("cache on").serving {
-        assert!(Instant::now() < deadline, "the cache never started serving");
-        tokio::time::sleep(StdDuration::from_millis(10)).await;
-    }
+    until_cache(&instance.engine, "the cache serving", |s| s.serving).await;
 }
 
 /// Polls `path` on `client` until the body is `want`; returns how long it took. Fails the
@@ -232,19 +229,6 @@ fn stamped(user: &str, p: i64, s: i64) -> Document {
     doc! {"k": "p", "v": user, "p": p, "s": s}
 }
 
-/// Waits (at most 10 s) until `check` holds of B's cache stats.
-async fn until_stats(b: &Instance, what: &str, check: impl Fn(&slates::store::CacheStats) -> bool) {
-    let deadline = Instant::now() + StdDuration::from_secs(10);
-    loop {
-        let stats = b.engine.stats().cache.unwrap();
-        if check(&stats) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what}: never; now {stats:?}");
-        tokio::time::sleep(StdDuration::from_millis(5)).await;
-    }
-}
-
 /// An instance with the cache on a fresh database, with ada logged in and her token cached
 /// (two `GET /maybe`). `None`: no server (the skip is reported).
 async fn ada_cached(test: &str, clock: &ManualClock) -> Option<(ClientOptions, Instance)> {
@@ -271,7 +255,7 @@ async fn a_gap_in_a_publisher_sequence_flushes_the_cache() {
     assert!(start.entries >= 1, "{start:?}");
 
     insert_raw(&options, test, vec![stamped("zed", 77, 1)]).await;
-    until_stats(&b, "the first one received", |s| {
+    until_cache(&b.engine, "the first one received", |s| {
         s.invalidations_received == start.invalidations_received + 1
     })
     .await;
@@ -279,7 +263,10 @@ async fn a_gap_in_a_publisher_sequence_flushes_the_cache() {
     assert!(b.engine.stats().cache.unwrap().entries >= 1);
 
     insert_raw(&options, test, vec![stamped("zed", 77, 3)]).await;
-    until_stats(&b, "a flush for the gap", |s| s.flushes > start.flushes).await;
+    until_cache(&b.engine, "a flush for the gap", |s| {
+        s.flushes > start.flushes
+    })
+    .await;
     let after = b.engine.stats().cache.unwrap();
     assert_eq!(after.flushes, start.flushes + 1);
     assert_eq!(after.entries, 0, "{after:?}");
@@ -292,7 +279,7 @@ async fn a_gap_in_a_publisher_sequence_flushes_the_cache() {
         vec![stamped("zed", 77, 2), stamped("zed", 77, 4)],
     )
     .await;
-    until_stats(&b, "the next one received", |s| {
+    until_cache(&b.engine, "the next one received", |s| {
         s.invalidations_received == after.invalidations_received + 1
     })
     .await;
@@ -318,7 +305,7 @@ async fn a_document_seen_again_is_ignored() {
         .to_hex();
     insert_raw(&options, test, vec![stamped("zed", 78, 1)]).await;
     let first = b.engine.stats().cache.unwrap();
-    until_stats(&b, "the first one received", |s| {
+    until_cache(&b.engine, "the first one received", |s| {
         s.invalidations_received > first.invalidations_received
     })
     .await;
@@ -327,7 +314,7 @@ async fn a_document_seen_again_is_ignored() {
     let again = doc! {"k": "t", "v": hash.as_str(), "p": 78_i64, "s": 1_i64};
     insert_raw(&options, test, vec![again, stamped("zed", 78, 2)]).await;
     let received = start.cache.as_ref().unwrap().invalidations_received;
-    until_stats(&b, "the next one received", |s| {
+    until_cache(&b.engine, "the next one received", |s| {
         s.invalidations_received > received
     })
     .await;

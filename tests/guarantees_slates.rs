@@ -69,6 +69,7 @@ mod hand_edited {
         layout: slates::Layout,
         test: &str,
     ) {
+        use common::cache::until_cache;
         use slates::store::CacheSettings;
         use std::time::{Duration as StdDuration, Instant};
         let Some(store) = common::mongo::store(test).await else {
@@ -86,22 +87,14 @@ mod hand_edited {
             .build()
             .await
             .unwrap();
-        let deadline = Instant::now() + StdDuration::from_secs(10);
-        while !slates.stats().cache.unwrap().serving {
-            assert!(Instant::now() < deadline, "the cache never served");
-            tokio::time::sleep(StdDuration::from_millis(5)).await;
-        }
+        until_cache(&slates, "the cache serving", |s| s.serving).await;
         let mut c = client(&slates);
         assert_eq!(login(&mut c, "ada").await, StatusCode::NO_CONTENT);
         // Whatever the login published has come back: no invalidation is in flight.
-        loop {
-            let cache = slates.stats().cache.unwrap();
-            if cache.invalidations_received >= cache.invalidations_published {
-                break;
-            }
-            assert!(Instant::now() < deadline, "never received: {cache:?}");
-            tokio::time::sleep(StdDuration::from_millis(5)).await;
-        }
+        until_cache(&slates, "the login's invalidations received", |s| {
+            s.invalidations_received >= s.invalidations_published
+        })
+        .await;
         write_raw(
             &db,
             layout,

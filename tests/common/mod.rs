@@ -54,6 +54,7 @@ macro_rules! per_backend {
     };
 }
 
+pub mod cache;
 pub mod guest_app;
 pub mod harness;
 pub mod hooked;

@@ -205,7 +205,9 @@ impl EngineBuilder {
     }
 
     /// Attempts the compare-and-swap helper [`RawSlate::modify`](crate::RawSlate::modify) makes
-    /// before giving up with [`Error::Conflict`] (default 64).
+    /// before giving up with [`Error::Conflict`] (default 64). Between attempts it pauses a
+    /// random time of at most 16 ms on the Tokio timer (enabled by `#[tokio::main]` and
+    /// `#[tokio::test]`), so 64 attempts give up after at most about one second.
     pub fn cas_attempts(mut self, attempts: u32) -> Self {
         self.config.cas_attempts = attempts;
         self

@@ -250,6 +250,9 @@ impl RawSlate {
     ///   deleting and re-creating the slate: versions are never reused); if somebody did,
     ///   the slate is read again and `f` runs again, up to the configured attempts, then
     ///   [`Error::Conflict`]. So keep `f` free of side effects. [`Modified::Written`].
+    ///   Before the second attempt the task yields; before each later one it sleeps a random
+    ///   time, up to 1 ms before the third, doubling with each attempt up to 16 ms, so that
+    ///   writers that keep colliding spread out instead of one of them losing every round.
     ///
     /// Fields of the stored document that `T` does not keep are dropped by a write. The
     /// expiry follows the rule of [`expires_in`](Self::expires_in).
@@ -299,7 +302,7 @@ impl RawSlate {
         for attempt in 0..attempts {
             if attempt > 0 {
                 bump(&core.counters.cas_retries);
-                tokio::task::yield_now().await;
+                retry_pause(attempt).await;
             }
             let (mut value, expected, old_expires) = match self.get_doc().await? {
                 Some(s) => (s.doc.deserialize()?, Some(s.version), s.expires),
@@ -442,4 +445,21 @@ fn to_document<T: Serialize + ?Sized>(value: &T) -> Result<Document> {
         ));
     }
     Ok(doc)
+}
+
+/// The longest pause between two compare-and-swap attempts.
+const MAX_RETRY_PAUSE_MICROS: u64 = 16_000;
+
+/// The pause before attempt `attempt` (1 for the first retry) of a compare-and-swap: a
+/// yield first (most conflicts are one write that has already finished), then a random sleep
+/// up to 1 ms, doubling up to [`MAX_RETRY_PAUSE_MICROS`] ("full jitter"): writers that
+/// collided draw different pauses, so the next round finds the slate quiet.
+async fn retry_pause(attempt: u32) {
+    if attempt <= 1 {
+        tokio::task::yield_now().await;
+        return;
+    }
+    let ceiling = (1_000u64 << (attempt - 2).min(4)).min(MAX_RETRY_PAUSE_MICROS);
+    let micros = rand::random::<u64>() % (ceiling + 1);
+    tokio::time::sleep(std::time::Duration::from_micros(micros)).await;
 }

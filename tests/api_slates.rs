@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bson::{doc, Bson, Document};
-use common::hooked::{hooked_engine, pause_first_swap, Call};
+use common::hooked::{hooked_engine, hooked_engine_with, pause_first_swap, Call, Hooked, Phase};
 use common::Backend;
 use serde::{Deserialize, Serialize};
 use slates::{
@@ -60,6 +60,7 @@ per_backend!(
     changed_modify_writes_once_with_the_reported_version,
     modify_or_default_and_insert_with_create_explicitly,
     conflicting_modify_retries_on_the_new_slate,
+    a_modify_that_always_collides_gives_up_with_conflict,
     retry_that_declines_or_changes_nothing_writes_nothing,
     racing_creation_retries_as_an_update,
     update_values_are_any_serialize,
@@ -514,6 +515,89 @@ async fn modify_or_default_and_insert_with_create_explicitly(backend: Backend, t
         raw.get_doc().await.unwrap().unwrap().doc.get_i32("n"),
         Ok(1)
     );
+}
+
+/// Makes every compare-and-swap of `hooked` collide: just before it reaches the store,
+/// another writer changes the slate through `other`.
+fn collide_on_every_swap(hooked: &Hooked, other: slates::RawSlate) {
+    hooked.set_hook(Arc::new(move |call, phase, _| {
+        let other = other.clone();
+        Box::pin(async move {
+            if call == Call::ReplaceSlateIf && phase == Phase::Before {
+                other.inc("step", 1).await?;
+            }
+            Ok(())
+        })
+    }));
+}
+
+/// A slate that another writer changes before every swap: `modify` makes exactly the
+/// configured number of attempts (the closure runs that often, each swap is refused), then
+/// answers `Error::Conflict` naming the slate and the attempts; the other writer's updates
+/// are all there, and the refused swaps wrote nothing.
+async fn a_modify_that_always_collides_gives_up_with_conflict(backend: Backend, test: &str) {
+    let configure = |b: slates::EngineBuilder| b.cas_attempts(3);
+    let Some((engine, hooked, _clock)) = hooked_engine_with(backend, test, configure).await else {
+        return;
+    };
+    let ada = engine.user_slates("ada").unwrap();
+    ada.raw_slate("wizard").put(&start()).await.unwrap();
+    collide_on_every_swap(&hooked, ada.raw_slate("wizard"));
+    let runs = AtomicUsize::new(0);
+    let got = ada
+        .raw_slate("wizard")
+        .modify(|w: &mut Wizard| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            w.note = Some("mine".into());
+            Some(())
+        })
+        .await;
+    assert!(
+        matches!(got, Err(Error::Conflict { ref slate, attempts: 3 }) if slate == "wizard"),
+        "{got:?}"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+    let stats = engine.stats();
+    assert_eq!((stats.cas_conflicts, stats.cas_retries), (3, 2));
+    let stored: Wizard = ada.raw_slate("wizard").get().await.unwrap().unwrap();
+    assert_eq!(stored.step, 1 + 3, "every other write is kept");
+    assert_eq!(stored.note.as_deref(), Some("n"), "no refused swap wrote");
+}
+
+/// The pauses between attempts, on Tokio's paused clock (virtual time, no timing measured):
+/// two attempts only yield; 64 attempts sleep random times, each at most 1 ms, 2, 4, 8, then
+/// 16 ms, so at most 943 ms in all, and not zero (writers that collide spread out).
+#[tokio::test(start_paused = true)]
+async fn retry_pauses_are_random_and_bounded() {
+    let test = "api_slates::retry_pauses_are_random_and_bounded";
+    let mut totals = Vec::new();
+    for attempts in [2, 64] {
+        let configure = move |b: slates::EngineBuilder| b.cas_attempts(attempts);
+        let (engine, hooked, _clock) = hooked_engine_with(Backend::Memory, test, configure)
+            .await
+            .expect("the memory store");
+        let ada = engine.user_slates("ada").unwrap();
+        ada.raw_slate("wizard").put(&start()).await.unwrap();
+        collide_on_every_swap(&hooked, ada.raw_slate("wizard"));
+        let started = tokio::time::Instant::now();
+        let got = ada
+            .raw_slate("wizard")
+            .modify(|w: &mut Wizard| {
+                w.step = -1;
+                Some(())
+            })
+            .await;
+        assert!(matches!(got, Err(Error::Conflict { .. })), "{got:?}");
+        totals.push(started.elapsed());
+    }
+    assert_eq!(
+        totals[0],
+        std::time::Duration::ZERO,
+        "one retry only yields"
+    );
+    let most = std::time::Duration::from_millis(1 + 2 + 4 + 8 + 16 * 58);
+    assert!(totals[1] > std::time::Duration::ZERO, "later retries sleep");
+    assert!(totals[1] <= most, "{:?} > {most:?}", totals[1]);
 }
 
 /// Another writer changes the slate between the modifier's read and its write: the swap

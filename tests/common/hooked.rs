@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 
 use slates::store::{Call as StoreCall, Intercept, Intercepted, StoreFuture};
 use slates::store::{SlateStore as _, TokenStore as _};
-use slates::{Engine, Error, ManualClock, Store};
+use slates::{Engine, EngineBuilder, Error, ManualClock, Store};
 
 use super::Backend;
 
@@ -53,17 +53,24 @@ pub struct Hooks {
 /// recorded), without a cache, with a manual clock and plain-http cookies. The record starts empty: the
 /// prepares of `build` are forgotten. `None`: backend not available here, skip the test.
 pub async fn hooked_engine(backend: Backend, test: &str) -> Option<(Engine, Hooked, ManualClock)> {
+    hooked_engine_with(backend, test, |b| b).await
+}
+
+/// Like [`hooked_engine`], with `configure` applied to the builder last.
+pub async fn hooked_engine_with(
+    backend: Backend,
+    test: &str,
+    configure: impl FnOnce(EngineBuilder) -> EngineBuilder,
+) -> Option<(Engine, Hooked, ManualClock)> {
     let hooked = Hooked::new(backend.store(test).await?);
     let clock = ManualClock::new();
     // No cache: these tests observe every store call a request makes.
-    let engine = Engine::builder_shared(hooked.store())
+    let builder = Engine::builder_shared(hooked.store())
         .no_cache()
         .layout(backend.layout())
         .clock(clock.clone())
-        .secure(false)
-        .build()
-        .await
-        .expect("build");
+        .secure(false);
+    let engine = configure(builder).build().await.expect("build");
     hooked.clear_calls();
     Some((engine, hooked, clock))
 }

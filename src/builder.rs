@@ -625,6 +625,19 @@ impl Intercept for CountOperations {
         }
         op()
     }
+
+    /// An answer at once reached the store too: counted when there is one.
+    fn around_ready<'a, T>(
+        &'a self,
+        _call: Call<'a>,
+        op: impl FnOnce() -> Option<crate::error::Result<T>>,
+    ) -> Option<crate::error::Result<T>> {
+        let answer = op();
+        if answer.is_some() {
+            self.0.fetch_add(1, Relaxed);
+        }
+        answer
+    }
 }
 
 /// Whole milliseconds: stores keep times to the millisecond, and a finer part would make the

@@ -17,7 +17,7 @@ use crate::error::Result;
 use crate::guest::GuestState;
 use crate::names::Username;
 use crate::rejection::{MissingLayer, Unavailable, Unresolved};
-use crate::resolve::{load_profile, resolve, Identity, LoadedProfile};
+use crate::resolve::{load_profile, resolve, start, Identity, LoadedProfile, Start};
 use crate::sync::lock;
 use crate::token::TokenHash;
 
@@ -101,19 +101,44 @@ impl RequestState {
     /// [`resolve`](Self::resolve) once the cookie was parsed (an extractor that keeps the
     /// state, such as `Auth`, parses it when it is extracted); a cookie never parsed counts
     /// as absent.
+    ///
+    /// A resolution settled without waiting (no cookie, or a lookup the store answered at
+    /// once with nothing to write: a warm request) is kept with no future; any other runs
+    /// once, later calls waiting for it.
     pub async fn resolve_parsed(&self) -> Result<Option<&Identity>> {
+        if let Some(identity) = self.identity.get() {
+            return Ok(identity.as_ref());
+        }
         let cookie = self.cookie.get().unwrap_or(&CookieToken::Absent);
+        let pending = match start(&self.core, cookie) {
+            Start::Settled(resolution) => {
+                let (identity, change) = resolution?;
+                if self.identity.set(identity).is_ok() {
+                    self.keep_resolution_change(change);
+                }
+                if let Some(identity) = self.identity.get() {
+                    return Ok(identity.as_ref());
+                }
+                None // another call of this request is resolving: its answer, below
+            }
+            Start::Pending(pending) => Some(pending),
+        };
         let identity = self
             .identity
             .get_or_try_init(|| async {
-                let (identity, change) = resolve(&self.core, cookie).await?;
-                if change.is_some() {
-                    self.auth().resolution_change = change;
-                }
+                let (identity, change) = resolve(&self.core, cookie, pending).await?;
+                self.keep_resolution_change(change);
                 Ok::<_, crate::error::Error>(identity)
             })
             .await?;
         Ok(identity.as_ref())
+    }
+
+    /// Keeps the cookie change the resolution wants, if any.
+    fn keep_resolution_change(&self, change: Option<CookieChange>) {
+        if change.is_some() {
+            self.auth().resolution_change = change;
+        }
     }
 
     /// The hash of the token the request's cookie holds, if it holds a well-formed one (not

@@ -7,12 +7,13 @@ use crate::clock::to_millis;
 use crate::config::Config;
 use crate::cookie::{CookieChange, CookieToken};
 use crate::core::Core;
+use crate::device_ops::touch_due;
 use crate::error::Error;
 use crate::events::AuthEventKind;
 use crate::names::{SlateName, Username};
 use crate::stats::bump;
 use crate::store::{SlateDoc, SlateKey, TokenRecord};
-use crate::token::TokenHash;
+use crate::token::{Token, TokenHash};
 
 /// The logged-in user of a request, as resolved from its token.
 pub(crate) struct Identity {
@@ -28,39 +29,111 @@ pub(crate) struct Identity {
 /// handler that asks for the profile sees it).
 pub(crate) type LoadedProfile = std::result::Result<Option<SlateDoc>, &'static str>;
 
-/// Token cookie to identity: at most one token lookup and, when due, one renewal. Returns
-/// the cookie change the resolution wants (removal of a bad cookie or a renewed one), which
-/// a handler's own change overrides.
-pub(crate) async fn resolve(
-    core: &Core,
-    cookie: &CookieToken,
-) -> Result<(Option<Identity>, Option<CookieChange>), Error> {
+/// What a resolution gives: the identity, and the cookie change it wants (removal of a bad
+/// cookie or a renewed one), which a handler's own change overrides.
+pub(crate) type Resolution = (Option<Identity>, Option<CookieChange>);
+
+/// A resolution begun by [`start`]: the token, and what is known of it so far.
+pub(crate) struct Pending<'c> {
+    token: &'c Token,
+    hash: TokenHash,
+    now: OffsetDateTime,
+    /// The record, when the lookup was answered at once and only writes remain (a renewal,
+    /// a last-seen update); `None`: the lookup is still to be made.
+    record: Option<TokenRecord>,
+}
+
+/// How far a resolution got without waiting.
+pub(crate) enum Start<'c> {
+    /// Settled: no cookie, a malformed one, or a lookup answered at once
+    /// ([`TokenStore::find_token_ready`](crate::store::TokenStore::find_token_ready)) with
+    /// nothing to write: a warm request ends here, with no future.
+    Settled(Result<Resolution, Error>),
+    /// A store call to wait for: [`finish`].
+    Pending(Pending<'c>),
+}
+
+/// Token cookie to identity, as far as it goes without waiting: the token's SHA-256, and
+/// its lookup when the store answers at once.
+pub(crate) fn start<'c>(core: &Core, cookie: &'c CookieToken) -> Start<'c> {
     let counters = &core.counters;
-    let config = &core.config;
     let token = match cookie {
         CookieToken::Absent => {
             bump(&counters.anonymous);
-            return Ok((None, None));
+            return Start::Settled(Ok((None, None)));
         }
         CookieToken::Malformed => {
             bump(&counters.malformed_tokens);
             bump(&counters.anonymous);
             tracing::debug!("malformed slates cookie: treated as anonymous");
-            return Ok((None, Some(CookieChange::Remove)));
+            return Start::Settled(Ok((None, Some(CookieChange::Remove))));
         }
         CookieToken::Present(token) => token,
     };
     let hash = token.hash();
-    let now = config.clock.now();
+    let now = core.config.clock.now();
     let started = counters.lookup_started();
-    let record = find_token(core, &hash, now).await?;
+    let Some(found) = core.tokens.find_token_ready(&hash, now) else {
+        return Start::Pending(Pending {
+            token,
+            hash,
+            now,
+            record: None,
+        });
+    };
+    let record = match checked(core, &hash, found) {
+        Ok(record) => record,
+        Err(e) => return Start::Settled(Err(e)),
+    };
     counters.lookup_done(started);
-    // The absolute lifetime counts from login with the configuration in force now, so a
-    // redeploy that shortens it applies to existing tokens too.
+    let Some(record) = live(core, &hash, record, now) else {
+        return Start::Settled(Ok(REFUSED));
+    };
+    if renewal(&core.config, &record, now).is_some() || touch_due(&core.config, &record, now) {
+        return Start::Pending(Pending {
+            token,
+            hash,
+            now,
+            record: Some(record),
+        });
+    }
+    let expires = record.expires;
+    Start::Settled(Ok(authenticated(core, record, hash, expires, None)))
+}
+
+/// Token cookie to identity: at most one token lookup and, when due, one renewal (and a
+/// last-seen update). `pending`: what [`start`] left to do (`None`: start now).
+pub(crate) async fn resolve(
+    core: &Core,
+    cookie: &CookieToken,
+    pending: Option<Pending<'_>>,
+) -> Result<Resolution, Error> {
+    let pending = match pending {
+        Some(pending) => pending,
+        None => match start(core, cookie) {
+            Start::Settled(resolution) => return resolution,
+            Start::Pending(pending) => pending,
+        },
+    };
+    let Pending {
+        token,
+        hash,
+        now,
+        record,
+    } = pending;
+    let counters = &core.counters;
+    let config = &core.config;
     let record = match record {
-        Some(r) if within_lifetime(config, &r, now) => r,
-        // Known but past its absolute lifetime: the refusal names the user.
-        past => return Ok(refused(core, &hash, past.as_ref())),
+        Some(record) => record,
+        None => {
+            let started = counters.lookup_started();
+            let found = checked(core, &hash, core.tokens.find_token(&hash, now).await)?;
+            counters.lookup_done(started);
+            match live(core, &hash, found, now) {
+                Some(record) => record,
+                None => return Ok(REFUSED),
+            }
+        }
     };
     let mut expires = record.expires;
     let mut change = None;
@@ -83,9 +156,13 @@ pub(crate) async fn resolve(
                 // request and leave the cookie alone (treating it as anonymous would drop
                 // the browser's cookie, and a logout losing this race would delete nothing);
                 // after a logout it is gone, and the logout wins.
-                match find_token(core, &hash, now).await? {
+                let again = core.tokens.find_token(&hash, now).await;
+                match checked(core, &hash, again)? {
                     Some(current) => expires = current.expires,
-                    None => return Ok(refused(core, &hash, None)),
+                    None => {
+                        refuse(core, &hash, None);
+                        return Ok(REFUSED);
+                    }
                 }
             }
             Err(e) => {
@@ -96,16 +173,44 @@ pub(crate) async fn resolve(
         }
     }
     crate::device_ops::touch_if_due(core, &record, now).await;
-    bump(&counters.authenticated);
-    Ok((
-        Some(Identity {
-            user: record.user,
-            hash,
-            created: record.created,
-            expires,
-        }),
-        change,
-    ))
+    Ok(authenticated(core, record, hash, expires, change))
+}
+
+/// The record if its token may log in now: found (live) and within its absolute lifetime,
+/// which counts from login with the configuration in force now (a redeploy that shortens
+/// it applies to existing tokens too); else `None`, the refusal counted and logged (naming
+/// the user when the record was read).
+fn live(
+    core: &Core,
+    hash: &TokenHash,
+    record: Option<TokenRecord>,
+    now: OffsetDateTime,
+) -> Option<TokenRecord> {
+    match record {
+        Some(r) if within_lifetime(&core.config, &r, now) => Some(r),
+        past => {
+            refuse(core, hash, past.as_ref());
+            None
+        }
+    }
+}
+
+/// The logged-in resolution of `record`'s token, counted.
+fn authenticated(
+    core: &Core,
+    record: TokenRecord,
+    hash: TokenHash,
+    expires: OffsetDateTime,
+    change: Option<CookieChange>,
+) -> Resolution {
+    bump(&core.counters.authenticated);
+    let identity = Identity {
+        user: record.user,
+        hash,
+        created: record.created,
+        expires,
+    };
+    (Some(identity), change)
 }
 
 /// Loads the profile (user slate) of `user`: one slate read. A malformed stored document is
@@ -127,15 +232,15 @@ pub(crate) async fn load_profile(core: &Core, user: &Username) -> Result<LoadedP
     Ok(profile)
 }
 
-/// One token lookup. A store failure is an error (the layer answers 503); a malformed
-/// `_auth` record (edited by hand) is refused like an unknown token, so that it cannot turn
-/// every request into an error: the user logs in again and gets a fresh record.
-async fn find_token(
+/// A token lookup's answer. A store failure is an error (the layer answers 503); a
+/// malformed `_auth` record (edited by hand) is refused like an unknown token, so that it
+/// cannot turn every request into an error: the user logs in again and gets a fresh record.
+fn checked(
     core: &Core,
     hash: &TokenHash,
-    now: OffsetDateTime,
+    found: Result<Option<TokenRecord>, Error>,
 ) -> Result<Option<TokenRecord>, Error> {
-    match core.tokens.find_token(hash, now).await {
+    match found {
         Ok(record) => Ok(record),
         Err(Error::MalformedDocument { reason, .. }) => {
             tracing::warn!(token = %hash.short(), reason, "malformed _auth record: token refused");
@@ -148,20 +253,17 @@ async fn find_token(
     }
 }
 
-/// The answer to an unknown, expired or malformed token (`record` when it was read):
-/// anonymous, and the cookie removed.
-fn refused(
-    core: &Core,
-    hash: &TokenHash,
-    record: Option<&TokenRecord>,
-) -> (Option<Identity>, Option<CookieChange>) {
+/// The answer to an unknown, expired or malformed token: anonymous, and the cookie removed.
+const REFUSED: Resolution = (None, Some(CookieChange::Remove));
+
+/// Counts and logs the refusal of a token (`record` when it was read).
+fn refuse(core: &Core, hash: &TokenHash, record: Option<&TokenRecord>) {
     core.events
         .emit_about(AuthEventKind::Refused, record, hash, core.now());
     let counters = &core.counters;
     bump(&counters.unknown_tokens);
     bump(&counters.anonymous);
     tracing::debug!(token = %hash.short(), "unknown or expired token: treated as anonymous");
-    (None, Some(CookieChange::Remove))
 }
 
 /// The new expiry if this request should renew the token, from the record's explicit state

@@ -429,3 +429,93 @@ async fn intercepts_compose_over_a_shared_store() {
     assert!(err.is_unavailable());
     assert_eq!(faults.calls(), 3);
 }
+
+// ---------------------------------------------------------------- answers at once
+
+/// Records which path each token lookup took: [`Intercept::around`] (a future) or
+/// [`Intercept::around_ready`] (answered at once), letting ready answers through.
+#[derive(Clone, Default)]
+struct Paths {
+    around: Record,
+    ready: Arc<Mutex<Vec<CallKind>>>,
+}
+
+impl Intercept for Paths {
+    fn around<'a, T, F>(&'a self, call: Call<'a>, op: F) -> StoreFuture<'a, T>
+    where
+        T: Send + 'a,
+        F: FnOnce() -> StoreFuture<'a, T> + Send + 'a,
+    {
+        self.around.around(call, op)
+    }
+
+    fn around_ready<'a, T>(
+        &'a self,
+        call: Call<'a>,
+        op: impl FnOnce() -> Option<slates::Result<T>>,
+    ) -> Option<slates::Result<T>> {
+        let answer = op();
+        if answer.is_some() {
+            self.ready.lock().unwrap().push(call.kind());
+        }
+        answer
+    }
+}
+
+/// Logs `ada` in through `engine`'s app and sends `n` requests that ask for the username
+/// only; returns the client.
+async fn warm_requests(engine: &Engine, n: usize) -> Client {
+    let mut c = client(engine);
+    let r = c.post_form("/login", "username=ada").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    for _ in 0..n {
+        let r = c.get("/maybe").await;
+        assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "ada"));
+    }
+    c
+}
+
+/// Logs `c` out, then sends its old cookie again: refused at once.
+async fn old_cookie_refused_after_logout(c: &mut Client) {
+    let old = c.cookie.clone();
+    assert_eq!(c.post("/logout").await.status, StatusCode::NO_CONTENT);
+    c.cookie = old;
+    assert_eq!(c.get("/maybe").await.body, "anonymous");
+}
+
+/// The memory store answers a token lookup at once (`TokenStore::find_token_ready`): a warm
+/// request resolves without the lookup's future, through `Intercept::around_ready`, and the
+/// lookup still counts as a store operation. An intercept that does not let ready answers
+/// through (the default `around_ready`) sees every lookup in `around`, so that one that
+/// pauses or fails calls misses none; and a logout is seen at once on either path.
+#[tokio::test]
+async fn a_warm_lookup_is_answered_at_once_unless_an_intercept_wants_every_call() {
+    let paths = Paths::default();
+    let store = Intercepted::new(MemoryStore::new(), paths.clone());
+    let engine = Engine::builder(store).secure(false).build().await.unwrap();
+    paths.around.take();
+    let mut c = warm_requests(&engine, 5).await;
+    assert_eq!(
+        *paths.ready.lock().unwrap(),
+        [CallKind::FindToken; 5],
+        "every lookup answered at once"
+    );
+    assert!(
+        !paths.around.take().contains(&CallKind::FindToken),
+        "no lookup future"
+    );
+    let before = engine.stats().store_operations;
+    assert_eq!(c.get("/maybe").await.body, "ada");
+    assert_eq!(engine.stats().store_operations, before + 1, "counted");
+    old_cookie_refused_after_logout(&mut c).await;
+
+    let record = Record::default();
+    let store = Intercepted::new(MemoryStore::new(), record.clone());
+    let engine = Engine::builder(store).secure(false).build().await.unwrap();
+    record.take();
+    let mut c = warm_requests(&engine, 5).await;
+    let lookups = record.take();
+    let lookups = lookups.iter().filter(|k| **k == CallKind::FindToken);
+    assert_eq!(lookups.count(), 5, "every lookup through `around`");
+    old_cookie_refused_after_logout(&mut c).await;
+}

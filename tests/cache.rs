@@ -143,9 +143,22 @@ async fn login_on_a(t: &mut Two, name: &str) {
     t.b.2.cookie = t.a.2.cookie.clone();
 }
 
+/// Two instances on the memory store; B's cold lookup takes the path of every call.
 #[tokio::test]
 async fn warm_requests_cost_nothing_and_writes_reach_the_other_instance() {
+    warm_requests_and_writes(false).await;
+}
+
+/// The same with B's store answering lookups at once (`TokenStore::find_token_ready`, the
+/// memory store's path in production): the cold lookup fills the cache as well.
+#[tokio::test]
+async fn warm_requests_cost_nothing_with_lookups_answered_at_once() {
+    warm_requests_and_writes(true).await;
+}
+
+async fn warm_requests_and_writes(ready: bool) {
     let mut t = two(long_bound()).await;
+    t.b.1.allow_ready(ready);
     login_on_a(&mut t, "ada").await;
     t.a.0
         .user_slates("ada")

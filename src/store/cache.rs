@@ -280,15 +280,25 @@ impl Cached {
     }
 
     /// A live entry, counted as a hit; or the generation a miss starts at (`None`: the
-    /// cache does not serve now, and will not be filled).
+    /// cache does not serve now, and will not be filled), counted as a miss (a bypass).
     fn lookup<K: Eq + Hash, T: Clone>(
         &self,
         map: impl Fn(&Maps) -> &HashMap<K, Entry<T>>,
         key: &K,
         live: impl Fn(&T) -> bool,
     ) -> std::result::Result<T, Option<u64>> {
+        self.probe(map, key, live)
+            .inspect_err(|started| self.count_miss(*started))
+    }
+
+    /// [`lookup`](Self::lookup) with the miss not counted yet.
+    fn probe<K: Eq + Hash, T: Clone>(
+        &self,
+        map: impl Fn(&Maps) -> &HashMap<K, Entry<T>>,
+        key: &K,
+        live: impl Fn(&T) -> bool,
+    ) -> std::result::Result<T, Option<u64>> {
         if !self.serving() {
-            self.state.bypassed.fetch_add(1, Relaxed);
             return Err(None);
         }
         let maps = self.state.maps();
@@ -297,11 +307,17 @@ impl Cached {
                 self.state.hits.fetch_add(1, Relaxed);
                 Ok(e.value.clone())
             }
-            _ => {
-                self.state.misses.fetch_add(1, Relaxed);
-                Err(Some(maps.generation))
-            }
+            _ => Err(Some(maps.generation)),
         }
+    }
+
+    /// Counts a miss that started at `started` (`None`: the cache did not serve).
+    fn count_miss(&self, started: Option<u64>) {
+        let counter = match started {
+            Some(_) => &self.state.misses,
+            None => &self.state.bypassed,
+        };
+        counter.fetch_add(1, Relaxed);
     }
 
     /// Keeps what a miss read, unless an invalidation arrived since it started (or the
@@ -371,6 +387,16 @@ fn evict_one(maps: &mut Maps) -> bool {
     }
 }
 
+impl Cached {
+    /// Keeps the record a token miss that started at `started` read.
+    fn fill_token(&self, started: Option<u64>, hash: &TokenHash, record: Option<&TokenRecord>) {
+        if let (Some(started), Some(r)) = (started, record) {
+            let bytes = token_bytes(r);
+            self.fill(|m| &mut m.tokens, started, *hash, r.clone(), bytes);
+        }
+    }
+}
+
 fn token_bytes(record: &TokenRecord) -> usize {
     std::mem::size_of::<Entry<TokenRecord>>() + 32 + record.user.as_str().len()
 }
@@ -408,12 +434,28 @@ impl TokenStore for Cached {
                 Err(started) => started,
             };
             let record = self.tokens.find_token(hash, now).await?;
-            if let (Some(started), Some(r)) = (started, &record) {
-                let bytes = token_bytes(r);
-                self.fill(|m| &mut m.tokens, started, *hash, r.clone(), bytes);
-            }
+            self.fill_token(started, hash, record.as_ref());
             Ok(record)
         })
+    }
+
+    /// A hit at once; on a miss, the answer of the store below if it has one at hand
+    /// (nothing is counted when it has none: `find_token` comes next and counts).
+    fn find_token_ready(
+        &self,
+        hash: &TokenHash,
+        now: OffsetDateTime,
+    ) -> Option<Result<Option<TokenRecord>>> {
+        let started = match self.probe(|m| &m.tokens, hash, |r| r.expires > now) {
+            Ok(record) => return Some(Ok(Some(record))),
+            Err(started) => started,
+        };
+        let answer = self.tokens.find_token_ready(hash, now)?;
+        self.count_miss(started);
+        if let Ok(record) = &answer {
+            self.fill_token(started, hash, record.as_ref());
+        }
+        Some(answer)
     }
 
     fn renew_token<'a>(

@@ -16,6 +16,7 @@ use super::{
     UpdateOp, Updated,
 };
 use crate::device_id::DeviceId;
+use crate::error::Result;
 use crate::names::Username;
 use crate::token::TokenHash;
 
@@ -44,6 +45,19 @@ pub trait TokenStore: Send + Sync + 'static {
         hash: &'a TokenHash,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, Option<TokenRecord>>;
+
+    /// [`find_token`](Self::find_token)'s answer at once, when the store has it at hand
+    /// without waiting (an in-process map, a cache hit), so that a warm request resolves
+    /// with no future to allocate. `None` (the default): ask `find_token`. A store that
+    /// answers here answers as `find_token` would.
+    fn find_token_ready(
+        &self,
+        hash: &TokenHash,
+        now: OffsetDateTime,
+    ) -> Option<Result<Option<TokenRecord>>> {
+        let _ = (hash, now);
+        None
+    }
 
     /// Sets `expires` and `renewed = now` on the record for `hash`, only if it still exists,
     /// has not been rotated out, and its `expires` still equals `previous` (the value the
@@ -230,6 +244,13 @@ impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
         now: OffsetDateTime,
     ) -> StoreFuture<'a, Option<TokenRecord>> {
         (**self).find_token(hash, now)
+    }
+    fn find_token_ready(
+        &self,
+        hash: &TokenHash,
+        now: OffsetDateTime,
+    ) -> Option<Result<Option<TokenRecord>>> {
+        (**self).find_token_ready(hash, now)
     }
     fn renew_token<'a>(
         &'a self,

@@ -13,7 +13,7 @@ use super::stamp::Stamp;
 use super::users::{push, remove, same};
 use super::{MemoryStore, SWEEP_EVERY};
 use crate::device_id::DeviceId;
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::names::Username;
 use crate::store::{StoreFuture, StoreOptions, TokenRecord, TokenStore};
 use crate::sync::lock;
@@ -116,6 +116,15 @@ impl Clients {
 }
 
 impl MemoryStore {
+    /// The live record of `hash`, if any.
+    fn live_token(&self, hash: &TokenHash, now: OffsetDateTime) -> Option<TokenRecord> {
+        let shard = self.inner.token_shard(hash);
+        shard
+            .find(token_hash(hash), |t| t.hash == *hash)
+            .filter(|t| t.live(now))
+            .map(StoredToken::to_record)
+    }
+
     /// Removes `hash` from the entry of `user`.
     fn unindex_token(&self, user: &Username, hash: &TokenHash) {
         let keys = &self.inner.keys;
@@ -198,13 +207,16 @@ impl TokenStore for MemoryStore {
         hash: &'a TokenHash,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, Option<TokenRecord>> {
-        Box::pin(async move {
-            let shard = self.inner.token_shard(hash);
-            Ok(shard
-                .find(token_hash(hash), |t| t.hash == *hash)
-                .filter(|t| t.live(now))
-                .map(StoredToken::to_record))
-        })
+        Box::pin(async move { Ok(self.live_token(hash, now)) })
+    }
+
+    /// Always at hand: the same lookup as `find_token`, with no future.
+    fn find_token_ready(
+        &self,
+        hash: &TokenHash,
+        now: OffsetDateTime,
+    ) -> Option<Result<Option<TokenRecord>>> {
+        Some(Ok(self.live_token(hash, now)))
     }
 
     fn renew_token<'a>(

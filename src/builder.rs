@@ -21,6 +21,7 @@ use crate::store::{
     CacheSettings, Cached, Call, Intercept, Intercepted, InvalidationChannel, Layout, SlateStore,
     Store, StoreFuture, StoreOptions, TokenStore,
 };
+use crate::token_times::TokenTimes;
 
 /// Builds an [`Engine`]. Setters consume and return the builder; every check happens in
 /// [`build`](Self::build), so a bad configuration fails at start-up, not at the first request.
@@ -435,6 +436,7 @@ impl EngineBuilder {
             tokens,
             slates,
             cache,
+            times: TokenTimes::new(&self.config),
             config: self.config,
             counters,
             events: Events::new(self.subscriber, self.event_queue),

@@ -11,6 +11,7 @@ use crate::error::Result;
 use crate::events::Events;
 use crate::stats::{bump, Counters};
 use crate::store::{Cached, SlateStore, TokenStore};
+use crate::token_times::TokenTimes;
 
 /// The shared state of one engine, behind one `Arc`.
 pub(crate) struct Core {
@@ -22,6 +23,8 @@ pub(crate) struct Core {
     pub counters: Counters,
     /// Where lifecycle events go (`tracing`, and the app's subscriber).
     pub events: Events,
+    /// The token durations of `config`, in milliseconds.
+    pub times: TokenTimes,
 }
 
 impl Core {

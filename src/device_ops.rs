@@ -6,7 +6,6 @@
 use time::OffsetDateTime;
 
 use crate::clock::to_millis;
-use crate::config::Config;
 use crate::core::Core;
 use crate::device_id::DeviceId;
 use crate::error::Result;
@@ -86,7 +85,7 @@ pub(crate) async fn end_device(
 /// update that never creates a record; a failure is logged and the request goes on (the
 /// next request retries).
 pub(crate) async fn touch_if_due(core: &Core, record: &TokenRecord, now: OffsetDateTime) {
-    if !touch_due(&core.config, record, now) {
+    if !core.times.touch_due(record, to_millis(now)) {
         return;
     }
     let interval = core.config.last_seen_interval;
@@ -103,15 +102,6 @@ pub(crate) async fn touch_if_due(core: &Core, record: &TokenRecord, now: OffsetD
     if let Err(e) = touch.await {
         core.store_error("last-seen update", &e);
     }
-}
-
-/// Whether a request at `now` with `record`'s token updates its last-seen time: the
-/// configured interval has passed since it, or the record has no device id yet.
-pub(crate) fn touch_due(config: &Config, record: &TokenRecord, now: OffsetDateTime) -> bool {
-    // In whole milliseconds (the precision records keep): no `OffsetDateTime` arithmetic on
-    // the requests that have nothing to write.
-    let interval = config.last_seen_interval.whole_milliseconds() as i64;
-    record.device.is_none() || to_millis(now) - to_millis(record.last_seen) >= interval
 }
 
 /// After a login of `user` whose new token is `keep`: when the user now has more devices

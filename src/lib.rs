@@ -154,6 +154,7 @@ mod stats;
 pub mod store;
 mod sync;
 mod token;
+mod token_times;
 mod user_agent;
 mod user_slates;
 mod visitor;

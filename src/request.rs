@@ -123,10 +123,12 @@ impl RequestState {
             }
             Start::Pending(pending) => Some(pending),
         };
+        // Boxed: a store call to wait for costs far more than the allocation, and the
+        // future of every extractor that asks stays small (it is moved as it is built).
         let identity = self
             .identity
             .get_or_try_init(|| async {
-                let (identity, change) = resolve(&self.core, cookie, pending).await?;
+                let (identity, change) = Box::pin(resolve(&self.core, cookie, pending)).await?;
                 self.keep_resolution_change(change);
                 Ok::<_, crate::error::Error>(identity)
             })

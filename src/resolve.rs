@@ -4,16 +4,15 @@
 use time::OffsetDateTime;
 
 use crate::clock::to_millis;
-use crate::config::Config;
 use crate::cookie::{CookieChange, CookieToken};
 use crate::core::Core;
-use crate::device_ops::touch_due;
 use crate::error::Error;
 use crate::events::AuthEventKind;
 use crate::names::{SlateName, Username};
 use crate::stats::bump;
 use crate::store::{SlateDoc, SlateKey, TokenRecord};
 use crate::token::{Token, TokenHash};
+use crate::token_times::renewed_expiry;
 
 /// The logged-in user of a request, as resolved from its token.
 pub(crate) struct Identity {
@@ -86,10 +85,12 @@ pub(crate) fn start<'c>(core: &Core, cookie: &'c CookieToken) -> Start<'c> {
         Err(e) => return Start::Settled(Err(e)),
     };
     counters.lookup_done(started);
-    let Some(record) = live(core, &hash, record, now) else {
+    let now_ms = to_millis(now);
+    let Some(record) = live(core, &hash, record, now_ms) else {
         return Start::Settled(Ok(REFUSED));
     };
-    if renewal(&core.config, &record, now).is_some() || touch_due(&core.config, &record, now) {
+    let times = &core.times;
+    if times.renewal_due(&record, now_ms) || times.touch_due(&record, now_ms) {
         return Start::Pending(Pending {
             token,
             hash,
@@ -122,14 +123,14 @@ pub(crate) async fn resolve(
         record,
     } = pending;
     let counters = &core.counters;
-    let config = &core.config;
+    let now_ms = to_millis(now);
     let record = match record {
         Some(record) => record,
         None => {
             let started = counters.lookup_started();
             let found = checked(core, &hash, core.tokens.find_token(&hash, now).await)?;
             counters.lookup_done(started);
-            match live(core, &hash, found, now) {
+            match live(core, &hash, found, now_ms) {
                 Some(record) => record,
                 None => return Ok(REFUSED),
             }
@@ -137,7 +138,11 @@ pub(crate) async fn resolve(
     };
     let mut expires = record.expires;
     let mut change = None;
-    if let Some(new_expires) = renewal(config, &record, now) {
+    let renewal = match core.times.renewal_due(&record, now_ms) {
+        true => renewed_expiry(&core.config, &record, now),
+        false => None,
+    };
+    if let Some(new_expires) = renewal {
         match core
             .tokens
             .renew_token(&hash, record.expires, new_expires, now)
@@ -176,18 +181,19 @@ pub(crate) async fn resolve(
     Ok(authenticated(core, record, hash, expires, change))
 }
 
-/// The record if its token may log in now: found (live) and within its absolute lifetime,
+/// The record if its token may log in at `now` (in milliseconds): found (live) and within its absolute lifetime,
 /// which counts from login with the configuration in force now (a redeploy that shortens
 /// it applies to existing tokens too); else `None`, the refusal counted and logged (naming
 /// the user when the record was read).
+#[inline]
 fn live(
     core: &Core,
     hash: &TokenHash,
     record: Option<TokenRecord>,
-    now: OffsetDateTime,
+    now: i64,
 ) -> Option<TokenRecord> {
     match record {
-        Some(r) if within_lifetime(&core.config, &r, now) => Some(r),
+        Some(r) if core.times.within_lifetime(&r, now) => Some(r),
         past => {
             refuse(core, hash, past.as_ref());
             None
@@ -196,6 +202,7 @@ fn live(
 }
 
 /// The logged-in resolution of `record`'s token, counted.
+#[inline]
 fn authenticated(
     core: &Core,
     record: TokenRecord,
@@ -235,6 +242,7 @@ pub(crate) async fn load_profile(core: &Core, user: &Username) -> Result<LoadedP
 /// A token lookup's answer. A store failure is an error (the layer answers 503); a
 /// malformed `_auth` record (edited by hand) is refused like an unknown token, so that it
 /// cannot turn every request into an error: the user logs in again and gets a fresh record.
+#[inline]
 fn checked(
     core: &Core,
     hash: &TokenHash,
@@ -264,89 +272,4 @@ fn refuse(core: &Core, hash: &TokenHash, record: Option<&TokenRecord>) {
     bump(&counters.unknown_tokens);
     bump(&counters.anonymous);
     tracing::debug!(token = %hash.short(), "unknown or expired token: treated as anonymous");
-}
-
-/// The new expiry if this request should renew the token, from the record's explicit state
-/// and the configuration in force now: a rotated-out token never; otherwise once more than
-/// the configured share of the idle timeout has passed (less than the rest remains), to
-/// `now + idle_timeout` capped at the absolute lifetime, and only if that moves it later.
-fn renewal(config: &Config, record: &TokenRecord, now: OffsetDateTime) -> Option<OffsetDateTime> {
-    if record.rotated.is_some() || config.renew_after >= 1.0 {
-        return None;
-    }
-    // In whole milliseconds (the precision records keep): two conversions and a compare,
-    // instead of `OffsetDateTime` arithmetic on every authenticated request.
-    let idle = config.idle_timeout;
-    let left = to_millis(record.expires) - to_millis(now);
-    if left as f64 >= idle.whole_milliseconds() as f64 * (1.0 - config.renew_after) {
-        return None;
-    }
-    let new_expires = (now + idle).min(absolute_end(config, record));
-    (new_expires > record.expires).then_some(new_expires)
-}
-
-/// When the token's absolute lifetime ends. A `created` so far ahead that the sum overflows
-/// (a record edited by hand) ends at once: such a token is refused, not a panic.
-fn absolute_end(config: &Config, record: &TokenRecord) -> OffsetDateTime {
-    record
-        .created
-        .checked_add(config.absolute_lifetime)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
-
-/// Whether the token's absolute lifetime is still running at `now`.
-fn within_lifetime(config: &Config, record: &TokenRecord, now: OffsetDateTime) -> bool {
-    running(record.created, config.absolute_lifetime, now)
-}
-
-/// `now < created + lifetime`, compared in whole milliseconds (the precision records keep)
-/// rather than with `OffsetDateTime` arithmetic on every authenticated request. An end past
-/// the last instant `time` represents (a `created` edited by hand far into the future) has
-/// ended at once, as in [`absolute_end`].
-fn running(created: OffsetDateTime, lifetime: time::Duration, now: OffsetDateTime) -> bool {
-    let lifetime = i64::try_from(lifetime.whole_milliseconds()).unwrap_or(i64::MAX);
-    let end = to_millis(created).saturating_add(lifetime);
-    end <= LAST_MILLI && to_millis(now) < end
-}
-
-/// The last millisecond an `OffsetDateTime` holds (the end of year 9999, or later with the
-/// `time` crate's `large-dates` feature, which a dependency may enable).
-const LAST_MILLI: i64 = time::PrimitiveDateTime::MAX.assume_utc().unix_timestamp() * 1_000 + 999;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::clock::from_millis;
-    use proptest::prelude::*;
-
-    #[test]
-    fn last_milli_is_the_last_instant() {
-        let last = time::PrimitiveDateTime::MAX.assume_utc();
-        assert_eq!(to_millis(last), LAST_MILLI);
-        assert_eq!(
-            from_millis(LAST_MILLI),
-            last.replace_nanosecond(999_000_000).unwrap()
-        );
-    }
-
-    proptest! {
-        /// The millisecond comparison decides as `now < created.checked_add(lifetime)`
-        /// (an overflow ending the lifetime), for instants at millisecond precision from
-        /// 1970 to the year 9999 and lifetimes up to 400 days, near the end especially.
-        #[test]
-        fn running_agrees_with_offset_date_time(
-            created in prop_oneof![0..253_402_300_799_999i64, LAST_MILLI - 40_000_000_000..=LAST_MILLI],
-            lifetime in 0..=34_560_000_000i64,
-            offset in prop_oneof![-1i64..=1, -2_000i64..2_000, -40_000_000_000i64..40_000_000_000],
-        ) {
-            let created_t = from_millis(created);
-            let lifetime_d = time::Duration::milliseconds(lifetime);
-            let now = from_millis((created + lifetime + offset).clamp(0, LAST_MILLI));
-            let expected = now
-                < created_t
-                    .checked_add(lifetime_d)
-                    .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-            prop_assert_eq!(running(created_t, lifetime_d, now), expected);
-        }
-    }
 }

@@ -21,7 +21,19 @@ impl Stamp {
     }
 
     pub fn get(self) -> OffsetDateTime {
-        from_millis(self.0.get() ^ i64::MIN)
+        from_millis(self.millis())
+    }
+
+    /// Milliseconds since the epoch (`clock::to_millis` of the time kept).
+    pub fn millis(self) -> i64 {
+        self.0.get() ^ i64::MIN
+    }
+
+    /// Whether the time kept is later than `t` (compared to the millisecond, as MongoDB
+    /// compares dates; `t` below a millisecond counts as its millisecond: times reach the
+    /// stores truncated).
+    pub fn after(self, t: OffsetDateTime) -> bool {
+        self.millis() > to_millis(t)
     }
 }
 

@@ -69,7 +69,7 @@ impl StoredToken {
     }
 
     pub fn live(&self, now: OffsetDateTime) -> bool {
-        self.expires.get() > now
+        self.expires.after(now)
     }
 }
 

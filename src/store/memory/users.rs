@@ -42,7 +42,7 @@ pub(super) struct StoredSlate {
 
 impl StoredSlate {
     pub fn live(&self, now: OffsetDateTime) -> bool {
-        self.expires.is_none_or(|e| e.get() > now)
+        self.expires.is_none_or(|e| e.after(now))
     }
 
     pub fn expires(&self) -> Option<OffsetDateTime> {

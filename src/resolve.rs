@@ -48,7 +48,7 @@ pub(crate) enum Start<'c> {
     /// ([`TokenStore::find_token_ready`](crate::store::TokenStore::find_token_ready)) with
     /// nothing to write: a warm request ends here, with no future.
     Settled(Result<Resolution, Error>),
-    /// A store call to wait for: [`finish`].
+    /// A store call to wait for: [`resolve`].
     Pending(Pending<'c>),
 }
 
@@ -181,10 +181,10 @@ pub(crate) async fn resolve(
     Ok(authenticated(core, record, hash, expires, change))
 }
 
-/// The record if its token may log in at `now` (in milliseconds): found (live) and within its absolute lifetime,
-/// which counts from login with the configuration in force now (a redeploy that shortens
-/// it applies to existing tokens too); else `None`, the refusal counted and logged (naming
-/// the user when the record was read).
+/// The record if its token may log in at `now` (in milliseconds): found (live) and within
+/// its absolute lifetime, which counts from login with the configuration in force now (a
+/// redeploy that shortens it applies to existing tokens too); else `None`, the refusal
+/// counted and logged (naming the user when the record was read).
 #[inline]
 fn live(
     core: &Core,

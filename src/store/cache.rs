@@ -355,6 +355,14 @@ impl Cached {
         }
     }
 
+    /// Keeps the record a token miss that started at `started` read.
+    fn fill_token(&self, started: Option<u64>, hash: &TokenHash, record: Option<&TokenRecord>) {
+        if let (Some(started), Some(r)) = (started, record) {
+            let bytes = token_bytes(r);
+            self.fill(|m| &mut m.tokens, started, *hash, r.clone(), bytes);
+        }
+    }
+
     /// Drops `invalidation` here, then publishes it. The operation's error wins; then a
     /// failed publication is the error (the write happened, other instances may not know).
     async fn invalidating<T>(&self, invalidation: Invalidation, result: Result<T>) -> Result<T> {
@@ -384,16 +392,6 @@ fn evict_one(maps: &mut Maps) -> bool {
             true
         }
         None => false,
-    }
-}
-
-impl Cached {
-    /// Keeps the record a token miss that started at `started` read.
-    fn fill_token(&self, started: Option<u64>, hash: &TokenHash, record: Option<&TokenRecord>) {
-        if let (Some(started), Some(r)) = (started, record) {
-            let bytes = token_bytes(r);
-            self.fill(|m| &mut m.tokens, started, *hash, r.clone(), bytes);
-        }
     }
 }
 

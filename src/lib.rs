@@ -96,21 +96,27 @@
 //!
 //! ## Life cycle
 //!
-//! 1. The layer parses the `Cookie` headers. No token, or a malformed one: anonymous, no
-//!    store call.
-//! 2. It looks up SHA-256(token) in `_auth` and checks `expires > now` and the absolute
-//!    lifetime. Unknown or expired: anonymous, and the cookie is removed.
-//! 3. It loads the profile (one read), renews the token if more than the configured
-//!    share of the idle timeout has passed (one update that never resurrects a deleted or
-//!    rotated-out token, and never goes past the absolute lifetime), writes the device's
-//!    last-seen time when the configured interval has passed (one conditional update that
-//!    never resurrects a token either), and puts the identity in request extensions.
-//! 4. The handler runs with no lock held; [`Auth`] can log in, log out, log out everywhere
+//! 1. The layer leaves the request's state in its extensions and makes no store call.
+//! 2. The first question about who the user is (extracting [`CurrentUser`] or
+//!    [`UserSlates`], calling [`Auth::username`], ...) parses the `Cookie` headers. No
+//!    token, or a malformed one: anonymous, no store call.
+//! 3. It looks up SHA-256(token) in `_auth` (answered at once by the memory store, or by
+//!    the cache on a hit) and checks `expires > now` and the absolute lifetime. Unknown or
+//!    expired: anonymous, and the cookie is removed. It renews the token if more than the
+//!    configured share of the idle timeout has passed (one update that never resurrects a
+//!    deleted or rotated-out token, and never goes past the absolute lifetime), and writes
+//!    the device's last-seen time when the configured interval has passed (one conditional
+//!    update that never resurrects a token either). Later questions in the same request get
+//!    the same answer with no store call.
+//! 4. The profile is read on its first access ([`CurrentUser::profile`]), once per request.
+//! 5. The handler runs with no lock held; [`Auth`] can log in, log out, log out everywhere
 //!    or rotate the token.
-//! 5. On the way out, the layer applies the cookie change (`Set-Cookie`).
+//! 6. On the way out, the layer applies the cookie change (`Set-Cookie`).
 //!
-//! If the store fails during the lookup, the layer answers 503 and logs the cause; it never
-//! serves the request as anonymous or as someone else.
+//! If the store fails during the lookup, the extractor that asked answers 503 and the cause
+//! is logged; the request is never served as anonymous or as someone else (a handler taking
+//! `Option<CurrentUser>` gets the 503 too, not `None`). The next question asks the store
+//! again.
 //!
 //! ## Stores
 //!

@@ -1,6 +1,8 @@
 //! Token cookie to identity (the token lookup and the renewal), and the profile load: what
 //! an extractor's first question about the request costs.
 
+use std::time::Instant;
+
 use time::OffsetDateTime;
 
 use crate::clock::to_millis;
@@ -37,6 +39,8 @@ pub(crate) struct Pending<'c> {
     token: &'c Token,
     hash: TokenHash,
     now: OffsetDateTime,
+    /// When the lookup started, if this one is timed (`Counters::lookup_started`).
+    started: Option<Instant>,
     /// The record, when the lookup was answered at once and only writes remain (a renewal,
     /// a last-seen update); `None`: the lookup is still to be made.
     record: Option<TokenRecord>,
@@ -77,17 +81,15 @@ pub(crate) fn start<'c>(core: &Core, cookie: &'c CookieToken) -> Start<'c> {
             token,
             hash,
             now,
+            started,
             record: None,
         });
     };
-    let record = match checked(core, &hash, found) {
-        Ok(record) => record,
-        Err(e) => return Start::Settled(Err(e)),
-    };
-    counters.lookup_done(started);
     let now_ms = to_millis(now);
-    let Some(record) = live(core, &hash, record, now_ms) else {
-        return Start::Settled(Ok(REFUSED));
+    let record = match looked_up(core, &hash, found, started, now_ms) {
+        Ok(Some(record)) => record,
+        Ok(None) => return Start::Settled(Ok(REFUSED)),
+        Err(e) => return Start::Settled(Err(e)),
     };
     let times = &core.times;
     if times.renewal_due(&record, now_ms) || times.touch_due(&record, now_ms) {
@@ -95,6 +97,7 @@ pub(crate) fn start<'c>(core: &Core, cookie: &'c CookieToken) -> Start<'c> {
             token,
             hash,
             now,
+            started: None,
             record: Some(record),
         });
     }
@@ -120,6 +123,7 @@ pub(crate) async fn resolve(
         token,
         hash,
         now,
+        started,
         record,
     } = pending;
     let counters = &core.counters;
@@ -127,10 +131,8 @@ pub(crate) async fn resolve(
     let record = match record {
         Some(record) => record,
         None => {
-            let started = counters.lookup_started();
-            let found = checked(core, &hash, core.tokens.find_token(&hash, now).await)?;
-            counters.lookup_done(started);
-            match live(core, &hash, found, now_ms) {
+            let found = core.tokens.find_token(&hash, now).await;
+            match looked_up(core, &hash, found, started, now_ms)? {
                 Some(record) => record,
                 None => return Ok(REFUSED),
             }
@@ -179,6 +181,21 @@ pub(crate) async fn resolve(
     }
     crate::device_ops::touch_if_due(core, &record, now).await;
     Ok(authenticated(core, record, hash, expires, change))
+}
+
+/// A token lookup's answer, taken once whichever way it came (at once, or awaited): a
+/// failure is an error, the lookup is counted (and timed from `started` when sampled), and
+/// the record is kept if its token may log in at `now` (in milliseconds); `None`: refused.
+fn looked_up(
+    core: &Core,
+    hash: &TokenHash,
+    found: Result<Option<TokenRecord>, Error>,
+    started: Option<Instant>,
+    now: i64,
+) -> Result<Option<TokenRecord>, Error> {
+    let found = checked(core, hash, found)?;
+    core.counters.lookup_done(started);
+    Ok(live(core, hash, found, now))
 }
 
 /// The record if its token may log in at `now` (in milliseconds): found (live) and within

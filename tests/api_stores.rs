@@ -519,3 +519,29 @@ async fn a_warm_lookup_is_answered_at_once_unless_an_intercept_wants_every_call(
     assert_eq!(lookups.count(), 5, "every lookup through `around`");
     old_cookie_refused_after_logout(&mut c).await;
 }
+
+/// One token lookup in 16 per thread is timed (`Stats::lookup`), whichever way the lookup
+/// is answered: 32 lookups on one thread (a current-thread runtime) time exactly 2, on a
+/// store that answers at once (the memory store) and on one whose lookups are awaited (an
+/// intercept that wants every call), and every lookup is counted.
+#[tokio::test]
+async fn one_lookup_in_sixteen_is_timed_on_either_path() {
+    let ready = Engine::builder(MemoryStore::new()).secure(false);
+    let awaited = Intercepted::new(MemoryStore::new(), Record::default());
+    let awaited = Engine::builder(awaited).secure(false);
+    for (path, builder) in [("at once", ready), ("awaited", awaited)] {
+        let engine = builder.build().await.unwrap();
+        let mut c = warm_requests(&engine, 0).await;
+        let before = engine.stats().lookup;
+        for _ in 0..32 {
+            assert_eq!(c.get("/maybe").await.body, "ada");
+        }
+        let after = engine.stats().lookup;
+        assert_eq!(
+            after.count - before.count,
+            32,
+            "{path}: every lookup counted"
+        );
+        assert_eq!(after.sampled - before.sampled, 2, "{path}: 2 timed");
+    }
+}

@@ -95,24 +95,20 @@ mod hand_edited {
             s.invalidations_received >= s.invalidations_published
         })
         .await;
-        write_raw(
-            &db,
-            layout,
-            "ada",
-            "user",
-            doc! {"name": "Ada", "_v": 1_i64},
-        )
-        .await;
+        // An edit by hand of ada's profile.
+        let edit = |name: &str, version: i64| {
+            write_raw(
+                &db,
+                layout,
+                "ada",
+                "user",
+                doc! {"name": name, "_v": version},
+            )
+        };
+        edit("Ada", 1).await;
         let read = Instant::now();
         assert_eq!(c.get("/profile").await.body, "Ada");
-        write_raw(
-            &db,
-            layout,
-            "ada",
-            "user",
-            doc! {"name": "Eve", "_v": 2_i64},
-        )
-        .await;
+        edit("Eve", 2).await;
         let r = c.get("/profile").await;
         if read.elapsed() < max_age {
             assert_eq!(

@@ -61,10 +61,16 @@ pub fn quick() -> bool {
 /// The systems under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    /// slates, `MemoryStore`.
+    /// slates, `MemoryStore`, its layer applied with `Router::layer` (on every route).
     Engine,
-    /// tower-sessions 0.15, `MemoryStore`.
+    /// slates, `MemoryStore`, its layer wrapped around the whole router
+    /// (`SlatesLayer::layer(router)`, as `ServiceBuilder` does): axum does not box a route
+    /// for it.
+    EngineAround,
+    /// tower-sessions 0.15, `MemoryStore`, its layer applied with `Router::layer`.
     TowerSessions,
+    /// tower-sessions 0.15, `MemoryStore`, its layer wrapped around the whole router.
+    TowerSessionsAround,
     /// tower-sessions 0.15, `MemoryStore` behind its moka cache ([`moka`]).
     TowerSessionsMoka,
     /// The locking reference session.
@@ -78,9 +84,11 @@ pub enum Kind {
 
 impl Kind {
     /// Every system, in table order.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Engine,
+        Kind::EngineAround,
         Kind::TowerSessions,
+        Kind::TowerSessionsAround,
         Kind::TowerSessionsMoka,
         Kind::Locking,
         Kind::Bare,
@@ -93,7 +101,9 @@ impl Kind {
     pub fn label(self) -> &'static str {
         match self {
             Kind::Engine => "slates",
+            Kind::EngineAround => "slates, layer around the router",
             Kind::TowerSessions => "tower-sessions 0.15",
+            Kind::TowerSessionsAround => "tower-sessions 0.15, layer around the router",
             Kind::TowerSessionsMoka => "tower-sessions 0.15 + moka cache",
             Kind::Locking => "locking session",
             Kind::Bare => "bare axum",
@@ -105,7 +115,9 @@ impl Kind {
     pub fn id(self) -> &'static str {
         match self {
             Kind::Engine => "slates",
+            Kind::EngineAround => "slates_around",
             Kind::TowerSessions => "tower_sessions",
+            Kind::TowerSessionsAround => "tower_sessions_around",
             Kind::TowerSessionsMoka => "tower_sessions_moka",
             Kind::Locking => "locking",
             Kind::Bare => "bare",
@@ -114,14 +126,16 @@ impl Kind {
     }
 
     /// The router of this system, with every bench route.
-    pub async fn app(self) -> Router {
+    pub async fn app(self) -> App {
         match self {
-            Kind::Engine => slates_app::app(slates_app::memory().await),
-            Kind::TowerSessions => ts_app::app(),
-            Kind::TowerSessionsMoka => ts_app::with_store(moka::cached_memory_store()),
-            Kind::Locking => locking_app::app(),
-            Kind::Bare => bare_app::app(),
-            Kind::Floor => floor_app::app(),
+            Kind::Engine => App::Router(slates_app::app(slates_app::memory().await)),
+            Kind::EngineAround => App::Slates(slates_app::around(slates_app::memory().await)),
+            Kind::TowerSessions => App::Router(ts_app::app()),
+            Kind::TowerSessionsAround => App::TowerSessions(ts_app::around()),
+            Kind::TowerSessionsMoka => App::Router(ts_app::with_store(moka::cached_memory_store())),
+            Kind::Locking => App::Router(locking_app::app()),
+            Kind::Bare => App::Router(bare_app::app()),
+            Kind::Floor => App::Router(floor_app::app()),
         }
     }
 }
@@ -152,11 +166,34 @@ pub struct Cart {
     pub items: Vec<i64>,
 }
 
+/// A system's app as `axum::serve` would be given it: a router with the session layer on
+/// its routes (`Router::layer`), or the layer's service wrapped around the router.
+#[derive(Clone)]
+pub enum App {
+    /// A router (the session layer, if any, on its routes).
+    Router(Router),
+    /// slates' layer around the router.
+    Slates(slates::SlatesService<Router>),
+    /// tower-sessions' layer around the router.
+    TowerSessions(ts_app::Around),
+}
+
+impl App {
+    /// Sends `req` through a clone of the app, as a connection does.
+    pub async fn oneshot(&self, req: Request<Body>) -> Response {
+        match self {
+            App::Router(app) => app.clone().oneshot(req).await.unwrap(),
+            App::Slates(app) => app.clone().oneshot(req).await.unwrap(),
+            App::TowerSessions(app) => app.clone().oneshot(req).await.unwrap(),
+        }
+    }
+}
+
 /// A router plus the cookie of one logged-in user: what a browser tab holds.
 #[derive(Clone)]
 pub struct Tab {
     pub kind: Kind,
-    pub app: Router,
+    pub app: App,
     /// `name=value`, ready for a `Cookie` header (empty for bare axum).
     pub cookie: HeaderValue,
 }
@@ -168,16 +205,14 @@ impl Tab {
     }
 
     /// Logs `user` in on `app` (a router of `kind`).
-    pub async fn login_on(kind: Kind, app: Router, user: &str) -> Tab {
+    pub async fn login_on(kind: Kind, app: App, user: &str) -> Tab {
         let res = app
-            .clone()
             .oneshot(
                 Request::post(format!("/login/{user}"))
                     .body(Body::empty())
                     .unwrap(),
             )
-            .await
-            .unwrap();
+            .await;
         assert_eq!(res.status(), StatusCode::OK, "{kind:?} login");
         let cookie = match res.headers().get(SET_COOKIE) {
             Some(v) => {
@@ -206,11 +241,7 @@ impl Tab {
 
     /// Sends `method path` and returns the response (body not read).
     pub async fn send(&self, method: &str, path: &str) -> Response {
-        self.app
-            .clone()
-            .oneshot(self.request(method, path))
-            .await
-            .unwrap()
+        self.app.oneshot(self.request(method, path)).await
     }
 
     /// Scenario 1: the authenticated read-only request. Returns its status.
@@ -252,8 +283,18 @@ pub mod slates_app {
             .unwrap()
     }
 
-    /// The bench routes over `slates`.
+    /// The bench routes over `slates`, its layer on every route (`Router::layer`).
     pub fn app(slates: Engine) -> Router {
+        routes().layer(slates.layer()).with_state(())
+    }
+
+    /// The bench routes, slates' layer wrapped around the router.
+    pub fn around(slates: Engine) -> slates::SlatesService<Router> {
+        use tower::Layer as _;
+        slates.layer().layer(routes().with_state(()))
+    }
+
+    fn routes() -> Router {
         Router::new()
             .route("/login/{user}", post(login))
             .route("/me", get(me))
@@ -264,8 +305,6 @@ pub mod slates_app {
             .route("/slow-write", post(slow_write))
             .route("/logout", post(logout))
             .route("/long", get(long))
-            .layer(slates.layer())
-            .with_state(())
     }
 
     async fn login(auth: Auth, slates: Engine, Path(user): Path<String>) -> Response {
@@ -369,6 +408,23 @@ pub mod ts_app {
     }
 
     pub fn with_store<S: SessionStore + Clone>(store: S) -> Router {
+        routes()
+            .layer(SessionManagerLayer::new(store).with_secure(false))
+            .with_state(())
+    }
+
+    /// tower-sessions' service wrapped around the router.
+    pub type Around = <SessionManagerLayer<MemoryStore> as tower::Layer<Router>>::Service;
+
+    /// The bench routes, tower-sessions' layer wrapped around the router.
+    pub fn around() -> Around {
+        use tower::Layer as _;
+        SessionManagerLayer::new(MemoryStore::default())
+            .with_secure(false)
+            .layer(routes().with_state(()))
+    }
+
+    fn routes() -> Router {
         Router::new()
             .route("/login/{user}", post(login))
             .route("/me", get(me))
@@ -378,8 +434,6 @@ pub mod ts_app {
             .route("/slow-write", post(slow_write))
             .route("/logout", post(logout))
             .route("/long", get(long))
-            .layer(SessionManagerLayer::new(store).with_secure(false))
-            .with_state(())
     }
 
     async fn login(session: Session, Path(user): Path<String>) -> Response {

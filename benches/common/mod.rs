@@ -125,7 +125,7 @@ impl Kind {
         }
     }
 
-    /// The router of this system, with every bench route.
+    /// The app of this system, with every bench route.
     pub async fn app(self) -> App {
         match self {
             Kind::Engine => App::Router(slates_app::app(slates_app::memory().await)),
@@ -204,7 +204,7 @@ impl Tab {
         Self::login_on(kind, kind.app().await, user).await
     }
 
-    /// Logs `user` in on `app` (a router of `kind`).
+    /// Logs `user` in on `app` (the app of `kind`).
     pub async fn login_on(kind: Kind, app: App, user: &str) -> Tab {
         let res = app
             .oneshot(

@@ -8,6 +8,7 @@ use http::request::Parts;
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 
+use crate::clock::from_millis;
 use crate::error::{Error, Result};
 use crate::names::{SlateName, Username};
 use crate::redirect::login_required;
@@ -65,9 +66,10 @@ impl CurrentUser {
         &self.identity().user
     }
 
-    /// When the current token expires (after any renewal done by this request).
+    /// When the current token expires (after any renewal done by this request), to the
+    /// millisecond (the precision `_auth` records keep).
     pub fn token_expires(&self) -> OffsetDateTime {
-        self.identity().expires
+        from_millis(self.identity().expires)
     }
 
     /// The profile as raw BSON: read from the store on the first profile read of the

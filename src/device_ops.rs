@@ -11,7 +11,7 @@ use crate::device_id::DeviceId;
 use crate::error::Result;
 use crate::events::{AuthEvent, AuthEventKind};
 use crate::names::Username;
-use crate::store::TokenRecord;
+use crate::store::{TokenBrief, TokenRecord};
 use crate::token::TokenHash;
 
 /// One device of a user: one live login.
@@ -84,12 +84,17 @@ pub(crate) async fn end_device(
 /// last write (or gives a record from before devices existed its id). One conditional
 /// update that never creates a record; a failure is logged and the request goes on (the
 /// next request retries).
-pub(crate) async fn touch_if_due(core: &Core, record: &TokenRecord, now: OffsetDateTime) {
-    if !core.times.touch_due(record, to_millis(now)) {
+pub(crate) async fn touch_if_due(
+    core: &Core,
+    token: &TokenBrief,
+    hash: &TokenHash,
+    now: OffsetDateTime,
+) {
+    if !core.times.touch_due(token, to_millis(now)) {
         return;
     }
     let interval = core.config.last_seen_interval;
-    let assign = match &record.device {
+    let assign = match &token.device {
         Some(_) => None,
         None => match DeviceId::generate() {
             Ok(id) => Some(id),
@@ -98,7 +103,7 @@ pub(crate) async fn touch_if_due(core: &Core, record: &TokenRecord, now: OffsetD
     };
     let touch = core
         .tokens
-        .touch_token(&record.hash, assign.as_ref(), now - interval, now);
+        .touch_token(hash, assign.as_ref(), now - interval, now);
     if let Err(e) = touch.await {
         core.store_error("last-seen update", &e);
     }

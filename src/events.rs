@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 
 use crate::device_id::DeviceId;
 use crate::names::Username;
-use crate::store::TokenRecord;
+use crate::store::TokenBrief;
 use crate::token::TokenHash;
 
 /// What happened to a login.
@@ -186,7 +186,7 @@ impl Events {
     pub fn emit_about(
         &self,
         kind: AuthEventKind,
-        record: Option<&TokenRecord>,
+        record: Option<&TokenBrief>,
         hash: &TokenHash,
         at: OffsetDateTime,
     ) {

@@ -10,6 +10,7 @@ use http::HeaderMap;
 use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 
+use crate::clock::from_millis;
 use crate::cookie::CookieChange;
 use crate::cookie::{token_from_headers, CookieToken};
 use crate::core::Core;
@@ -182,7 +183,7 @@ impl RequestState {
             None => self.resolved().map(|i| LiveToken {
                 hash: i.hash,
                 user: i.user.clone(),
-                created: i.created,
+                created: from_millis(i.created),
             }),
         }
     }

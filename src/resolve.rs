@@ -5,14 +5,14 @@ use std::time::Instant;
 
 use time::OffsetDateTime;
 
-use crate::clock::to_millis;
+use crate::clock::{from_millis, to_millis};
 use crate::cookie::{CookieChange, CookieToken};
 use crate::core::Core;
 use crate::error::Error;
 use crate::events::AuthEventKind;
 use crate::names::{SlateName, Username};
 use crate::stats::bump;
-use crate::store::{SlateDoc, SlateKey, TokenRecord};
+use crate::store::{SlateDoc, SlateKey, TokenBrief};
 use crate::token::{Token, TokenHash};
 use crate::token_times::renewed_expiry;
 
@@ -20,9 +20,11 @@ use crate::token_times::renewed_expiry;
 pub(crate) struct Identity {
     pub user: Username,
     pub hash: TokenHash,
-    /// The login time of the token (its record's `created`).
-    pub created: OffsetDateTime,
-    pub expires: OffsetDateTime,
+    /// The login time of the token (its record's `created`), in milliseconds since the
+    /// epoch (the precision records keep).
+    pub created: i64,
+    /// When the token expires (after any renewal by this request), in milliseconds.
+    pub expires: i64,
 }
 
 /// The profile (user slate) as loaded, or why the stored document could not be read (a
@@ -41,9 +43,9 @@ pub(crate) struct Pending<'c> {
     now: OffsetDateTime,
     /// When the lookup started, if this one is timed (`Counters::lookup_started`).
     started: Option<Instant>,
-    /// The record, when the lookup was answered at once and only writes remain (a renewal,
-    /// a last-seen update); `None`: the lookup is still to be made.
-    record: Option<TokenRecord>,
+    /// What the lookup answered, when it was answered at once and only writes remain (a
+    /// renewal, a last-seen update); `None`: the lookup is still to be made.
+    record: Option<TokenBrief>,
 }
 
 /// How far a resolution got without waiting.
@@ -132,6 +134,7 @@ pub(crate) async fn resolve(
         Some(record) => record,
         None => {
             let found = core.tokens.find_token(&hash, now).await;
+            let found = found.map(|r| r.map(TokenBrief::from));
             match looked_up(core, &hash, found, started, now_ms)? {
                 Some(record) => record,
                 None => return Ok(REFUSED),
@@ -147,14 +150,14 @@ pub(crate) async fn resolve(
     if let Some(new_expires) = renewal {
         match core
             .tokens
-            .renew_token(&hash, record.expires, new_expires, now)
+            .renew_token(&hash, from_millis(record.expires), new_expires, now)
             .await
         {
             Ok(true) => {
                 bump(&counters.renewals);
                 core.events
                     .emit_about(AuthEventKind::Renewal, Some(&record), &hash, now);
-                expires = new_expires;
+                expires = to_millis(new_expires);
                 change = Some(CookieChange::Set(token.clone(), new_expires - now));
             }
             Ok(false) => {
@@ -165,7 +168,7 @@ pub(crate) async fn resolve(
                 // after a logout it is gone, and the logout wins.
                 let again = core.tokens.find_token(&hash, now).await;
                 match checked(core, &hash, again)? {
-                    Some(current) => expires = current.expires,
+                    Some(current) => expires = to_millis(current.expires),
                     None => {
                         refuse(core, &hash, None);
                         return Ok(REFUSED);
@@ -179,7 +182,7 @@ pub(crate) async fn resolve(
             }
         }
     }
-    crate::device_ops::touch_if_due(core, &record, now).await;
+    crate::device_ops::touch_if_due(core, &record, &hash, now).await;
     Ok(authenticated(core, record, hash, expires, change))
 }
 
@@ -189,10 +192,10 @@ pub(crate) async fn resolve(
 fn looked_up(
     core: &Core,
     hash: &TokenHash,
-    found: Result<Option<TokenRecord>, Error>,
+    found: Result<Option<TokenBrief>, Error>,
     started: Option<Instant>,
     now: i64,
-) -> Result<Option<TokenRecord>, Error> {
+) -> Result<Option<TokenBrief>, Error> {
     let found = checked(core, hash, found)?;
     core.counters.lookup_done(started);
     Ok(live(core, hash, found, now))
@@ -203,12 +206,7 @@ fn looked_up(
 /// redeploy that shortens it applies to existing tokens too); else `None`, the refusal
 /// counted and logged (naming the user when the record was read).
 #[inline]
-fn live(
-    core: &Core,
-    hash: &TokenHash,
-    record: Option<TokenRecord>,
-    now: i64,
-) -> Option<TokenRecord> {
+fn live(core: &Core, hash: &TokenHash, record: Option<TokenBrief>, now: i64) -> Option<TokenBrief> {
     match record {
         Some(r) if core.times.within_lifetime(&r, now) => Some(r),
         past => {
@@ -222,9 +220,9 @@ fn live(
 #[inline]
 fn authenticated(
     core: &Core,
-    record: TokenRecord,
+    record: TokenBrief,
     hash: TokenHash,
-    expires: OffsetDateTime,
+    expires: i64,
     change: Option<CookieChange>,
 ) -> Resolution {
     bump(&core.counters.authenticated);
@@ -260,11 +258,11 @@ pub(crate) async fn load_profile(core: &Core, user: &Username) -> Result<LoadedP
 /// malformed `_auth` record (edited by hand) is refused like an unknown token, so that it
 /// cannot turn every request into an error: the user logs in again and gets a fresh record.
 #[inline]
-fn checked(
+fn checked<T>(
     core: &Core,
     hash: &TokenHash,
-    found: Result<Option<TokenRecord>, Error>,
-) -> Result<Option<TokenRecord>, Error> {
+    found: Result<Option<T>, Error>,
+) -> Result<Option<T>, Error> {
     match found {
         Ok(record) => Ok(record),
         Err(Error::MalformedDocument { reason, .. }) => {
@@ -282,7 +280,7 @@ fn checked(
 const REFUSED: Resolution = (None, Some(CookieChange::Remove));
 
 /// Counts and logs the refusal of a token (`record` when it was read).
-fn refuse(core: &Core, hash: &TokenHash, record: Option<&TokenRecord>) {
+fn refuse(core: &Core, hash: &TokenHash, record: Option<&TokenBrief>) {
     core.events
         .emit_about(AuthEventKind::Refused, record, hash, core.now());
     let counters = &core.counters;

@@ -5,9 +5,11 @@
 
 use time::OffsetDateTime;
 
+use crate::clock::from_millis;
+#[cfg(test)]
 use crate::clock::to_millis;
 use crate::config::Config;
-use crate::store::TokenRecord;
+use crate::store::TokenBrief;
 
 /// The token durations of a [`Config`], in milliseconds.
 pub(crate) struct TokenTimes {
@@ -35,26 +37,24 @@ impl TokenTimes {
     /// `now < created + lifetime`. An end past the last instant `time` represents (a
     /// `created` edited by hand far into the future) has ended at once, as in
     /// [`absolute_end`].
-    pub fn within_lifetime(&self, record: &TokenRecord, now: i64) -> bool {
-        running(record.created, self.lifetime, now)
+    pub fn within_lifetime(&self, token: &TokenBrief, now: i64) -> bool {
+        running(token.created, self.lifetime, now)
     }
 
     /// Whether a request at `now` (in milliseconds) renews the token: never a rotated-out
     /// one; otherwise once more than the configured share of the idle timeout has passed
     /// (less than the rest remains).
-    pub fn renewal_due(&self, record: &TokenRecord, now: i64) -> bool {
+    pub fn renewal_due(&self, token: &TokenBrief, now: i64) -> bool {
         match self.renew_below {
-            Some(below) if record.rotated.is_none() => {
-                ((to_millis(record.expires) - now) as f64) < below
-            }
+            Some(below) if !token.rotated => ((token.expires - now) as f64) < below,
             _ => false,
         }
     }
 
     /// Whether a request at `now` (in milliseconds) updates the device's last-seen time:
     /// the configured interval has passed since it, or the record has no device id yet.
-    pub fn touch_due(&self, record: &TokenRecord, now: i64) -> bool {
-        record.device.is_none() || now - to_millis(record.last_seen) >= self.last_seen
+    pub fn touch_due(&self, token: &TokenBrief, now: i64) -> bool {
+        token.device.is_none() || now - token.last_seen >= self.last_seen
     }
 }
 
@@ -62,18 +62,17 @@ impl TokenTimes {
 /// lifetime, if that moves it later.
 pub(crate) fn renewed_expiry(
     config: &Config,
-    record: &TokenRecord,
+    token: &TokenBrief,
     now: OffsetDateTime,
 ) -> Option<OffsetDateTime> {
-    let new_expires = (now + config.idle_timeout).min(absolute_end(config, record));
-    (new_expires > record.expires).then_some(new_expires)
+    let new_expires = (now + config.idle_timeout).min(absolute_end(config, token));
+    (new_expires > from_millis(token.expires)).then_some(new_expires)
 }
 
 /// When the token's absolute lifetime ends. A `created` so far ahead that the sum overflows
 /// (a record edited by hand) ends at once: such a token is refused, not a panic.
-fn absolute_end(config: &Config, record: &TokenRecord) -> OffsetDateTime {
-    record
-        .created
+fn absolute_end(config: &Config, token: &TokenBrief) -> OffsetDateTime {
+    from_millis(token.created)
         .checked_add(config.absolute_lifetime)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
@@ -82,17 +81,16 @@ fn absolute_end(config: &Config, record: &TokenRecord) -> OffsetDateTime {
 /// `time` crate's `large-dates` feature, which a dependency may enable).
 const LAST_MILLI: i64 = time::PrimitiveDateTime::MAX.assume_utc().unix_timestamp() * 1_000 + 999;
 
-/// `now < created + lifetime`, all but `created` in milliseconds; an end past
-/// [`LAST_MILLI`] has ended at once.
-fn running(created: OffsetDateTime, lifetime: i64, now: i64) -> bool {
-    let end = to_millis(created).saturating_add(lifetime);
+/// `now < created + lifetime`, all in milliseconds; an end past [`LAST_MILLI`] has ended
+/// at once.
+fn running(created: i64, lifetime: i64, now: i64) -> bool {
+    let end = created.saturating_add(lifetime);
     end <= LAST_MILLI && now < end
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::from_millis;
     use proptest::prelude::*;
 
     #[test]
@@ -122,7 +120,7 @@ mod tests {
                 < created_t
                     .checked_add(lifetime_d)
                     .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-            prop_assert_eq!(running(created_t, lifetime, now), expected);
+            prop_assert_eq!(running(created, lifetime, now), expected);
         }
     }
 }

@@ -1,4 +1,4 @@
-//! [`Cached`]: a store decorator that keeps token records and profiles (user slates) in
+//! [`Cached`]: a store decorator that keeps token briefs and profiles (user slates) in
 //! process, bounded, and serves them only while its [`InvalidationChannel`] is fresh.
 
 use std::collections::HashMap;
@@ -13,9 +13,10 @@ use time::OffsetDateTime;
 
 use super::invalidation::{Freshness, Invalidation, InvalidationChannel, InvalidationSink};
 use super::{
-    Expiry, SlateDoc, SlateKey, SlateStore, StoreFuture, StoreOptions, TokenRecord, TokenStore,
-    UpdateOp, Updated,
+    Expiry, SlateDoc, SlateKey, SlateStore, StoreFuture, StoreOptions, TokenBrief, TokenRecord,
+    TokenStore, UpdateOp, Updated,
 };
+use crate::clock::to_millis;
 use crate::device_id::DeviceId;
 use crate::error::Result;
 use crate::names::{SlateName, Username};
@@ -117,7 +118,9 @@ pub struct CacheStats {
     pub bytes: u64,
 }
 
-/// A store decorator that caches token records ([`TokenStore::find_token`]) and profiles
+/// A store decorator that caches what a request needs of token records
+/// ([`TokenStore::find_token_ready`] answers from it; [`TokenStore::find_token`], which
+/// answers the full record, reads the store and fills it) and profiles
 /// ([`SlateStore::get_slate`] of the user slate) in process, and forwards everything else.
 ///
 /// - **Invalidation**: every write that changes a cached item (a token's renewal, rotation
@@ -150,7 +153,7 @@ struct Maps {
     /// Bumped by every invalidation: a read that started at another generation does not
     /// fill the cache.
     generation: u64,
-    tokens: HashMap<TokenHash, Entry<TokenRecord>>,
+    tokens: HashMap<TokenHash, Entry<TokenBrief>>,
     profiles: HashMap<Username, Entry<Option<SlateDoc>>>,
     bytes: usize,
 }
@@ -355,12 +358,20 @@ impl Cached {
         }
     }
 
-    /// Keeps the record a token miss that started at `started` read.
-    fn fill_token(&self, started: Option<u64>, hash: &TokenHash, record: Option<&TokenRecord>) {
-        if let (Some(started), Some(r)) = (started, record) {
-            let bytes = token_bytes(r);
-            self.fill(|m| &mut m.tokens, started, *hash, r.clone(), bytes);
+    /// Keeps the brief a token miss that started at `started` read.
+    fn fill_token(&self, started: Option<u64>, hash: &TokenHash, brief: Option<TokenBrief>) {
+        if let (Some(started), Some(b)) = (started, brief) {
+            let bytes = token_bytes(&b);
+            self.fill(|m| &mut m.tokens, started, *hash, b, bytes);
         }
+    }
+
+    /// The generation a read that does not consult the cache starts at (`None`: the cache
+    /// does not serve now), counted as a miss (a bypass).
+    fn miss(&self) -> Option<u64> {
+        let started = self.serving().then(|| self.state.maps().generation);
+        self.count_miss(started);
+        started
     }
 
     /// Drops `invalidation` here, then publishes it. The operation's error wins; then a
@@ -395,8 +406,8 @@ fn evict_one(maps: &mut Maps) -> bool {
     }
 }
 
-fn token_bytes(record: &TokenRecord) -> usize {
-    std::mem::size_of::<Entry<TokenRecord>>() + 32 + record.user.as_str().len()
+fn token_bytes(brief: &TokenBrief) -> usize {
+    std::mem::size_of::<Entry<TokenBrief>>() + 32 + brief.user.as_str().len()
 }
 
 fn is_profile(key: &SlateKey) -> bool {
@@ -421,18 +432,18 @@ impl TokenStore for Cached {
         self.tokens.insert_token(record)
     }
 
+    /// The full record from the store (the cache keeps briefs), counted as a miss; fills
+    /// the cache.
     fn find_token<'a>(
         &'a self,
         hash: &'a TokenHash,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, Option<TokenRecord>> {
         Box::pin(async move {
-            let started = match self.lookup(|m| &m.tokens, hash, |r| r.expires > now) {
-                Ok(record) => return Ok(Some(record)),
-                Err(started) => started,
-            };
+            let started = self.miss();
             let record = self.tokens.find_token(hash, now).await?;
-            self.fill_token(started, hash, record.as_ref());
+            let brief = record.clone().map(TokenBrief::from);
+            self.fill_token(started, hash, brief);
             Ok(record)
         })
     }
@@ -443,15 +454,16 @@ impl TokenStore for Cached {
         &self,
         hash: &TokenHash,
         now: OffsetDateTime,
-    ) -> Option<Result<Option<TokenRecord>>> {
-        let started = match self.probe(|m| &m.tokens, hash, |r| r.expires > now) {
-            Ok(record) => return Some(Ok(Some(record))),
+    ) -> Option<Result<Option<TokenBrief>>> {
+        let now_ms = to_millis(now);
+        let started = match self.probe(|m| &m.tokens, hash, |b| b.expires > now_ms) {
+            Ok(brief) => return Some(Ok(Some(brief))),
             Err(started) => started,
         };
         let answer = self.tokens.find_token_ready(hash, now)?;
         self.count_miss(started);
-        if let Ok(record) = &answer {
-            self.fill_token(started, hash, record.as_ref());
+        if let Ok(brief) = &answer {
+            self.fill_token(started, hash, brief.clone());
         }
         Some(answer)
     }

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use super::{
     Expiry, InvalidationChannel, SlateDoc, SlateKey, SlateStore, StoreFuture, StoreOptions,
-    TokenRecord, TokenStore, UpdateOp, Updated,
+    TokenBrief, TokenRecord, TokenStore, UpdateOp, Updated,
 };
 use crate::device_id::DeviceId;
 use crate::error::Result;
@@ -251,7 +251,7 @@ impl<S: TokenStore, I: Intercept> TokenStore for Intercepted<S, I> {
         &self,
         hash: &TokenHash,
         now: OffsetDateTime,
-    ) -> Option<Result<Option<TokenRecord>>> {
+    ) -> Option<Result<Option<TokenBrief>>> {
         let op = || self.inner.find_token_ready(hash, now);
         self.intercept.around_ready(Call::FindToken(hash), op)
     }

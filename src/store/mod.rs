@@ -46,7 +46,7 @@ pub use mongo::{
     DEFAULT_SERVER_TIMEOUT, GAP_GRACE, INVALIDATIONS_COLLECTION, TAIL_AWAIT, TAIL_BATCH, TAIL_POLL,
 };
 pub use options::{Layout, StoreOptions};
-pub use records::{Expiry, SlateDoc, SlateKey, TokenRecord, UpdateOp, Updated};
+pub use records::{Expiry, SlateDoc, SlateKey, TokenBrief, TokenRecord, UpdateOp, Updated};
 pub use shared_document::SharedRawDocument;
 pub use traits::{SlateStore, Store, TokenStore};
 pub use update::check_ops;

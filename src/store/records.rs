@@ -5,6 +5,7 @@ use bson::Bson;
 use time::OffsetDateTime;
 
 use super::SharedRawDocument;
+use crate::clock::to_millis;
 use crate::device_id::DeviceId;
 use crate::names::{SlateName, Username};
 use crate::token::TokenHash;
@@ -43,6 +44,62 @@ pub struct TokenRecord {
     /// The client address at login, truncated (IPv4 to /24, IPv6 to /48), when
     /// [`EngineBuilder::record_client_ip`](crate::EngineBuilder::record_client_ip) is on.
     pub ip: Option<String>,
+}
+
+/// What a request needs of a token record to log it in, renew it and keep its device's
+/// last-seen time: the answer of [`TokenStore::find_token_ready`](super::TokenStore::find_token_ready).
+/// Times are milliseconds since the Unix epoch (the precision records keep), so that a
+/// warm request compares integers and builds no [`OffsetDateTime`] and no label `String`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenBrief {
+    /// The user the token logs in.
+    pub user: Username,
+    /// [`TokenRecord::created`], in milliseconds since the epoch.
+    pub created: i64,
+    /// [`TokenRecord::expires`], in milliseconds since the epoch.
+    pub expires: i64,
+    /// [`TokenRecord::last_seen`], in milliseconds since the epoch.
+    pub last_seen: i64,
+    /// Whether the token was rotated out ([`TokenRecord::rotated`] is set).
+    pub rotated: bool,
+    /// [`TokenRecord::device`].
+    pub device: Option<DeviceId>,
+}
+
+impl From<TokenRecord> for TokenBrief {
+    /// The brief of a record.
+    ///
+    /// ```
+    /// use slates::store::{TokenBrief, TokenRecord};
+    /// use time::{Duration, OffsetDateTime};
+    /// let login = OffsetDateTime::UNIX_EPOCH + Duration::days(20_000);
+    /// let record = TokenRecord {
+    ///     hash: slates::Token::generate()?.hash(),
+    ///     user: slates::Username::new("ada")?,
+    ///     created: login,
+    ///     expires: login + Duration::days(1) + Duration::microseconds(1_900),
+    ///     renewed: None,
+    ///     rotated: None,
+    ///     device: None,
+    ///     last_seen: login,
+    ///     label: "Firefox on Linux".into(),
+    ///     ip: None,
+    /// };
+    /// let brief = TokenBrief::from(record);
+    /// assert_eq!(brief.expires - brief.created, 86_400_001); // truncated to the millisecond
+    /// assert!(!brief.rotated);
+    /// # Ok::<(), slates::Error>(())
+    /// ```
+    fn from(record: TokenRecord) -> Self {
+        TokenBrief {
+            user: record.user,
+            created: to_millis(record.created),
+            expires: to_millis(record.expires),
+            last_seen: to_millis(record.last_seen),
+            rotated: record.rotated.is_some(),
+            device: record.device,
+        }
+    }
 }
 
 /// What a slate write does to the slate's expiry.

@@ -12,8 +12,8 @@ use bson::Document;
 use time::OffsetDateTime;
 
 use super::{
-    Expiry, InvalidationChannel, SlateDoc, SlateKey, StoreFuture, StoreOptions, TokenRecord,
-    UpdateOp, Updated,
+    Expiry, InvalidationChannel, SlateDoc, SlateKey, StoreFuture, StoreOptions, TokenBrief,
+    TokenRecord, UpdateOp, Updated,
 };
 use crate::device_id::DeviceId;
 use crate::error::Result;
@@ -46,15 +46,16 @@ pub trait TokenStore: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> StoreFuture<'a, Option<TokenRecord>>;
 
-    /// [`find_token`](Self::find_token)'s answer at once, when the store has it at hand
-    /// without waiting (an in-process map, a cache hit), so that a warm request resolves
-    /// with no future to allocate. `None` (the default): ask `find_token`. A store that
-    /// answers here answers as `find_token` would.
+    /// [`find_token`](Self::find_token)'s answer at once, in brief ([`TokenBrief`]: what
+    /// a request needs of the record), when the store has it at hand without waiting (an
+    /// in-process map, a cache hit), so that a warm request resolves with no future to
+    /// allocate and no full record to build. `None` (the default): ask `find_token`. A
+    /// store that answers here answers as `find_token` would.
     fn find_token_ready(
         &self,
         hash: &TokenHash,
         now: OffsetDateTime,
-    ) -> Option<Result<Option<TokenRecord>>> {
+    ) -> Option<Result<Option<TokenBrief>>> {
         let _ = (hash, now);
         None
     }
@@ -249,7 +250,7 @@ impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
         &self,
         hash: &TokenHash,
         now: OffsetDateTime,
-    ) -> Option<Result<Option<TokenRecord>>> {
+    ) -> Option<Result<Option<TokenBrief>>> {
         (**self).find_token_ready(hash, now)
     }
     fn renew_token<'a>(

@@ -15,7 +15,7 @@ use super::{MemoryStore, SWEEP_EVERY};
 use crate::device_id::DeviceId;
 use crate::error::{Error, Result};
 use crate::names::Username;
-use crate::store::{StoreFuture, StoreOptions, TokenRecord, TokenStore};
+use crate::store::{StoreFuture, StoreOptions, TokenBrief, TokenRecord, TokenStore};
 use crate::sync::lock;
 use crate::token::TokenHash;
 
@@ -65,6 +65,19 @@ impl StoredToken {
             last_seen: self.last_seen.get(),
             label: client.map_or_else(String::new, |c| c.label.to_string()),
             ip: client.and_then(|c| c.ip.as_deref().map(str::to_owned)),
+        }
+    }
+
+    /// What a request needs of the record ([`TokenBrief`]): times as they are kept, no
+    /// label copied.
+    pub fn brief(&self) -> TokenBrief {
+        TokenBrief {
+            user: self.user.clone(),
+            created: self.created.millis(),
+            expires: self.expires.millis(),
+            last_seen: self.last_seen.millis(),
+            rotated: self.rotated.is_some(),
+            device: self.device.clone(),
         }
     }
 
@@ -215,8 +228,13 @@ impl TokenStore for MemoryStore {
         &self,
         hash: &TokenHash,
         now: OffsetDateTime,
-    ) -> Option<Result<Option<TokenRecord>>> {
-        Some(Ok(self.live_token(hash, now)))
+    ) -> Option<Result<Option<TokenBrief>>> {
+        let shard = self.inner.token_shard(hash);
+        let brief = shard
+            .find(token_hash(hash), |t| t.hash == *hash)
+            .filter(|t| t.live(now))
+            .map(StoredToken::brief);
+        Some(Ok(brief))
     }
 
     fn renew_token<'a>(

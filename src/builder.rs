@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::events::{AuthEventSubscriber, Events};
 use crate::redirect::safe_next;
 use crate::rejection::WhenLoggedOut;
+use crate::roomy_extensions::RoomyExtensions;
 use crate::stats::Counters;
 use crate::store::{
     CacheSettings, Cached, Call, Intercept, Intercepted, InvalidationChannel, Layout, SlateStore,
@@ -440,6 +441,7 @@ impl EngineBuilder {
             config: self.config,
             counters,
             events: Events::new(self.subscriber, self.event_queue),
+            extensions: RoomyExtensions::new(),
         }))
     }
 }

@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use crate::config::Config;
 use crate::error::Result;
 use crate::events::Events;
+use crate::roomy_extensions::RoomyExtensions;
 use crate::stats::{bump, Counters};
 use crate::store::{Cached, SlateStore, TokenStore};
 use crate::token_times::TokenTimes;
@@ -25,6 +26,8 @@ pub(crate) struct Core {
     pub events: Events,
     /// The token durations of `config`, in milliseconds.
     pub times: TokenTimes,
+    /// What the layer's state goes into on a request with no extensions.
+    pub extensions: RoomyExtensions,
 }
 
 impl Core {

@@ -152,6 +152,7 @@ mod redirect;
 mod rejection;
 mod request;
 mod resolve;
+mod roomy_extensions;
 mod same_origin;
 mod service;
 mod slate;

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use time::{Duration, OffsetDateTime};
 
@@ -11,6 +12,21 @@ use time::{Duration, OffsetDateTime};
 pub trait Clock: Send + Sync + 'static {
     /// The current time (UTC).
     fn now(&self) -> OffsetDateTime;
+
+    /// The current time in whole milliseconds since the Unix epoch (floored), the precision
+    /// token records keep: what a token check compares. The default truncates
+    /// [`now`](Self::now); [`SystemClock`] and [`ManualClock`] read it without building an
+    /// `OffsetDateTime`.
+    ///
+    /// ```
+    /// use slates::{Clock, ManualClock};
+    /// use time::macros::datetime;
+    /// let clock = ManualClock::at(datetime!(2026-12-06 18:40:00.123456 UTC));
+    /// assert_eq!(clock.now_millis(), 1_796_582_400_123);
+    /// ```
+    fn now_millis(&self) -> i64 {
+        to_millis(self.now())
+    }
 }
 
 /// The system clock.
@@ -20,6 +36,14 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> OffsetDateTime {
         OffsetDateTime::now_utc()
+    }
+
+    fn now_millis(&self) -> i64 {
+        match SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(after) => after.as_millis() as i64,
+            // Before 1970: floored, as `to_millis` floors.
+            Err(before) => -(before.duration().as_nanos().div_ceil(1_000_000) as i64),
+        }
     }
 }
 
@@ -80,6 +104,10 @@ impl Clock for ManualClock {
     fn now(&self) -> OffsetDateTime {
         from_millis(self.millis.load(Ordering::SeqCst))
     }
+
+    fn now_millis(&self) -> i64 {
+        self.millis.load(Ordering::SeqCst)
+    }
 }
 
 pub(crate) fn to_millis(t: OffsetDateTime) -> i64 {
@@ -100,6 +128,21 @@ pub(crate) fn from_millis(ms: i64) -> OffsetDateTime {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The system clock's milliseconds are its `now()` truncated: read between two
+    /// readings of `now()`, they lie between theirs.
+    #[test]
+    fn system_millis_agree_with_now() {
+        for _ in 0..1_000 {
+            let before = to_millis(SystemClock.now());
+            let millis = SystemClock.now_millis();
+            let after = to_millis(SystemClock.now());
+            assert!(
+                before <= millis && millis <= after,
+                "{before} {millis} {after}"
+            );
+        }
+    }
 
     proptest! {
         /// `from_millis` is the instant `ms` milliseconds from the epoch, as the 128-bit

@@ -2,9 +2,6 @@
 //! an extractor's first question about the request costs.
 
 use std::time::Instant;
-
-use time::OffsetDateTime;
-
 use crate::clock::{from_millis, to_millis};
 use crate::cookie::{CookieChange, CookieToken};
 use crate::core::Core;
@@ -40,7 +37,8 @@ pub(crate) type Resolution = (Option<Identity>, Option<CookieChange>);
 pub(crate) struct Pending<'c> {
     token: &'c Token,
     hash: TokenHash,
-    now: OffsetDateTime,
+    /// When the resolution started, in milliseconds since the epoch.
+    now: i64,
     /// When the lookup started, if this one is timed (`Counters::lookup_started`).
     started: Option<Instant>,
     /// What the lookup answered, when it was answered at once and only writes remain (a
@@ -76,7 +74,7 @@ pub(crate) fn start<'c>(core: &Core, cookie: &'c CookieToken) -> Start<'c> {
         CookieToken::Present(token) => token,
     };
     let hash = token.hash();
-    let now = core.config.clock.now();
+    let now = core.config.clock.now_millis();
     let started = counters.lookup_started();
     let Some(found) = core.tokens.find_token_ready(&hash, now) else {
         return Start::Pending(Pending {
@@ -87,14 +85,13 @@ pub(crate) fn start<'c>(core: &Core, cookie: &'c CookieToken) -> Start<'c> {
             record: None,
         });
     };
-    let now_ms = to_millis(now);
-    let record = match looked_up(core, &hash, found, started, now_ms) {
+    let record = match looked_up(core, &hash, found, started, now) {
         Ok(Some(record)) => record,
         Ok(None) => return Start::Settled(Ok(REFUSED)),
         Err(e) => return Start::Settled(Err(e)),
     };
     let times = &core.times;
-    if times.renewal_due(&record, now_ms) || times.touch_due(&record, now_ms) {
+    if times.renewal_due(&record, now) || times.touch_due(&record, now) {
         return Start::Pending(Pending {
             token,
             hash,
@@ -129,7 +126,8 @@ pub(crate) async fn resolve(
         record,
     } = pending;
     let counters = &core.counters;
-    let now_ms = to_millis(now);
+    let now_ms = now;
+    let now = from_millis(now_ms);
     let record = match record {
         Some(record) => record,
         None => {

@@ -16,7 +16,6 @@ use super::{
     Expiry, SlateDoc, SlateKey, SlateStore, StoreFuture, StoreOptions, TokenBrief, TokenRecord,
     TokenStore, UpdateOp, Updated,
 };
-use crate::clock::to_millis;
 use crate::device_id::DeviceId;
 use crate::error::Result;
 use crate::names::{SlateName, Username};
@@ -450,13 +449,8 @@ impl TokenStore for Cached {
 
     /// A hit at once; on a miss, the answer of the store below if it has one at hand
     /// (nothing is counted when it has none: `find_token` comes next and counts).
-    fn find_token_ready(
-        &self,
-        hash: &TokenHash,
-        now: OffsetDateTime,
-    ) -> Option<Result<Option<TokenBrief>>> {
-        let now_ms = to_millis(now);
-        let started = match self.probe(|m| &m.tokens, hash, |b| b.expires > now_ms) {
+    fn find_token_ready(&self, hash: &TokenHash, now: i64) -> Option<Result<Option<TokenBrief>>> {
+        let started = match self.probe(|m| &m.tokens, hash, |b| b.expires > now) {
             Ok(brief) => return Some(Ok(Some(brief))),
             Err(started) => started,
         };

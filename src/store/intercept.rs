@@ -247,11 +247,7 @@ impl<S: TokenStore, I: Intercept> TokenStore for Intercepted<S, I> {
         let op = move || self.inner.find_token(hash, now);
         self.intercept.around(Call::FindToken(hash), op)
     }
-    fn find_token_ready(
-        &self,
-        hash: &TokenHash,
-        now: OffsetDateTime,
-    ) -> Option<Result<Option<TokenBrief>>> {
+    fn find_token_ready(&self, hash: &TokenHash, now: i64) -> Option<Result<Option<TokenBrief>>> {
         let op = || self.inner.find_token_ready(hash, now);
         self.intercept.around_ready(Call::FindToken(hash), op)
     }

@@ -49,13 +49,11 @@ pub trait TokenStore: Send + Sync + 'static {
     /// [`find_token`](Self::find_token)'s answer at once, in brief ([`TokenBrief`]: what
     /// a request needs of the record), when the store has it at hand without waiting (an
     /// in-process map, a cache hit), so that a warm request resolves with no future to
-    /// allocate and no full record to build. `None` (the default): ask `find_token`. A
-    /// store that answers here answers as `find_token` would.
-    fn find_token_ready(
-        &self,
-        hash: &TokenHash,
-        now: OffsetDateTime,
-    ) -> Option<Result<Option<TokenBrief>>> {
+    /// allocate and no full record to build. `now` is in milliseconds since the epoch
+    /// ([`Clock::now_millis`](crate::Clock::now_millis)), as the brief's times are. `None`
+    /// (the default): ask `find_token`. A store that answers here answers as `find_token`
+    /// would at that millisecond.
+    fn find_token_ready(&self, hash: &TokenHash, now: i64) -> Option<Result<Option<TokenBrief>>> {
         let _ = (hash, now);
         None
     }
@@ -246,11 +244,7 @@ impl<T: TokenStore + ?Sized> TokenStore for Arc<T> {
     ) -> StoreFuture<'a, Option<TokenRecord>> {
         (**self).find_token(hash, now)
     }
-    fn find_token_ready(
-        &self,
-        hash: &TokenHash,
-        now: OffsetDateTime,
-    ) -> Option<Result<Option<TokenBrief>>> {
+    fn find_token_ready(&self, hash: &TokenHash, now: i64) -> Option<Result<Option<TokenBrief>>> {
         (**self).find_token_ready(hash, now)
     }
     fn renew_token<'a>(

@@ -224,15 +224,11 @@ impl TokenStore for MemoryStore {
     }
 
     /// Always at hand: the same lookup as `find_token`, with no future.
-    fn find_token_ready(
-        &self,
-        hash: &TokenHash,
-        now: OffsetDateTime,
-    ) -> Option<Result<Option<TokenBrief>>> {
+    fn find_token_ready(&self, hash: &TokenHash, now: i64) -> Option<Result<Option<TokenBrief>>> {
         let shard = self.inner.token_shard(hash);
         let brief = shard
             .find(token_hash(hash), |t| t.hash == *hash)
-            .filter(|t| t.live(now))
+            .filter(|t| t.expires.millis() > now)
             .map(StoredToken::brief);
         Some(Ok(brief))
     }

@@ -3,6 +3,7 @@
 //! on the first identity question, the profile on the first profile question, each at most
 //! once per request.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use http::request::Parts;
@@ -55,6 +56,9 @@ pub(crate) struct RequestState {
     profile: OnceCell<LoadedProfile>,
     /// Short critical sections only (read or swap a value); never held across an `.await`.
     auth: Mutex<AuthState>,
+    /// Set before any write to `auth`: a request that never wrote it (nearly all) applies
+    /// its response without taking the lock.
+    auth_written: AtomicBool,
     /// Serializes the `Auth` operations of this one request (a handler that runs two at once
     /// with `join!`), so that each sees the token the previous one left. Held across the
     /// store calls of one operation, by this request only: no other request waits on it.
@@ -73,6 +77,7 @@ impl RequestState {
             identity: OnceCell::new(),
             profile: OnceCell::new(),
             auth: Mutex::new(AuthState::default()),
+            auth_written: AtomicBool::new(false),
             auth_ops: tokio::sync::Mutex::new(()),
             guest: OnceLock::new(),
         }
@@ -140,7 +145,7 @@ impl RequestState {
     /// Keeps the cookie change the resolution wants, if any.
     fn keep_resolution_change(&self, change: Option<CookieChange>) {
         if change.is_some() {
-            self.auth().resolution_change = change;
+            self.auth_write().resolution_change = change;
         }
     }
 
@@ -166,6 +171,12 @@ impl RequestState {
     }
 
     fn auth(&self) -> MutexGuard<'_, AuthState> {
+        lock(&self.auth)
+    }
+
+    /// [`auth`](Self::auth), to change it.
+    fn auth_write(&self) -> MutexGuard<'_, AuthState> {
+        self.auth_written.store(true, Ordering::Release);
         lock(&self.auth)
     }
 
@@ -200,7 +211,7 @@ impl RequestState {
 
     /// Records that the browser's live token is now `current`, reached by `change`.
     pub fn record(&self, current: Option<LiveToken>, change: CookieChange) {
-        let mut auth = self.auth();
+        let mut auth = self.auth_write();
         auth.current = Some(current);
         auth.change = Some(change);
     }
@@ -213,11 +224,14 @@ impl RequestState {
 
     /// Leaves the browser's cookie as it is: no change, and none of the resolution's either.
     pub fn keep(&self) {
-        self.auth().change = Some(CookieChange::Keep);
+        self.auth_write().change = Some(CookieChange::Keep);
     }
 
     /// The cookie change to apply: an `Auth` operation's, else the resolution's.
     pub fn take_cookie_change(&self) -> Option<CookieChange> {
+        if !self.auth_written.load(Ordering::Acquire) {
+            return None;
+        }
         let mut auth = self.auth();
         auth.change.take().or_else(|| auth.resolution_change.take())
     }

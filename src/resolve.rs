@@ -1,7 +1,6 @@
 //! Token cookie to identity (the token lookup and the renewal), and the profile load: what
 //! an extractor's first question about the request costs.
 
-use std::time::Instant;
 use crate::clock::{from_millis, to_millis};
 use crate::cookie::{CookieChange, CookieToken};
 use crate::core::Core;
@@ -12,6 +11,7 @@ use crate::stats::bump;
 use crate::store::{SlateDoc, SlateKey, TokenBrief};
 use crate::token::{Token, TokenHash};
 use crate::token_times::renewed_expiry;
+use std::time::Instant;
 
 /// The logged-in user of a request, as resolved from its token.
 pub(crate) struct Identity {

@@ -99,7 +99,7 @@ impl Auth {
     /// token is gone, no new one exists).
     pub async fn login(&self, username: &str) -> Result<()> {
         let user = Username::new(username)?;
-        let _one_at_a_time = self.state.auth_ops.lock().await;
+        let _one_at_a_time = self.state.auth_ops().await;
         if let Some(old) = self.current_hash() {
             let step = self.store().delete_token(&old);
             self.deleting("login (delete previous token)", &old, step)
@@ -120,7 +120,7 @@ impl Auth {
     /// delete fails, the error is returned and the cookie is left as it was (the token still
     /// works, so the user can retry).
     pub async fn logout(&self) -> Result<()> {
-        let _one_at_a_time = self.state.auth_ops.lock().await;
+        let _one_at_a_time = self.state.auth_ops().await;
         if let Some(current) = self.current_hash() {
             // The user, if this request knows it without a lookup (it resolved its
             // identity, or an operation of it issued that token), read before the delete
@@ -142,7 +142,7 @@ impl Auth {
     /// cookie. Returns how many tokens were deleted. [`Error::NotLoggedIn`] on an anonymous
     /// request. If the delete fails, the error is returned and the cookie is left as it was.
     pub async fn logout_everywhere(&self) -> Result<u64> {
-        let _one_at_a_time = self.state.auth_ops.lock().await;
+        let _one_at_a_time = self.state.auth_ops().await;
         let current = self.current().await?.ok_or(Error::NotLoggedIn)?;
         let step = self.store().delete_user_tokens(&current.user);
         let n = self
@@ -168,7 +168,7 @@ impl Auth {
     /// fails, the error is returned, no new cookie is sent, and the old token lives out its
     /// grace (with a zero grace, the response removes the cookie): the user logs in again.
     pub async fn rotate(&self) -> Result<()> {
-        let _one_at_a_time = self.state.auth_ops.lock().await;
+        let _one_at_a_time = self.state.auth_ops().await;
         let old = self.current().await?.ok_or(Error::NotLoggedIn)?;
         let config = &self.core().config;
         let grace = config.rotation_grace;

@@ -258,7 +258,7 @@ impl EngineBuilder {
         self
     }
 
-    /// Caches token records and profiles in process with `settings`, kept in step across
+    /// Caches what requests need of token records and profiles in process with `settings`, kept in step across
     /// instances by the token store's invalidation channel
     /// ([`TokenStore::invalidation_channel`]), or the one set with
     /// [`cache_channel`](Self::cache_channel). See [`Cached`] for what is cached and when

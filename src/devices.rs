@@ -56,7 +56,7 @@ impl Devices {
     /// devices, whether it is another user's, unknown, or not an id at all: the answer
     /// never tells them apart. Ending the current device also removes its cookie.
     pub async fn end(&self, id: &str) -> Result<bool> {
-        let _one_at_a_time = self.state.auth_ops.lock().await;
+        let _one_at_a_time = self.state.auth_ops().await;
         let (user, current) = self.current()?;
         let ended = end_device(&self.state.core, &user, id).await?;
         if ended == Some(current) {
@@ -68,7 +68,7 @@ impl Devices {
     /// Ends every other device of this user (after a lost phone, say), in one store
     /// operation; this one stays logged in. Returns how many were ended.
     pub async fn end_others(&self) -> Result<u64> {
-        let _one_at_a_time = self.state.auth_ops.lock().await;
+        let _one_at_a_time = self.state.auth_ops().await;
         let (user, current) = self.current()?;
         let core = &self.state.core;
         let step = core.tokens.delete_user_tokens_except(&user, &current);

@@ -62,7 +62,8 @@ pub(crate) struct RequestState {
     /// Serializes the `Auth` operations of this one request (a handler that runs two at once
     /// with `join!`), so that each sees the token the previous one left. Held across the
     /// store calls of one operation, by this request only: no other request waits on it.
-    pub auth_ops: tokio::sync::Mutex<()>,
+    /// Made by the first operation ([`auth_ops`](Self::auth_ops)): most requests run none.
+    auth_ops: OnceLock<tokio::sync::Mutex<()>>,
     /// The visitor's guest (issue 14), made on first use (a request that never uses guest
     /// slates allocates nothing for them): looked up on first use, issued by the first
     /// guest write; its cookie change is applied by the service.
@@ -78,7 +79,7 @@ impl RequestState {
             profile: OnceCell::new(),
             auth: Mutex::new(AuthState::default()),
             auth_written: AtomicBool::new(false),
-            auth_ops: tokio::sync::Mutex::new(()),
+            auth_ops: OnceLock::new(),
             guest: OnceLock::new(),
         }
     }
@@ -168,6 +169,12 @@ impl RequestState {
         self.profile
             .get_or_try_init(|| load_profile(&self.core, &identity.user))
             .await
+    }
+
+    /// Waits for the `Auth` operations of this request that run now, and keeps the next
+    /// ones waiting until the guard is dropped.
+    pub async fn auth_ops(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.auth_ops.get_or_init(Default::default).lock().await
     }
 
     fn auth(&self) -> MutexGuard<'_, AuthState> {

@@ -27,7 +27,7 @@ use crate::token::TokenHash;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CacheSettings {
-    /// Most entries kept (token records and profiles together). Default 100,000.
+    /// Most entries kept (token briefs and profiles together). Default 100,000.
     pub max_entries: usize,
     /// Most bytes kept, as estimated from the entries' BSON size. Default 64 MiB.
     pub max_bytes: usize,

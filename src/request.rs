@@ -3,7 +3,6 @@
 //! on the first identity question, the profile on the first profile question, each at most
 //! once per request.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use http::request::Parts;
@@ -54,11 +53,10 @@ pub(crate) struct RequestState {
     identity: OnceCell<Option<Identity>>,
     /// The profile, loaded by the first profile read (one slate read).
     profile: OnceCell<LoadedProfile>,
-    /// Short critical sections only (read or swap a value); never held across an `.await`.
-    auth: Mutex<AuthState>,
-    /// Set before any write to `auth`: a request that never wrote it (nearly all) applies
-    /// its response without taking the lock.
-    auth_written: AtomicBool,
+    /// Made by the first write (most requests make none, and apply their response without
+    /// taking a lock). Short critical sections only (read or swap a value); never held
+    /// across an `.await`.
+    auth: OnceLock<Box<Mutex<AuthState>>>,
     /// Serializes the `Auth` operations of this one request (a handler that runs two at once
     /// with `join!`), so that each sees the token the previous one left. Held across the
     /// store calls of one operation, by this request only: no other request waits on it.
@@ -77,8 +75,7 @@ impl RequestState {
             cookie: OnceLock::new(),
             identity: OnceCell::new(),
             profile: OnceCell::new(),
-            auth: Mutex::new(AuthState::default()),
-            auth_written: AtomicBool::new(false),
+            auth: OnceLock::new(),
             auth_ops: OnceLock::new(),
             guest: OnceLock::new(),
         }
@@ -177,20 +174,20 @@ impl RequestState {
         self.auth_ops.get_or_init(Default::default).lock().await
     }
 
-    fn auth(&self) -> MutexGuard<'_, AuthState> {
-        lock(&self.auth)
+    /// The login state, if anything was written to it (`None`: nothing was).
+    fn auth(&self) -> Option<MutexGuard<'_, AuthState>> {
+        self.auth.get().map(|m| lock(m))
     }
 
-    /// [`auth`](Self::auth), to change it.
+    /// The login state, to change it.
     fn auth_write(&self) -> MutexGuard<'_, AuthState> {
-        self.auth_written.store(true, Ordering::Release);
-        lock(&self.auth)
+        lock(self.auth.get_or_init(Default::default))
     }
 
     /// The live token the response will leave the browser with, if an `Auth` operation
     /// changed it (`None`: no operation did; `Some(None)`: logged out).
     pub fn changed_login(&self) -> Option<Option<LiveToken>> {
-        self.auth().current.clone()
+        self.auth()?.current.clone()
     }
 
     /// The live token of the request without any lookup: the one an `Auth` operation left,
@@ -226,7 +223,10 @@ impl RequestState {
     /// Whether the pending change hands out the token `hash` (issued by this request, not
     /// yet held by the browser).
     pub fn pending_set_of(&self, hash: &TokenHash) -> bool {
-        matches!(&self.auth().change, Some(CookieChange::Set(t, _)) if t.hash() == *hash)
+        let Some(auth) = self.auth() else {
+            return false;
+        };
+        matches!(&auth.change, Some(CookieChange::Set(t, _)) if t.hash() == *hash)
     }
 
     /// Leaves the browser's cookie as it is: no change, and none of the resolution's either.
@@ -236,10 +236,7 @@ impl RequestState {
 
     /// The cookie change to apply: an `Auth` operation's, else the resolution's.
     pub fn take_cookie_change(&self) -> Option<CookieChange> {
-        if !self.auth_written.load(Ordering::Acquire) {
-            return None;
-        }
-        let mut auth = self.auth();
+        let mut auth = self.auth()?;
         auth.change.take().or_else(|| auth.resolution_change.take())
     }
 }

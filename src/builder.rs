@@ -258,8 +258,8 @@ impl EngineBuilder {
         self
     }
 
-    /// Caches what requests need of token records and profiles in process with `settings`, kept in step across
-    /// instances by the token store's invalidation channel
+    /// Caches what requests need of token records and profiles in process with
+    /// `settings`, kept in step across instances by the token store's invalidation channel
     /// ([`TokenStore::invalidation_channel`]), or the one set with
     /// [`cache_channel`](Self::cache_channel). See [`Cached`] for what is cached and when
     /// it serves.

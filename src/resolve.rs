@@ -38,7 +38,7 @@ pub(crate) struct Pending<'c> {
     token: &'c Token,
     hash: TokenHash,
     /// When the resolution started, in milliseconds since the epoch.
-    now: i64,
+    now_ms: i64,
     /// When the lookup started, if this one is timed (`Counters::lookup_started`).
     started: Option<Instant>,
     /// What the lookup answered, when it was answered at once and only writes remain (a
@@ -74,28 +74,28 @@ pub(crate) fn start<'c>(core: &Core, cookie: &'c CookieToken) -> Start<'c> {
         CookieToken::Present(token) => token,
     };
     let hash = token.hash();
-    let now = core.config.clock.now_millis();
+    let now_ms = core.config.clock.now_millis();
     let started = counters.lookup_started();
-    let Some(found) = core.tokens.find_token_ready(&hash, now) else {
+    let Some(found) = core.tokens.find_token_ready(&hash, now_ms) else {
         return Start::Pending(Pending {
             token,
             hash,
-            now,
+            now_ms,
             started,
             record: None,
         });
     };
-    let record = match looked_up(core, &hash, found, started, now) {
+    let record = match looked_up(core, &hash, found, started, now_ms) {
         Ok(Some(record)) => record,
         Ok(None) => return Start::Settled(Ok(REFUSED)),
         Err(e) => return Start::Settled(Err(e)),
     };
     let times = &core.times;
-    if times.renewal_due(&record, now) || times.touch_due(&record, now) {
+    if times.renewal_due(&record, now_ms) || times.touch_due(&record, now_ms) {
         return Start::Pending(Pending {
             token,
             hash,
-            now,
+            now_ms,
             started: None,
             record: Some(record),
         });
@@ -121,18 +121,17 @@ pub(crate) async fn resolve(
     let Pending {
         token,
         hash,
-        now,
+        now_ms,
         started,
         record,
     } = pending;
     let counters = &core.counters;
-    let now_ms = now;
     let now = from_millis(now_ms);
     let record = match record {
         Some(record) => record,
         None => {
             let found = core.tokens.find_token(&hash, now).await;
-            let found = found.map(|r| r.map(TokenBrief::from));
+            let found = found.map(|r| r.as_ref().map(TokenBrief::from));
             match looked_up(core, &hash, found, started, now_ms)? {
                 Some(record) => record,
                 None => return Ok(REFUSED),

@@ -49,9 +49,8 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let state = Arc::new(RequestState::new(Arc::clone(&self.core)));
         bump(&state.core.counters.requests);
-        let core = &state.core;
-        core.extensions
-            .insert(req.extensions_mut(), Arc::clone(&state));
+        let extensions = req.extensions_mut();
+        self.core.extensions.insert(extensions, Arc::clone(&state));
         // Nothing is resolved here: the extractors ask when they need to, so a route that
         // never asks who the user is costs no store operation. No lock of any kind is held
         // while the handler runs. The response future applies the cookie changes.

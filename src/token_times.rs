@@ -6,8 +6,6 @@
 use time::OffsetDateTime;
 
 use crate::clock::from_millis;
-#[cfg(test)]
-use crate::clock::to_millis;
 use crate::config::Config;
 use crate::store::TokenBrief;
 
@@ -91,6 +89,7 @@ fn running(created: i64, lifetime: i64, now: i64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::to_millis;
     use proptest::prelude::*;
 
     #[test]

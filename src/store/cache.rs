@@ -441,7 +441,7 @@ impl TokenStore for Cached {
         Box::pin(async move {
             let started = self.miss();
             let record = self.tokens.find_token(hash, now).await?;
-            let brief = record.clone().map(TokenBrief::from);
+            let brief = record.as_ref().map(TokenBrief::from);
             self.fill_token(started, hash, brief);
             Ok(record)
         })

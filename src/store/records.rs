@@ -66,7 +66,7 @@ pub struct TokenBrief {
     pub device: Option<DeviceId>,
 }
 
-impl From<TokenRecord> for TokenBrief {
+impl From<&TokenRecord> for TokenBrief {
     /// The brief of a record.
     ///
     /// ```
@@ -85,19 +85,19 @@ impl From<TokenRecord> for TokenBrief {
     ///     label: "Firefox on Linux".into(),
     ///     ip: None,
     /// };
-    /// let brief = TokenBrief::from(record);
+    /// let brief = TokenBrief::from(&record);
     /// assert_eq!(brief.expires - brief.created, 86_400_001); // truncated to the millisecond
     /// assert!(!brief.rotated);
     /// # Ok::<(), slates::Error>(())
     /// ```
-    fn from(record: TokenRecord) -> Self {
+    fn from(record: &TokenRecord) -> Self {
         TokenBrief {
-            user: record.user,
+            user: record.user.clone(),
             created: to_millis(record.created),
             expires: to_millis(record.expires),
             last_seen: to_millis(record.last_seen),
             rotated: record.rotated.is_some(),
-            device: record.device,
+            device: record.device.clone(),
         }
     }
 }

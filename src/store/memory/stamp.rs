@@ -33,7 +33,12 @@ impl Stamp {
     /// compares dates; `t` below a millisecond counts as its millisecond: times reach the
     /// stores truncated).
     pub fn after(self, t: OffsetDateTime) -> bool {
-        self.millis() > to_millis(t)
+        self.after_millis(to_millis(t))
+    }
+
+    /// [`after`](Self::after), `t` in milliseconds since the epoch.
+    pub fn after_millis(self, t: i64) -> bool {
+        self.millis() > t
     }
 }
 

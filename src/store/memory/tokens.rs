@@ -12,6 +12,7 @@ use super::hashing::{token_hash, token_shard};
 use super::stamp::Stamp;
 use super::users::{push, remove, same};
 use super::{MemoryStore, SWEEP_EVERY};
+use crate::clock::to_millis;
 use crate::device_id::DeviceId;
 use crate::error::{Error, Result};
 use crate::names::Username;
@@ -129,13 +130,18 @@ impl Clients {
 }
 
 impl MemoryStore {
-    /// The live record of `hash`, if any.
-    fn live_token(&self, hash: &TokenHash, now: OffsetDateTime) -> Option<TokenRecord> {
+    /// `read` of the live record of `hash` at `now` (in milliseconds), if any.
+    fn live_token<T>(
+        &self,
+        hash: &TokenHash,
+        now: i64,
+        read: impl FnOnce(&StoredToken) -> T,
+    ) -> Option<T> {
         let shard = self.inner.token_shard(hash);
         shard
             .find(token_hash(hash), |t| t.hash == *hash)
-            .filter(|t| t.live(now))
-            .map(StoredToken::to_record)
+            .filter(|t| t.expires.after_millis(now))
+            .map(read)
     }
 
     /// Removes `hash` from the entry of `user`.
@@ -220,17 +226,12 @@ impl TokenStore for MemoryStore {
         hash: &'a TokenHash,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, Option<TokenRecord>> {
-        Box::pin(async move { Ok(self.live_token(hash, now)) })
+        Box::pin(async move { Ok(self.live_token(hash, to_millis(now), StoredToken::to_record)) })
     }
 
     /// Always at hand: the same lookup as `find_token`, with no future.
     fn find_token_ready(&self, hash: &TokenHash, now: i64) -> Option<Result<Option<TokenBrief>>> {
-        let shard = self.inner.token_shard(hash);
-        let brief = shard
-            .find(token_hash(hash), |t| t.hash == *hash)
-            .filter(|t| t.expires.millis() > now)
-            .map(StoredToken::brief);
-        Some(Ok(brief))
+        Some(Ok(self.live_token(hash, now, StoredToken::brief)))
     }
 
     fn renew_token<'a>(

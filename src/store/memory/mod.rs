@@ -4,9 +4,10 @@
 //! two tables, each split into [`SHARDS`] shards behind short `std` mutexes. The token
 //! table holds each token record inline (`tokens.rs`); a user shard holds the users' entries
 //! and every slate of those users in one flat table keyed by (user, slate), each slate's
-//! document as raw BSON in one allocation (`users.rs`). A user's token records and slates
-//! share one username allocation. A token check and a profile read touch the token's
-//! entry, the username, the slate's entry and the document, and compute one keyed hash.
+//! document as raw BSON in one allocation (`users.rs`). A username of up to 23 bytes is
+//! kept inline in every entry that holds it (a longer one is one allocation they share).
+//! A token check and a profile read touch the token's entry, the slate's entry and the
+//! document, and compute one keyed hash.
 
 mod hashing;
 mod slates;
@@ -161,10 +162,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn one_username_allocation_no_copy_on_read_times_to_the_millisecond() {
+    async fn long_names_share_one_allocation_no_copy_on_read_times_to_the_millisecond() {
         use crate::token::Token;
         use time::{Duration, UtcOffset};
 
+        const LONG: &str = "ada.lovelace.of.the.analytical.engine";
         let store = MemoryStore::new();
         let now =
             OffsetDateTime::UNIX_EPOCH + Duration::days(20_000) + Duration::nanoseconds(1_234_567);
@@ -172,7 +174,8 @@ mod tests {
         let ms = now - Duration::nanoseconds(234_567);
         let record = TokenRecord {
             hash: Token::generate().unwrap().hash(),
-            user: Username::new("ada").unwrap(),
+            // Longer than a name kept inline (23 bytes).
+            user: Username::new(LONG).unwrap(),
             created: paris,
             expires: now + Duration::hours(1),
             renewed: None,
@@ -184,7 +187,7 @@ mod tests {
         };
         store.insert_token(&record).await.unwrap();
         // Another `Username` of the same name: the store keeps the one it has.
-        let key = SlateKey::new(Username::new("ada").unwrap(), SlateName::user());
+        let key = SlateKey::new(Username::new(LONG).unwrap(), SlateName::user());
         store
             .put_slate(
                 &key,
@@ -213,8 +216,8 @@ mod tests {
         use crate::token::Token;
         use time::Duration;
 
-        // Names are compared by pointer first (`users::same`); a key built from other
-        // allocations of the same names must still find what was stored.
+        // Slate names are compared by pointer first; a key built from other allocations of
+        // the same names must still find what was stored.
         let store = MemoryStore::new();
         let now = OffsetDateTime::UNIX_EPOCH + Duration::days(20_000);
         let ada = || Username::new("ada").unwrap();

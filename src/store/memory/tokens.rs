@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 use super::hashing::{token_hash, token_shard};
 use super::stamp::Stamp;
-use super::users::{push, remove, same};
+use super::users::{push, remove};
 use super::{MemoryStore, SWEEP_EVERY};
 use crate::clock::to_millis;
 use crate::device_id::DeviceId;
@@ -27,7 +27,7 @@ use crate::token::TokenHash;
 #[repr(align(64))]
 pub(super) struct StoredToken {
     pub hash: TokenHash,
-    /// The user's one username allocation (see `UserEntry::name`).
+    /// The user's name (a clone of `UserEntry::name`).
     pub user: Username,
     created: Stamp,
     pub expires: Stamp,
@@ -322,7 +322,7 @@ impl TokenStore for MemoryStore {
                     let shard = self.inner.token_shard(hash);
                     shard
                         .find(token_hash(hash), |t| t.hash == *hash)
-                        .filter(|t| t.live(now) && same(&t.user, user))
+                        .filter(|t| t.live(now) && t.user == *user)
                         .map(StoredToken::to_record)
                 })
                 .collect())
@@ -370,7 +370,7 @@ impl TokenStore for MemoryStore {
             let found = entry.tokens.iter().copied().find(|hash| {
                 let mut tokens = self.inner.token_shard(hash);
                 let Ok(mine) = tokens.find_entry(token_hash(hash), |t| {
-                    t.hash == *hash && same(&t.user, user) && t.device.as_ref() == Some(device)
+                    t.hash == *hash && t.user == *user && t.device.as_ref() == Some(device)
                 }) else {
                     return false;
                 };

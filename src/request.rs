@@ -49,8 +49,14 @@ pub(crate) struct RequestState {
     pub core: Arc<Core>,
     /// The token cookie, parsed by the first extractor that needs it.
     cookie: OnceLock<CookieToken>,
-    /// The identity, resolved by the first extractor that asks (one token lookup).
-    identity: OnceCell<Option<Identity>>,
+    /// The identity, resolved by the first extractor that asks (one token lookup). Set
+    /// without waiting when the store answers at once (a warm request); otherwise by the
+    /// resolution that holds [`resolving`](Self::resolving).
+    identity: OnceLock<Option<Identity>>,
+    /// Made by the first resolution that has to wait for the store (most requests make
+    /// none): held across its store calls, so that another resolution of this request
+    /// waits for its answer (and the cookie change it wants) instead of making its own.
+    resolving: OnceLock<tokio::sync::Mutex<()>>,
     /// The profile, loaded by the first profile read (one slate read).
     profile: OnceCell<LoadedProfile>,
     /// Made by the first write (most requests make none, and apply their response without
@@ -73,7 +79,8 @@ impl RequestState {
         RequestState {
             core,
             cookie: OnceLock::new(),
-            identity: OnceCell::new(),
+            identity: OnceLock::new(),
+            resolving: OnceLock::new(),
             profile: OnceCell::new(),
             auth: OnceLock::new(),
             auth_ops: OnceLock::new(),
@@ -114,30 +121,31 @@ impl RequestState {
             return Ok(identity.as_ref());
         }
         let cookie = self.cookie.get().unwrap_or(&CookieToken::Absent);
-        let pending = match start(&self.core, cookie) {
-            Start::Settled(resolution) => {
-                let (identity, change) = resolution?;
-                if self.identity.set(identity).is_ok() {
-                    self.keep_resolution_change(change);
-                }
-                if let Some(identity) = self.identity.get() {
-                    return Ok(identity.as_ref());
-                }
-                None // another call of this request is resolving: its answer, below
+        let started = start(&self.core, cookie);
+        // A resolution of this request that waits for the store (it may renew the token)
+        // holds the lock: its answer, and its cookie change, are the request's. Any other
+        // resolution begun meanwhile waits for it, a settled one too (so that it never
+        // overrides the answer in flight).
+        let _resolving = match (&started, self.resolving.get()) {
+            (Start::Settled(_), None) => None,
+            (Start::Pending(_), _) | (Start::Settled(_), Some(_)) => {
+                Some(self.resolving.get_or_init(Default::default).lock().await)
             }
-            Start::Pending(pending) => Some(pending),
         };
-        // Boxed: a store call to wait for costs far more than the allocation, and the
-        // future of every extractor that asks stays small (it is moved as it is built).
-        let identity = self
-            .identity
-            .get_or_try_init(|| async {
-                let (identity, change) = Box::pin(resolve(&self.core, cookie, pending)).await?;
-                self.keep_resolution_change(change);
-                Ok::<_, crate::error::Error>(identity)
-            })
-            .await?;
-        Ok(identity.as_ref())
+        if let Some(identity) = self.identity.get() {
+            return Ok(identity.as_ref());
+        }
+        let (identity, change) = match started {
+            Start::Settled(resolution) => resolution?,
+            // Boxed: a store call to wait for costs far more than the allocation, and the
+            // future of every extractor that asks stays small (it is moved as it is built).
+            Start::Pending(pending) => Box::pin(resolve(&self.core, cookie, Some(pending))).await?,
+        };
+        // Unset: the lock is held (or, settled, nothing awaited since it was checked).
+        if self.identity.set(identity).is_ok() {
+            self.keep_resolution_change(change);
+        }
+        Ok(self.identity.get().and_then(Option::as_ref))
     }
 
     /// Keeps the cookie change the resolution wants, if any.

@@ -129,8 +129,7 @@ impl SlateName {
     /// The name of the user slate, read near the start of most requests.
     pub const USER: &'static str = "user";
 
-    /// Validates `name` as a slate name. `"user"` is [`user`](Self::user), the one shared
-    /// allocation.
+    /// Validates `name` as a slate name. `"user"` is [`user`](Self::user), a static string.
     pub fn new(name: &str) -> Result<Self> {
         Self::validate(name)?;
         if name == Self::USER {
@@ -277,6 +276,24 @@ mod tests {
         // 120 bytes, not 120 characters.
         assert!(Username::new(&"é".repeat(61)).is_err());
         assert!(Username::new(&"é".repeat(60)).is_ok());
+    }
+
+    #[test]
+    fn short_usernames_inline_user_slate_name_static() {
+        // What the memory store's layout counts on (issue 12, point 8): a token check reads
+        // a short username where the record is, and a user-slate key clone counts nothing.
+        assert_eq!(std::mem::size_of::<Username>(), 24);
+        assert!(!Username::new(&"a".repeat(23))
+            .unwrap()
+            .0
+            .is_heap_allocated());
+        assert!(Username::new(&"a".repeat(24))
+            .unwrap()
+            .0
+            .is_heap_allocated());
+        assert_eq!(std::mem::size_of::<SlateName>(), 8);
+        assert!(ArcStr::is_static(&SlateName::new("user").unwrap().0));
+        assert!(!ArcStr::is_static(&SlateName::new("cart").unwrap().0));
     }
 
     #[test]

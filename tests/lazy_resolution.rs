@@ -148,6 +148,22 @@ async fn lazy_costs(backend: Backend, test: &str) {
 /// `join!`), the first paused in its renewal: the second waits for the first's answer
 /// instead of renewing again, and the response carries the one renewed cookie.
 async fn concurrent_resolutions_renew_once(backend: Backend, test: &str) {
+    two_questions_one_renewal(backend, test, Call::RenewToken, Phase::Before).await;
+}
+
+/// The same, the first paused once it has renewed and touched the record: the second finds
+/// a record with nothing left to do (settled at once), and still waits for the first, whose
+/// renewed cookie is the response's (answering at once, it would have dropped it). Settled
+/// at once needs a store that answers lookups without waiting: the memory store does; on
+/// MongoDB (no cache in this engine) the second question waits for its lookup, and this
+/// checks the plain waiting path again.
+async fn settled_resolution_waits_for_one_in_flight(backend: Backend, test: &str) {
+    two_questions_one_renewal(backend, test, Call::TouchToken, Phase::After).await;
+}
+
+/// Two identity questions of one request at once, the first paused at `pause` in `phase`
+/// until the second has run as far as it can.
+async fn two_questions_one_renewal(backend: Backend, test: &str, pause: Call, phase: Phase) {
     use axum::extract::{FromRequestParts, Request};
     use std::sync::Arc;
     use tokio::sync::Notify;
@@ -200,10 +216,8 @@ async fn concurrent_resolutions_renew_once(backend: Backend, test: &str) {
     clock.advance(Duration::days(4));
     hooked.allow_ready(true);
     let armed = Arc::new(std::sync::Mutex::new(true));
-    hooked.set_hook(Arc::new(move |call, phase, _| {
-        let hold = call == Call::RenewToken
-            && phase == Phase::Before
-            && std::mem::take(&mut *armed.lock().unwrap());
+    hooked.set_hook(Arc::new(move |call, p, _| {
+        let hold = call == pause && p == phase && std::mem::take(&mut *armed.lock().unwrap());
         let (paused, release) = (paused.clone(), release.clone());
         Box::pin(async move {
             if hold {
@@ -226,4 +240,8 @@ async fn concurrent_resolutions_renew_once(backend: Backend, test: &str) {
     assert!(!r.set_cookies()[0].contains("Max-Age=0"));
 }
 
-per_backend!(lazy_costs, concurrent_resolutions_renew_once);
+per_backend!(
+    lazy_costs,
+    concurrent_resolutions_renew_once,
+    settled_resolution_waits_for_one_in_flight
+);

@@ -126,11 +126,10 @@ impl RequestState {
         // holds the lock: its answer, and its cookie change, are the request's. Any other
         // resolution begun meanwhile waits for it, a settled one too (so that it never
         // overrides the answer in flight).
-        let _resolving = match (&started, self.resolving.get()) {
-            (Start::Settled(_), None) => None,
-            (Start::Pending(_), _) | (Start::Settled(_), Some(_)) => {
-                Some(self.resolving.get_or_init(Default::default).lock().await)
-            }
+        let waits = matches!(started, Start::Pending(_)) || self.resolving.get().is_some();
+        let _resolving = match waits {
+            true => Some(self.resolving.get_or_init(Default::default).lock().await),
+            false => None,
         };
         if let Some(identity) = self.identity.get() {
             return Ok(identity.as_ref());
@@ -139,7 +138,7 @@ impl RequestState {
             Start::Settled(resolution) => resolution?,
             // Boxed: a store call to wait for costs far more than the allocation, and the
             // future of every extractor that asks stays small (it is moved as it is built).
-            Start::Pending(pending) => Box::pin(resolve(&self.core, cookie, Some(pending))).await?,
+            Start::Pending(pending) => Box::pin(resolve(&self.core, pending)).await?,
         };
         // Unset: the lock is held (or, settled, nothing awaited since it was checked).
         if self.identity.set(identity).is_ok() {

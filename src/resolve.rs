@@ -1,6 +1,8 @@
 //! Token cookie to identity (the token lookup and the renewal), and the profile load: what
 //! an extractor's first question about the request costs.
 
+use std::time::Instant;
+
 use crate::clock::{from_millis, to_millis};
 use crate::cookie::{CookieChange, CookieToken};
 use crate::core::Core;
@@ -11,7 +13,6 @@ use crate::stats::bump;
 use crate::store::{SlateDoc, SlateKey, TokenBrief};
 use crate::token::{Token, TokenHash};
 use crate::token_times::renewed_expiry;
-use std::time::Instant;
 
 /// The logged-in user of a request, as resolved from its token.
 pub(crate) struct Identity {
@@ -104,20 +105,9 @@ pub(crate) fn start<'c>(core: &Core, cookie: &'c CookieToken) -> Start<'c> {
     Start::Settled(Ok(authenticated(core, record, hash, expires, None)))
 }
 
-/// Token cookie to identity: at most one token lookup and, when due, one renewal (and a
-/// last-seen update). `pending`: what [`start`] left to do (`None`: start now).
-pub(crate) async fn resolve(
-    core: &Core,
-    cookie: &CookieToken,
-    pending: Option<Pending<'_>>,
-) -> Result<Resolution, Error> {
-    let pending = match pending {
-        Some(pending) => pending,
-        None => match start(core, cookie) {
-            Start::Settled(resolution) => return resolution,
-            Start::Pending(pending) => pending,
-        },
-    };
+/// What [`start`] left to do: at most one token lookup and, when due, one renewal (and a
+/// last-seen update).
+pub(crate) async fn resolve(core: &Core, pending: Pending<'_>) -> Result<Resolution, Error> {
     let Pending {
         token,
         hash,

@@ -8,7 +8,7 @@ mod common;
 use axum::routing::get;
 use axum::Router;
 use common::harness::Client;
-use common::hooked::{hooked_engine, Call, Phase};
+use common::hooked::{hooked_engine, pause_first, Call, Phase};
 use common::Backend;
 use http::StatusCode;
 use slates::{CurrentUser, Engine, Error, UserSlates};
@@ -165,13 +165,13 @@ async fn settled_resolution_waits_for_one_in_flight(backend: Backend, test: &str
 /// until the second has run as far as it can.
 async fn two_questions_one_renewal(backend: Backend, test: &str, pause: Call, phase: Phase) {
     use axum::extract::{FromRequestParts, Request};
-    use std::sync::Arc;
     use tokio::sync::Notify;
 
     let Some((engine, hooked, clock)) = hooked_engine(backend, test).await else {
         return;
     };
-    let (paused, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    // Login and the lookups before the first one's pause make no such call.
+    let (paused, release) = pause_first(&hooked, pause, phase);
     let (p, r) = (paused.clone(), release.clone());
     let twice = move |req: Request| {
         let (paused, release) = (p.clone(), r.clone());
@@ -215,18 +215,6 @@ async fn two_questions_one_renewal(backend: Backend, test: &str, pause: Call, ph
     // that the second question finds the record while the first one is still renewing.
     clock.advance(Duration::days(4));
     hooked.allow_ready(true);
-    let armed = Arc::new(std::sync::Mutex::new(true));
-    hooked.set_hook(Arc::new(move |call, p, _| {
-        let hold = call == pause && p == phase && std::mem::take(&mut *armed.lock().unwrap());
-        let (paused, release) = (paused.clone(), release.clone());
-        Box::pin(async move {
-            if hold {
-                paused.notify_one();
-                release.notified().await;
-            }
-            Ok(())
-        })
-    }));
     hooked.clear_calls();
     let r = c.get("/twice").await;
     assert_eq!(r.body, "ada ada");

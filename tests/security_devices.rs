@@ -9,17 +9,15 @@ mod common;
 mod counter;
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use common::harness::Client;
-use common::hooked::{hooked_engine, Call, Phase};
+use common::hooked::{hooked_engine, pause_first, Call, Phase};
 use common::Backend;
 use http::StatusCode;
 use slates::{Engine, Token, Username};
 use time::Duration;
-use tokio::sync::Notify;
 
 async fn login(engine: &Engine, name: &str) -> Client {
     let mut c = Client::new(counter::app(engine.clone()));
@@ -156,22 +154,7 @@ pub async fn last_seen_write_racing_a_logout_cannot_resurrect(backend: Backend, 
     let mut browser = login(&engine, "ada").await;
     let cookie = browser.cookie.clone();
     clock.advance(Duration::minutes(11)); // the next request writes last_seen
-    let (paused, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    let armed = Arc::new(Mutex::new(true));
-    let (p, r) = (paused.clone(), release.clone());
-    hooked.set_hook(Arc::new(move |call, phase, _| {
-        let hold = call == Call::TouchToken
-            && phase == Phase::Before
-            && std::mem::take(&mut *armed.lock().unwrap());
-        let (p, r) = (p.clone(), r.clone());
-        Box::pin(async move {
-            if hold {
-                p.notify_one();
-                r.notified().await;
-            }
-            Ok(())
-        })
-    }));
+    let (paused, release) = pause_first(&hooked, Call::TouchToken, Phase::Before);
     let mut in_flight = browser.clone();
     let request = tokio::spawn(async move { in_flight.get("/me").await });
     paused.notified().await;

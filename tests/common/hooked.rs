@@ -195,13 +195,18 @@ impl Intercept for Hooks {
 /// `release` is notified, telling `paused` when it got there: the modifier has read and now
 /// waits between its read and its write, the worst moment.
 pub fn pause_first_swap(hooked: &Hooked) -> (Arc<Notify>, Arc<Notify>) {
+    pause_first(hooked, Call::ReplaceSlateIf, Phase::Before)
+}
+
+/// Makes `hooked` pause the first call `kind` from now on, in `when`, until `release` is
+/// notified, telling `paused` when it got there; every other call passes. Returns
+/// `(paused, release)`.
+pub fn pause_first(hooked: &Hooked, kind: Call, when: Phase) -> (Arc<Notify>, Arc<Notify>) {
     let (paused, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let armed = Arc::new(Mutex::new(true));
     let (p, r) = (paused.clone(), release.clone());
     hooked.set_hook(Arc::new(move |call, phase, _| {
-        let hold = call == Call::ReplaceSlateIf
-            && phase == Phase::Before
-            && std::mem::take(&mut *armed.lock().unwrap());
+        let hold = call == kind && phase == when && std::mem::take(&mut *armed.lock().unwrap());
         let (p, r) = (p.clone(), r.clone());
         Box::pin(async move {
             if hold {

@@ -1,6 +1,6 @@
 //! One user shard of the memory store: the entries of its users (their names, token hashes
-//! and slate names) and every slate of those
-//! users, in one flat table keyed by (user, slate).
+//! and slate names) and every slate of those users, in one flat table keyed by (user,
+//! slate).
 
 use hashbrown::HashTable;
 use time::OffsetDateTime;

@@ -94,9 +94,9 @@ pub(crate) async fn touch_if_due(
         return;
     }
     let interval = core.config.last_seen_interval;
-    let assign = match &token.device {
-        Some(_) => None,
-        None => match DeviceId::generate() {
+    let assign = match token.has_device {
+        true => None,
+        false => match DeviceId::generate() {
             Ok(id) => Some(id),
             Err(_) => return,
         },

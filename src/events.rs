@@ -181,8 +181,8 @@ impl Events {
         }
     }
 
-    /// Emits `kind` about the token `hash`, naming the user and device of its `record` when
-    /// it was read.
+    /// Emits `kind` about the token `hash`, naming the user of its `record` when it was
+    /// read (a brief holds no device id).
     pub fn emit_about(
         &self,
         kind: AuthEventKind,
@@ -191,8 +191,7 @@ impl Events {
         at: OffsetDateTime,
     ) {
         let user = record.map(|r| &r.user);
-        let device = record.and_then(|r| r.device.as_ref());
-        self.emit(AuthEvent::new(kind, user, device, Some(hash), at));
+        self.emit(AuthEvent::new(kind, user, None, Some(hash), at));
     }
 
     /// Events the subscriber did not get (the queue was full).

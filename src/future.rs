@@ -24,6 +24,7 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
+    #[inline]
     pub(crate) fn new(inner: F, state: Arc<RequestState>) -> Self {
         ResponseFuture { inner, state }
     }

@@ -106,6 +106,12 @@ impl Username {
         }
     }
 
+    /// A copy of a name that was a `Username` (a store's own packed copy of one), not
+    /// validated again.
+    pub(crate) fn copy_of(name: &str) -> Self {
+        Username(SmolStr::new(name))
+    }
+
     /// For a guest owner, the hex SHA-256 of its guest token (the part after `_g.`).
     pub fn guest_hash(&self) -> Option<&str> {
         self.0.strip_prefix(GUEST_PREFIX)

@@ -46,6 +46,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let state = Arc::new(RequestState::new(Arc::clone(&self.core)));
         bump(&state.core.counters.requests);

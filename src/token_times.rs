@@ -52,7 +52,7 @@ impl TokenTimes {
     /// Whether a request at `now` (in milliseconds) updates the device's last-seen time:
     /// the configured interval has passed since it, or the record has no device id yet.
     pub fn touch_due(&self, token: &TokenBrief, now: i64) -> bool {
-        token.device.is_none() || now - token.last_seen >= self.last_seen
+        !token.has_device || now - token.last_seen >= self.last_seen
     }
 }
 

@@ -62,8 +62,9 @@ pub struct TokenBrief {
     pub last_seen: i64,
     /// Whether the token was rotated out ([`TokenRecord::rotated`] is set).
     pub rotated: bool,
-    /// [`TokenRecord::device`].
-    pub device: Option<DeviceId>,
+    /// Whether the record has a device id ([`TokenRecord::device`]; the id itself is not
+    /// part of the brief, so that a store may keep it apart from what a token check reads).
+    pub has_device: bool,
 }
 
 impl From<&TokenRecord> for TokenBrief {
@@ -87,7 +88,7 @@ impl From<&TokenRecord> for TokenBrief {
     /// };
     /// let brief = TokenBrief::from(&record);
     /// assert_eq!(brief.expires - brief.created, 86_400_001); // truncated to the millisecond
-    /// assert!(!brief.rotated);
+    /// assert!(!brief.rotated && !brief.has_device);
     /// # Ok::<(), slates::Error>(())
     /// ```
     fn from(record: &TokenRecord) -> Self {
@@ -97,7 +98,7 @@ impl From<&TokenRecord> for TokenBrief {
             expires: to_millis(record.expires),
             last_seen: to_millis(record.last_seen),
             rotated: record.rotated.is_some(),
-            device: record.device.clone(),
+            has_device: record.device.is_some(),
         }
     }
 }

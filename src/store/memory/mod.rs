@@ -9,6 +9,7 @@
 //! A token check and a profile read touch the token's entry, the slate's entry and the
 //! document, and compute one keyed hash.
 
+mod brief_line;
 mod hashing;
 mod slates;
 mod stamp;
@@ -150,13 +151,15 @@ impl MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::to_millis;
     use crate::device_id::DeviceId;
-    use crate::store::{Expiry, SlateKey, SlateStore, TokenStore};
+    use crate::store::{Expiry, SlateKey, SlateStore, TokenBrief, TokenStore};
     use bson::doc;
 
     #[test]
     fn entries_fill_whole_cache_lines() {
-        // A token lookup reads two lines, a slate lookup one (issue 12: misses per request).
+        // A token lookup reads the first of its two lines, a slate lookup its one (issue 12:
+        // misses per request).
         assert_eq!(std::mem::size_of::<StoredToken>(), 128);
         assert_eq!(std::mem::size_of::<users::StoredSlate>(), 64);
     }
@@ -258,6 +261,88 @@ mod tests {
         assert!(store.take_slate(&key(ada()), now).await.unwrap().is_some());
         // Nothing left: the user's entry went with its last record.
         assert!(store.dump_slates().is_empty() && store.dump_tokens().is_empty());
+    }
+
+    #[tokio::test]
+    async fn tokens_out_of_the_packed_bounds_keep_their_records_exactly() {
+        use crate::token::Token;
+        use time::Duration;
+
+        // A token's first cache line packs its name (up to 15 bytes) and times (within some
+        // four years of each other); outside that, they are kept apart. Either way, records
+        // and briefs read back exactly, through inserts, renewals, rotations and touches.
+        let store = MemoryStore::new();
+        let now = OffsetDateTime::UNIX_EPOCH + Duration::days(20_000) + Duration::milliseconds(7);
+        let far = now + Duration::days(5 * 365);
+        for (name, created, expires) in [
+            ("ada", now, now + Duration::hours(1)),
+            ("ada.lovelace.16b", now, now + Duration::hours(1)),
+            ("bob", OffsetDateTime::UNIX_EPOCH, far),
+            (
+                "eve",
+                now.replace_year(9999).unwrap(),
+                now.replace_year(9999).unwrap(),
+            ),
+        ] {
+            let record = TokenRecord {
+                hash: Token::generate().unwrap().hash(),
+                user: Username::new(name).unwrap(),
+                created,
+                expires,
+                renewed: None,
+                rotated: None,
+                device: None,
+                last_seen: created,
+                label: String::new(),
+                ip: None,
+            };
+            store.insert_token(&record).await.unwrap();
+            let at = created.min(now);
+            let read = || async { store.find_token(&record.hash, at).await.unwrap().unwrap() };
+            assert_eq!(read().await, record, "{name} {created}");
+            let brief = store.find_token_ready(&record.hash, to_millis(at));
+            let brief = brief.unwrap().unwrap().unwrap();
+            assert_eq!(brief, TokenBrief::from(&record));
+            // A renewal five years on leaves the line's bounds (or stays out of them).
+            let renewed_to = expires.max(far) + Duration::days(1);
+            assert!(store
+                .renew_token(&record.hash, expires, renewed_to, at)
+                .await
+                .unwrap());
+            let device = DeviceId::generate().unwrap();
+            let touched = at + Duration::milliseconds(3);
+            let hash = &record.hash;
+            assert!(store
+                .touch_token(hash, Some(&device), touched, touched)
+                .await
+                .unwrap());
+            let got = read().await;
+            assert_eq!(
+                (got.user.as_str(), got.created, got.expires, got.last_seen),
+                (name, created, renewed_to, touched)
+            );
+            assert_eq!(
+                (got.renewed, got.device.as_ref()),
+                (Some(at), Some(&device))
+            );
+            let brief = store
+                .find_token_ready(hash, to_millis(at))
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            assert_eq!(brief, TokenBrief::from(&got));
+            assert!(brief.has_device && !brief.rotated);
+            assert!(store.retire_token(hash, touched, touched).await.unwrap());
+            let got = store.find_token(hash, at).await.unwrap().unwrap();
+            assert_eq!((got.expires, got.rotated), (touched, Some(touched)));
+            let brief = store
+                .find_token_ready(hash, to_millis(at))
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            assert!(brief.rotated && brief.expires == to_millis(touched));
+            assert_eq!(store.user_tokens(&got.user, at).await.unwrap(), vec![got]);
+        }
     }
 
     #[tokio::test]

@@ -8,11 +8,12 @@ use std::sync::{Arc, Mutex};
 
 use time::OffsetDateTime;
 
+use super::brief_line::{BriefLine, Times};
 use super::hashing::{token_hash, token_shard};
 use super::stamp::Stamp;
 use super::users::{push, remove};
 use super::{MemoryStore, SWEEP_EVERY};
-use crate::clock::to_millis;
+use crate::clock::{from_millis, to_millis};
 use crate::device_id::DeviceId;
 use crate::error::{Error, Result};
 use crate::names::Username;
@@ -20,70 +21,138 @@ use crate::store::{StoreFuture, StoreOptions, TokenBrief, TokenRecord, TokenStor
 use crate::sync::lock;
 use crate::token::TokenHash;
 
-/// A [`TokenRecord`] as the token table keeps it: 128 bytes on two cache lines of their own
-/// (a lookup reads both, and no other): times to the millisecond in 8 bytes
-/// ([`Stamp`]), the device id inline, the label and address shared with every token that
-/// has the same ones ([`Clients`]).
-#[repr(align(64))]
+/// A [`TokenRecord`] as the token table keeps it: 128 bytes on two cache lines of their own.
+/// The first holds the hash and what a token check reads ([`BriefLine`]: the username, the
+/// times to the millisecond, the rotated and device flags), so that a lookup reads that
+/// line alone; the second the rest: the renewal and rotation times, the device id, the
+/// label and address (shared with every token that has the same ones: [`Clients`]), and the
+/// exact name and times of a token whose line could not hold them ([`Spill`]).
+#[repr(C, align(64))]
 pub(super) struct StoredToken {
     pub hash: TokenHash,
-    /// The user's name (a clone of `UserEntry::name`).
-    pub user: Username,
-    created: Stamp,
-    pub expires: Stamp,
-    last_seen: Stamp,
+    line: BriefLine,
     renewed: Option<Stamp>,
     rotated: Option<Stamp>,
     device: Option<DeviceId>,
     client: Option<Arc<Client>>,
+    /// Set exactly when the line is spilled.
+    spill: Option<Box<Spill>>,
+}
+
+/// The name and times of a token whose [`BriefLine`] cannot hold them (a username over 15
+/// bytes, times far from today or from each other).
+struct Spill {
+    user: Username,
+    times: Times,
 }
 
 impl StoredToken {
     fn new(record: &TokenRecord, user: Username, client: Option<Arc<Client>>) -> Self {
-        StoredToken {
+        let mut token = StoredToken {
             hash: record.hash,
-            user,
-            created: Stamp::new(record.created),
-            expires: Stamp::new(record.expires),
-            last_seen: Stamp::new(record.last_seen),
+            line: BriefLine::spilled(record.rotated.is_some(), record.device.is_some()),
             renewed: record.renewed.map(Stamp::new),
             rotated: record.rotated.map(Stamp::new),
             device: record.device.clone(),
             client,
+            spill: None,
+        };
+        let times = Times {
+            created: to_millis(record.created),
+            expires: to_millis(record.expires),
+            last_seen: to_millis(record.last_seen),
+        };
+        match BriefLine::new(
+            user.as_str(),
+            times,
+            token.rotated.is_some(),
+            token.device.is_some(),
+        ) {
+            Some(line) => token.line = line,
+            None => token.spill = Some(Box::new(Spill { user, times })),
+        }
+        token
+    }
+
+    /// The spilled name and times, if the line does not hold them.
+    fn spilled(&self) -> Option<&Spill> {
+        match self.line.is_spilled() {
+            true => self.spill.as_deref(),
+            false => None,
+        }
+    }
+
+    /// The user's name (a copy of the line's, or a clone of `UserEntry::name`).
+    pub fn user(&self) -> Username {
+        match self.spilled() {
+            Some(spill) => spill.user.clone(),
+            None => self.line.user(),
+        }
+    }
+
+    /// Whether the token is `user`'s.
+    pub fn is_user(&self, user: &Username) -> bool {
+        match self.spilled() {
+            Some(spill) => spill.user == *user,
+            None => self.line.is_user(user),
+        }
+    }
+
+    fn times(&self) -> Times {
+        match self.spilled() {
+            Some(spill) => spill.times,
+            None => self.line.times(),
+        }
+    }
+
+    /// Sets the times: in the line if they fit, else spilled (with the name).
+    fn set_times(&mut self, times: Times) {
+        if let Some(spill) = &mut self.spill {
+            spill.times = times;
+        } else if !self.line.set_times(times) {
+            let user = self.line.user();
+            self.line = BriefLine::spilled(self.line.rotated(), self.line.has_device());
+            self.spill = Some(Box::new(Spill { user, times }));
         }
     }
 
     pub fn to_record(&self) -> TokenRecord {
         let client = self.client.as_deref();
+        let times = self.times();
         TokenRecord {
             hash: self.hash,
-            user: self.user.clone(),
-            created: self.created.get(),
-            expires: self.expires.get(),
+            user: self.user(),
+            created: from_millis(times.created),
+            expires: from_millis(times.expires),
             renewed: self.renewed.map(Stamp::get),
             rotated: self.rotated.map(Stamp::get),
             device: self.device.clone(),
-            last_seen: self.last_seen.get(),
+            last_seen: from_millis(times.last_seen),
             label: client.map_or_else(String::new, |c| c.label.to_string()),
             ip: client.and_then(|c| c.ip.as_deref().map(str::to_owned)),
         }
     }
 
-    /// What a request needs of the record ([`TokenBrief`]): times as they are kept, no
-    /// label copied.
+    /// What a request needs of the record ([`TokenBrief`]), read from the first line alone
+    /// (unless spilled).
     pub fn brief(&self) -> TokenBrief {
+        let times = self.times();
         TokenBrief {
-            user: self.user.clone(),
-            created: self.created.millis(),
-            expires: self.expires.millis(),
-            last_seen: self.last_seen.millis(),
-            rotated: self.rotated.is_some(),
-            device: self.device.clone(),
+            user: self.user(),
+            created: times.created,
+            expires: times.expires,
+            last_seen: times.last_seen,
+            rotated: self.line.rotated(),
+            has_device: self.line.has_device(),
         }
     }
 
     pub fn live(&self, now: OffsetDateTime) -> bool {
-        self.expires.after(now)
+        self.live_at(to_millis(now))
+    }
+
+    fn live_at(&self, now: i64) -> bool {
+        self.times().expires > now
     }
 }
 
@@ -140,7 +209,7 @@ impl MemoryStore {
         let shard = self.inner.token_shard(hash);
         shard
             .find(token_hash(hash), |t| t.hash == *hash)
-            .filter(|t| t.expires.after_millis(now))
+            .filter(|t| t.live_at(now))
             .map(read)
     }
 
@@ -162,7 +231,7 @@ impl MemoryStore {
             .extract_if(|t| !t.live(now))
             .collect();
         for token in &expired {
-            self.unindex_token(&token.user, &token.hash);
+            self.unindex_token(&token.user(), &token.hash);
         }
         expired.len()
     }
@@ -244,8 +313,16 @@ impl TokenStore for MemoryStore {
         Box::pin(async move {
             let mut shard = self.inner.token_shard(hash);
             match shard.find_mut(token_hash(hash), |t| t.hash == *hash) {
-                Some(t) if t.live(now) && t.expires.get() == previous && t.rotated.is_none() => {
-                    t.expires = Stamp::new(expires);
+                Some(t)
+                    if t.live(now)
+                        && t.times().expires == to_millis(previous)
+                        && t.rotated.is_none() =>
+                {
+                    let times = t.times();
+                    t.set_times(Times {
+                        expires: to_millis(expires),
+                        ..times
+                    });
                     t.renewed = Some(Stamp::new(now));
                     Ok(true)
                 }
@@ -264,8 +341,13 @@ impl TokenStore for MemoryStore {
             let mut shard = self.inner.token_shard(hash);
             match shard.find_mut(token_hash(hash), |t| t.hash == *hash) {
                 Some(t) => {
-                    t.expires = Stamp::new(t.expires.get().min(at));
+                    let times = t.times();
+                    t.set_times(Times {
+                        expires: times.expires.min(to_millis(at)),
+                        ..times
+                    });
                     t.rotated = Some(Stamp::new(now));
+                    t.line.set_rotated();
                     Ok(true)
                 }
                 None => Ok(false),
@@ -284,7 +366,7 @@ impl TokenStore for MemoryStore {
             };
             match removed {
                 Some(token) => {
-                    self.unindex_token(&token.user, hash);
+                    self.unindex_token(&token.user(), hash);
                     Ok(true)
                 }
                 None => Ok(false),
@@ -322,7 +404,7 @@ impl TokenStore for MemoryStore {
                     let shard = self.inner.token_shard(hash);
                     shard
                         .find(token_hash(hash), |t| t.hash == *hash)
-                        .filter(|t| t.live(now) && t.user == *user)
+                        .filter(|t| t.live(now) && t.is_user(user))
                         .map(StoredToken::to_record)
                 })
                 .collect())
@@ -343,12 +425,19 @@ impl TokenStore for MemoryStore {
             let Some(t) = found.filter(|t| t.live(now)) else {
                 return Ok(false);
             };
+            let times = t.times();
             match assign {
-                None if t.last_seen.get() <= not_after => {}
-                Some(id) if t.device.is_none() => t.device = Some(id.clone()),
+                None if times.last_seen <= to_millis(not_after) => {}
+                Some(id) if t.device.is_none() => {
+                    t.device = Some(id.clone());
+                    t.line.set_device();
+                }
                 _ => return Ok(false),
             }
-            t.last_seen = Stamp::new(now);
+            t.set_times(Times {
+                last_seen: to_millis(now),
+                ..times
+            });
             Ok(true)
         })
     }
@@ -370,7 +459,7 @@ impl TokenStore for MemoryStore {
             let found = entry.tokens.iter().copied().find(|hash| {
                 let mut tokens = self.inner.token_shard(hash);
                 let Ok(mine) = tokens.find_entry(token_hash(hash), |t| {
-                    t.hash == *hash && t.user == *user && t.device.as_ref() == Some(device)
+                    t.hash == *hash && t.is_user(user) && t.device.as_ref() == Some(device)
                 }) else {
                     return false;
                 };

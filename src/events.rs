@@ -65,7 +65,8 @@ pub struct AuthEvent {
     /// [`CurrentUser`](crate::CurrentUser) or asked [`Auth::username`](crate::Auth::username)
     /// gets the user named).
     pub user: Option<Username>,
-    /// The device, when known.
+    /// The device, when known (not for a [`Renewal`](AuthEventKind::Renewal) or a
+    /// [`Refused`](AuthEventKind::Refused) token: the token check reads no device id).
     pub device: Option<DeviceId>,
     /// When (the engine's clock).
     pub at: OffsetDateTime,

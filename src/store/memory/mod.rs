@@ -5,9 +5,10 @@
 //! table holds each token record inline (`tokens.rs`); a user shard holds the users' entries
 //! and every slate of those users in one flat table keyed by (user, slate), each slate's
 //! document as raw BSON in one allocation (`users.rs`). A username of up to 23 bytes is
-//! kept inline in every entry that holds it (a longer one is one allocation they share).
-//! A token check and a profile read touch the token's entry, the slate's entry and the
-//! document, and compute one keyed hash.
+//! kept inline in every entry that holds it (a longer one is one allocation they share); a
+//! token's first cache line holds a copy of a name of up to 15 bytes (`brief_line.rs`).
+//! A token check reads that one line of the token's entry; a profile read then the slate's
+//! entry and the document, and computes one keyed hash.
 
 mod brief_line;
 mod hashing;

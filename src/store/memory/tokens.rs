@@ -496,3 +496,19 @@ impl TokenStore for MemoryStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_check_reads_is_in_the_first_cache_line() {
+        // `find_token_ready` reads the hash and the brief line, and nothing else of an
+        // unspilled token: both must lie in its first 64 bytes, and the entry must start a
+        // line (issue 12: one miss per token check).
+        let end = std::mem::offset_of!(StoredToken, line) + std::mem::size_of::<BriefLine>();
+        assert_eq!(std::mem::offset_of!(StoredToken, hash), 0);
+        assert!(end <= 64, "{end}");
+        assert_eq!(std::mem::align_of::<StoredToken>(), 64);
+    }
+}

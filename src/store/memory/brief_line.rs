@@ -48,22 +48,19 @@ impl BriefLine {
     /// times do not fit (the token is then kept spilled: [`spilled`](Self::spilled)).
     pub fn new(user: &str, times: Times, rotated: bool, device: bool) -> Option<Self> {
         let name = inline_name(user)?;
-        let mut line = BriefLine { name, bits: 0 };
-        line.set_times(times).then_some(())?;
-        line.set_flag(ROTATED, rotated);
-        line.set_flag(DEVICE, device);
-        Some(line)
+        let mut line = BriefLine {
+            name,
+            bits: flags(rotated, device),
+        };
+        line.set_times(times).then_some(line)
     }
 
     /// The line of a spilled token: the flags only.
     pub fn spilled(rotated: bool, device: bool) -> Self {
-        let mut line = BriefLine {
+        BriefLine {
             name: [0; NAME_BYTES],
-            bits: SPILLED,
-        };
-        line.set_flag(ROTATED, rotated);
-        line.set_flag(DEVICE, device);
-        line
+            bits: SPILLED | flags(rotated, device),
+        }
     }
 
     /// Whether the name and times are kept elsewhere.
@@ -80,11 +77,11 @@ impl BriefLine {
     }
 
     pub fn set_rotated(&mut self) {
-        self.set_flag(ROTATED, true);
+        self.bits |= ROTATED;
     }
 
     pub fn set_device(&mut self) {
-        self.set_flag(DEVICE, true);
+        self.bits |= DEVICE;
     }
 
     /// The username of an unspilled line.
@@ -124,18 +121,14 @@ impl BriefLine {
         let Some(packed) = packed else {
             return false;
         };
-        let times_mask = !(SPILLED | ROTATED | DEVICE);
-        self.bits = (self.bits & !times_mask) | packed;
+        self.bits = (self.bits & (SPILLED | ROTATED | DEVICE)) | packed;
         true
     }
+}
 
-    fn set_flag(&mut self, flag: u128, on: bool) {
-        if on {
-            self.bits |= flag;
-        } else {
-            self.bits &= !flag;
-        }
-    }
+/// The flag bits of a token rotated out or not, with a device or not.
+fn flags(rotated: bool, device: bool) -> u128 {
+    (if rotated { ROTATED } else { 0 }) | (if device { DEVICE } else { 0 })
 }
 
 /// `name` in the line's name field, if it is at most 15 bytes.

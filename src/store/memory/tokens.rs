@@ -48,30 +48,28 @@ struct Spill {
 
 impl StoredToken {
     fn new(record: &TokenRecord, user: Username, client: Option<Arc<Client>>) -> Self {
-        let mut token = StoredToken {
-            hash: record.hash,
-            line: BriefLine::spilled(record.rotated.is_some(), record.device.is_some()),
-            renewed: record.renewed.map(Stamp::new),
-            rotated: record.rotated.map(Stamp::new),
-            device: record.device.clone(),
-            client,
-            spill: None,
-        };
         let times = Times {
             created: to_millis(record.created),
             expires: to_millis(record.expires),
             last_seen: to_millis(record.last_seen),
         };
-        match BriefLine::new(
-            user.as_str(),
-            times,
-            token.rotated.is_some(),
-            token.device.is_some(),
-        ) {
-            Some(line) => token.line = line,
-            None => token.spill = Some(Box::new(Spill { user, times })),
+        let (rotated, device) = (record.rotated.is_some(), record.device.is_some());
+        let (line, spill) = match BriefLine::new(user.as_str(), times, rotated, device) {
+            Some(line) => (line, None),
+            None => (
+                BriefLine::spilled(rotated, device),
+                Some(Box::new(Spill { user, times })),
+            ),
+        };
+        StoredToken {
+            hash: record.hash,
+            line,
+            renewed: record.renewed.map(Stamp::new),
+            rotated: record.rotated.map(Stamp::new),
+            device: record.device.clone(),
+            client,
+            spill,
         }
-        token
     }
 
     /// The spilled name and times, if the line does not hold them.

@@ -76,28 +76,28 @@ impl CookieChange {
 /// assert_eq!(token_from_headers(&h, "other"), CookieToken::Absent);
 /// ```
 pub fn token_from_headers(headers: &HeaderMap, name: &str) -> CookieToken {
-    let mut found: Option<&str> = None;
+    let mut found: Option<&[u8]> = None;
     let mut lossy_values = Vec::new();
     for header in headers.get_all(COOKIE) {
-        // A header that is not UTF-8 is read lossily, below; one that is (ASCII, nearly
-        // always) is read in place.
-        match std::str::from_utf8(header.as_bytes()) {
-            Ok(s) => {
-                if !all_agree(&mut found, values_named(s, name)) {
-                    return CookieToken::Malformed;
-                }
+        // A header that is UTF-8 (ASCII, nearly always: the cheaper test, made first) is
+        // read in place; any other is read lossily, below.
+        let bytes = header.as_bytes();
+        if bytes.is_ascii() || std::str::from_utf8(bytes).is_ok() {
+            if !all_agree(&mut found, values_named(bytes, name.as_bytes())) {
+                return CookieToken::Malformed;
             }
-            Err(_) => lossy_values.push(String::from_utf8_lossy(header.as_bytes()).into_owned()),
+        } else {
+            lossy_values.push(String::from_utf8_lossy(bytes).into_owned());
         }
     }
     for s in &lossy_values {
-        if !all_agree(&mut found, values_named(s, name)) {
+        if !all_agree(&mut found, values_named(s.as_bytes(), name.as_bytes())) {
             return CookieToken::Malformed;
         }
     }
     match found {
         None => CookieToken::Absent,
-        Some(value) => Token::parse(value)
+        Some(value) => Token::parse_bytes(value)
             .map(CookieToken::Present)
             .unwrap_or(CookieToken::Malformed),
     }
@@ -105,7 +105,7 @@ pub fn token_from_headers(headers: &HeaderMap, name: &str) -> CookieToken {
 
 /// Records `values` in `found` (the first value seen), and says whether every one equals
 /// it: two different values of the token cookie are ambiguous.
-fn all_agree<'a>(found: &mut Option<&'a str>, values: impl Iterator<Item = &'a str>) -> bool {
+fn all_agree<'a>(found: &mut Option<&'a [u8]>, values: impl Iterator<Item = &'a [u8]>) -> bool {
     for value in values {
         match *found {
             None => *found = Some(value),
@@ -116,26 +116,27 @@ fn all_agree<'a>(found: &mut Option<&'a str>, values: impl Iterator<Item = &'a s
     true
 }
 
-/// The values of the pairs named `name` in one `Cookie` header, split as the cookie crate's
-/// `Cookie::split_parse` splits them (pairs without `=` and pairs with an empty name are
-/// skipped; names and values are trimmed), without building a `Cookie` for every pair.
-/// `;` and `=` are ASCII, so splitting at their bytes never cuts a character.
-fn values_named<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+/// The values of the pairs named `name` in one `Cookie` header (UTF-8), split as the cookie
+/// crate's `Cookie::split_parse` splits them (pairs without `=` and pairs with an empty name
+/// are skipped; names and values are trimmed), without building a `Cookie` for every pair.
+/// `;` and `=` are ASCII, so splitting at their bytes never cuts a character: every piece
+/// is UTF-8 too.
+fn values_named<'a>(header: &'a [u8], name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
     let mut rest = header;
     std::iter::from_fn(move || {
         while !rest.is_empty() {
-            let end = memchr::memchr(b';', rest.as_bytes()).unwrap_or(rest.len());
+            let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
             let pair = &rest[..end];
-            rest = rest.get(end + 1..).unwrap_or("");
-            let Some(eq) = memchr::memchr(b'=', pair.as_bytes()) else {
+            rest = rest.get(end + 1..).unwrap_or_default();
+            let Some(eq) = memchr::memchr(b'=', pair) else {
                 continue;
             };
             if trim(&pair[..eq]) == name {
                 let v = trim(&pair[eq + 1..]);
                 // RFC 6265 allows a value in double quotes.
                 return Some(
-                    v.strip_prefix('"')
-                        .and_then(|v| v.strip_suffix('"'))
+                    v.strip_prefix(b"\"")
+                        .and_then(|v| v.strip_suffix(b"\""))
                         .unwrap_or(v),
                 );
             }
@@ -144,16 +145,16 @@ fn values_named<'a>(header: &'a str, name: &'a str) -> impl Iterator<Item = &'a 
     })
 }
 
-/// `s.trim()`, with no work when both ends are ASCII and not whitespace (nearly always;
-/// `is_ascii_whitespace` leaves out the vertical tab that `str::trim` removes).
-fn trim(s: &str) -> &str {
+/// `str::trim` of a UTF-8 piece, with no work when both ends are ASCII and not whitespace
+/// (nearly always; `is_ascii_whitespace` leaves out the vertical tab that `str::trim`
+/// removes). A piece that is not UTF-8 (none is: see [`values_named`]) is kept whole.
+fn trim(s: &[u8]) -> &[u8] {
     let kept =
         |b: Option<&u8>| b.is_some_and(|b| b.is_ascii() && !b.is_ascii_whitespace() && *b != 0x0b);
-    let bytes = s.as_bytes();
-    if kept(bytes.first()) && kept(bytes.last()) {
+    if kept(s.first()) && kept(s.last()) {
         s
     } else {
-        s.trim()
+        std::str::from_utf8(s).map_or(s, |s| s.trim().as_bytes())
     }
 }
 
@@ -238,14 +239,16 @@ mod tests {
                     })
                 })
                 .collect();
-            let ours: Vec<&str> = values_named(&header, "slates").collect();
+            let ours: Vec<&str> = values_named(header.as_bytes(), b"slates")
+                .map(|v| std::str::from_utf8(v).unwrap())
+                .collect();
             proptest::prop_assert_eq!(ours, reference);
         }
 
         /// The quick trim is `str::trim`, ASCII and Unicode whitespace at either end.
         #[test]
         fn trim_is_str_trim(s in "[ a\t\n\r\x0b\x0c\x1f\u{85}\u{a0}\u{2003}\u{e9}]{0,6}") {
-            proptest::prop_assert_eq!(trim(&s), s.trim());
+            proptest::prop_assert_eq!(trim(s.as_bytes()), s.trim().as_bytes());
         }
     }
 

@@ -14,11 +14,11 @@ use crate::clock::from_millis;
 use crate::cookie::CookieChange;
 use crate::cookie::{token_from_headers, CookieToken};
 use crate::core::Core;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::guest::GuestState;
 use crate::names::Username;
 use crate::rejection::{MissingLayer, Unavailable, Unresolved};
-use crate::resolve::{load_profile, resolve, start, Identity, LoadedProfile, Start};
+use crate::resolve::{load_profile, resolve, start, Identity, LoadedProfile, Resolution, Start};
 use crate::sync::lock;
 use crate::token::TokenHash;
 
@@ -47,7 +47,9 @@ struct AuthState {
 /// Per-request state shared by the service and the extractors (one `Arc` in extensions).
 pub(crate) struct RequestState {
     pub core: Arc<Core>,
-    /// The token cookie, parsed by the first extractor that needs it.
+    /// The token cookie, parsed by an extractor that keeps the state (`Auth`: its operations
+    /// have no headers). A resolution from the headers parses the cookie for itself when
+    /// the cell is empty: one cell set, not two, on a warm request.
     cookie: OnceLock<CookieToken>,
     /// The identity, resolved by the first extractor that asks (one token lookup). Set
     /// without waiting when the store answers at once (a warm request); otherwise by the
@@ -104,24 +106,54 @@ impl RequestState {
     /// The identity the request arrived with: resolved on the first call (one token lookup,
     /// and a renewal when due), the same answer afterwards. A store failure is an error and
     /// is not remembered (a later call asks again).
+    ///
+    /// A resolution settled without waiting (no cookie, or a lookup the store answered at
+    /// once with nothing to write: a warm request) is kept with no future; any other runs
+    /// once, later calls waiting for it.
     pub async fn resolve(&self, headers: &HeaderMap) -> Result<Option<&Identity>> {
-        self.cookie(headers);
-        self.resolve_parsed().await
+        if let Some(identity) = self.identity.get() {
+            return Ok(identity.as_ref());
+        }
+        let started = match self.cookie.get() {
+            Some(cookie) => start(&self.core, cookie),
+            None => {
+                let cookie = token_from_headers(headers, &self.core.config.cookie.name);
+                match start(&self.core, &cookie) {
+                    // A warm request: nothing to wait for, nothing in flight.
+                    Start::Settled(resolution) if self.resolving.get().is_none() => {
+                        return self.keep_settled(resolution);
+                    }
+                    started => started,
+                }
+            }
+        };
+        self.settle(started).await
     }
 
     /// [`resolve`](Self::resolve) once the cookie was parsed (an extractor that keeps the
     /// state, such as `Auth`, parses it when it is extracted); a cookie never parsed counts
     /// as absent.
-    ///
-    /// A resolution settled without waiting (no cookie, or a lookup the store answered at
-    /// once with nothing to write: a warm request) is kept with no future; any other runs
-    /// once, later calls waiting for it.
     pub async fn resolve_parsed(&self) -> Result<Option<&Identity>> {
         if let Some(identity) = self.identity.get() {
             return Ok(identity.as_ref());
         }
         let cookie = self.cookie.get().unwrap_or(&CookieToken::Absent);
-        let started = start(&self.core, cookie);
+        self.settle(start(&self.core, cookie)).await
+    }
+
+    /// Keeps a resolution settled at once (no lock to take: none is held, and nothing was
+    /// awaited since that was checked). A failure is not kept: the next call asks again.
+    fn keep_settled(&self, resolution: Result<Resolution, Error>) -> Result<Option<&Identity>> {
+        let (identity, change) = resolution?;
+        if self.identity.set(identity).is_ok() {
+            self.keep_resolution_change(change);
+        }
+        Ok(self.resolved())
+    }
+
+    /// Ends a resolution begun by [`start`], under the lock when it has to wait or another
+    /// one is in flight.
+    async fn settle(&self, started: Start) -> Result<Option<&Identity>> {
         // A resolution of this request that waits for the store (it may renew the token)
         // holds the lock: its answer, and its cookie change, are the request's. Any other
         // resolution begun meanwhile waits for it, a settled one too (so that it never
@@ -144,7 +176,7 @@ impl RequestState {
         if self.identity.set(identity).is_ok() {
             self.keep_resolution_change(change);
         }
-        Ok(self.identity.get().and_then(Option::as_ref))
+        Ok(self.resolved())
     }
 
     /// Keeps the cookie change the resolution wants, if any.

@@ -35,8 +35,8 @@ pub(crate) type LoadedProfile = std::result::Result<Option<SlateDoc>, &'static s
 pub(crate) type Resolution = (Option<Identity>, Option<CookieChange>);
 
 /// A resolution begun by [`start`]: the token, and what is known of it so far.
-pub(crate) struct Pending<'c> {
-    token: &'c Token,
+pub(crate) struct Pending {
+    token: Token,
     hash: TokenHash,
     /// When the resolution started, in milliseconds since the epoch.
     now_ms: i64,
@@ -48,18 +48,18 @@ pub(crate) struct Pending<'c> {
 }
 
 /// How far a resolution got without waiting.
-pub(crate) enum Start<'c> {
+pub(crate) enum Start {
     /// Settled: no cookie, a malformed one, or a lookup answered at once
     /// ([`TokenStore::find_token_ready`](crate::store::TokenStore::find_token_ready)) with
     /// nothing to write: a warm request ends here, with no future.
     Settled(Result<Resolution, Error>),
     /// A store call to wait for: [`resolve`].
-    Pending(Pending<'c>),
+    Pending(Pending),
 }
 
 /// Token cookie to identity, as far as it goes without waiting: the token's SHA-256, and
 /// its lookup when the store answers at once.
-pub(crate) fn start<'c>(core: &Core, cookie: &'c CookieToken) -> Start<'c> {
+pub(crate) fn start(core: &Core, cookie: &CookieToken) -> Start {
     let counters = &core.counters;
     let token = match cookie {
         CookieToken::Absent => {
@@ -79,7 +79,7 @@ pub(crate) fn start<'c>(core: &Core, cookie: &'c CookieToken) -> Start<'c> {
     let started = counters.lookup_started();
     let Some(found) = core.tokens.find_token_ready(&hash, now_ms) else {
         return Start::Pending(Pending {
-            token,
+            token: token.clone(),
             hash,
             now_ms,
             started,
@@ -94,7 +94,7 @@ pub(crate) fn start<'c>(core: &Core, cookie: &'c CookieToken) -> Start<'c> {
     let times = &core.times;
     if times.renewal_due(&record, now_ms) || times.touch_due(&record, now_ms) {
         return Start::Pending(Pending {
-            token,
+            token: token.clone(),
             hash,
             now_ms,
             started: None,
@@ -107,7 +107,7 @@ pub(crate) fn start<'c>(core: &Core, cookie: &'c CookieToken) -> Start<'c> {
 
 /// What [`start`] left to do: at most one token lookup and, when due, one renewal (and a
 /// last-seen update).
-pub(crate) async fn resolve(core: &Core, pending: Pending<'_>) -> Result<Resolution, Error> {
+pub(crate) async fn resolve(core: &Core, pending: Pending) -> Result<Resolution, Error> {
     let Pending {
         token,
         hash,
@@ -145,7 +145,7 @@ pub(crate) async fn resolve(core: &Core, pending: Pending<'_>) -> Result<Resolut
                 core.events
                     .emit_about(AuthEventKind::Renewal, Some(&record), &hash, now);
                 expires = to_millis(new_expires);
-                change = Some(CookieChange::Set(token.clone(), new_expires - now));
+                change = Some(CookieChange::Set(token, new_expires - now));
             }
             Ok(false) => {
                 // The record changed between lookup and renewal. Read it again: after a

@@ -40,7 +40,12 @@ impl Token {
     /// assert_eq!(Token::parse(&"!".repeat(43)), None);
     /// ```
     pub fn parse(value: &str) -> Option<Self> {
-        let chars: &[u8; TOKEN_LEN] = value.as_bytes().try_into().ok()?;
+        Self::parse_bytes(value.as_bytes())
+    }
+
+    /// [`parse`](Self::parse) of the bytes of a cookie value.
+    pub(crate) fn parse_bytes(value: &[u8]) -> Option<Self> {
+        let chars: &[u8; TOKEN_LEN] = value.try_into().ok()?;
         // Every character's value, or `INVALID` (a bit no valid value has): one table read
         // each, and one test for the whole token.
         let mut v = [0u32; TOKEN_LEN];

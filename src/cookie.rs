@@ -128,18 +128,31 @@ fn values_named<'a>(header: &'a [u8], name: &'a [u8]) -> impl Iterator<Item = &'
             let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
             let pair = &rest[..end];
             rest = rest.get(end + 1..).unwrap_or_default();
-            let Some(eq) = memchr::memchr(b'=', pair) else {
-                continue;
+            // The usual pair, the name then `=` after spaces or tabs, needs no search for
+            // `=`: a name has neither `=` nor whitespace (an RFC 6265 token).
+            let lead = pair
+                .iter()
+                .take_while(|b| matches!(b, b' ' | b'\t'))
+                .count();
+            let value = match pair[lead..].strip_prefix(name) {
+                Some([b'=', value @ ..]) => value,
+                _ => {
+                    let Some(eq) = memchr::memchr(b'=', pair) else {
+                        continue;
+                    };
+                    if trim(&pair[..eq]) != name {
+                        continue;
+                    }
+                    &pair[eq + 1..]
+                }
             };
-            if trim(&pair[..eq]) == name {
-                let v = trim(&pair[eq + 1..]);
-                // RFC 6265 allows a value in double quotes.
-                return Some(
-                    v.strip_prefix(b"\"")
-                        .and_then(|v| v.strip_suffix(b"\""))
-                        .unwrap_or(v),
-                );
-            }
+            let v = trim(value);
+            // RFC 6265 allows a value in double quotes.
+            return Some(
+                v.strip_prefix(b"\"")
+                    .and_then(|v| v.strip_suffix(b"\""))
+                    .unwrap_or(v),
+            );
         }
         None
     })

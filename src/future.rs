@@ -48,16 +48,24 @@ where
 /// the token cookie's, then the guest cookie's (issue 14).
 fn apply_cookie_changes(state: &RequestState, response: &mut Response) {
     let config = &state.core.config;
-    let auth = state.take_cookie_change();
-    let auth_value = auth.and_then(|c| c.header(&config.cookie));
-    let guest = state.take_guest_cookie_change();
-    let guest_value = guest.and_then(|c| c.header(&config.guest_cookie));
-    for value in [auth_value, guest_value].into_iter().flatten() {
-        let headers = response.headers_mut();
-        headers.append(SET_COOKIE, value);
-        // A response that sets a token must never be stored by a shared cache.
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(value) = state
+        .take_cookie_change()
+        .and_then(|c| c.header(&config.cookie))
+    {
+        set_cookie(response, value);
     }
+    let guest = state.take_guest_cookie_change();
+    if let Some(value) = guest.and_then(|c| c.header(&config.guest_cookie)) {
+        set_cookie(response, value);
+    }
+}
+
+/// Adds one `Set-Cookie` header to `response`.
+fn set_cookie(response: &mut Response, value: HeaderValue) {
+    let headers = response.headers_mut();
+    headers.append(SET_COOKIE, value);
+    // A response that sets a token must never be stored by a shared cache.
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
 impl<F> std::fmt::Debug for ResponseFuture<F> {

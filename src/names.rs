@@ -109,7 +109,12 @@ impl Username {
     /// A copy of a name that was a `Username` (a store's own packed copy of one), not
     /// validated again.
     pub(crate) fn copy_of(name: &str) -> Self {
-        Username(SmolStr::new(name))
+        // A short name (a packed line's are at most 15 bytes) is copied inline directly,
+        // without the runs of spaces and newlines `SmolStr::new` looks for first.
+        match name.len() <= INLINE_BYTES {
+            true => Username(SmolStr::new_inline(name)),
+            false => Username(SmolStr::new(name)),
+        }
     }
 
     /// For a guest owner, the hex SHA-256 of its guest token (the part after `_g.`).
@@ -117,6 +122,9 @@ impl Username {
         self.0.strip_prefix(GUEST_PREFIX)
     }
 }
+
+/// The longest string a `SmolStr` keeps inline.
+const INLINE_BYTES: usize = 23;
 
 /// The prefix of guest owners: `_g.` then the hex SHA-256 of the guest token.
 const GUEST_PREFIX: &str = "_g.";
@@ -244,6 +252,20 @@ name_impls!(SlateName);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copies_keep_the_name_inline_when_it_fits() {
+        for len in 1..=40 {
+            let name = "é".repeat(len / 2) + &"a".repeat(len % 2);
+            let copy = Username::copy_of(&name);
+            assert_eq!(copy.as_str(), name);
+            assert_eq!(
+                copy.0.is_heap_allocated(),
+                name.len() > INLINE_BYTES,
+                "{name}"
+            );
+        }
+    }
 
     #[test]
     fn usernames() {

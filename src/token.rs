@@ -46,26 +46,24 @@ impl Token {
     /// [`parse`](Self::parse) of the bytes of a cookie value.
     pub(crate) fn parse_bytes(value: &[u8]) -> Option<Self> {
         let chars: &[u8; TOKEN_LEN] = value.try_into().ok()?;
-        // Every character's value, or `INVALID` (a bit no valid value has): one table read
-        // each, and one test for the whole token.
-        let mut v = [0u32; TOKEN_LEN];
-        let mut invalid = 0;
-        for (v, &c) in v.iter_mut().zip(chars) {
-            *v = u32::from(SEXTETS[usize::from(c)]);
-            invalid |= *v;
-        }
-        if invalid & u32::from(INVALID) != 0 {
-            return None;
-        }
-        // Ten groups of four characters make 30 bytes; the last three make 2 bytes and 2
-        // bits that must be zero (a canonical encoding), as `URL_SAFE_NO_PAD` decodes.
+        let sextet = |c: u8| SEXTETS[usize::from(c)];
+        // Ten groups of four characters make 30 bytes, each group's three written as four
+        // (the fourth is the next group's first, written over); the last three characters
+        // make 2 bytes and 2 bits that must be zero (a canonical encoding), as
+        // `URL_SAFE_NO_PAD` decodes. A character that is not base64url reads `INVALID`
+        // (all bits set), which sets bits above the 24 that four valid ones fill: one test
+        // for the whole token.
         let mut bytes = [0u8; 32];
-        for (g, out) in v[..40].chunks_exact(4).zip(bytes.chunks_exact_mut(3)) {
-            let n = (g[0] << 18) | (g[1] << 12) | (g[2] << 6) | g[3];
-            out.copy_from_slice(&n.to_be_bytes()[1..]);
+        let mut spill = 0;
+        for (g, c) in chars[..40].chunks_exact(4).enumerate() {
+            let n =
+                (sextet(c[0]) << 18) | (sextet(c[1]) << 12) | (sextet(c[2]) << 6) | sextet(c[3]);
+            spill |= n;
+            bytes[3 * g..3 * g + 4].copy_from_slice(&(n << 8).to_be_bytes());
         }
-        let n = (v[40] << 12) | (v[41] << 6) | v[42];
-        if n & 0b11 != 0 {
+        let n = (sextet(chars[40]) << 12) | (sextet(chars[41]) << 6) | sextet(chars[42]);
+        spill |= n << 6;
+        if spill >> 24 != 0 || n & 0b11 != 0 {
             return None;
         }
         bytes[30..].copy_from_slice(&((n >> 2) as u16).to_be_bytes());
@@ -145,16 +143,16 @@ impl fmt::Display for TokenHash {
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Marks a byte that is not a base64url character in [`SEXTETS`].
-const INVALID: u8 = 0x80;
+const INVALID: u32 = u32::MAX;
 
 /// The value of each base64url character (RFC 4648 section 5); [`INVALID`] for any other
 /// byte.
-const SEXTETS: [u8; 256] = {
+const SEXTETS: [u32; 256] = {
     let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut table = [INVALID; 256];
     let mut i = 0;
     while i < alphabet.len() {
-        table[alphabet[i] as usize] = i as u8;
+        table[alphabet[i] as usize] = i as u32;
         i += 1;
     }
     table
@@ -242,5 +240,13 @@ mod tests {
         assert!(Token::parse(&noncanon).is_none());
         assert!(Token::parse(&"é".repeat(21)).is_none());
         assert!(Token::parse("").is_none());
+        // Any one byte outside the alphabet, at any position, in a token otherwise valid.
+        for pos in 0..TOKEN_LEN {
+            for bad in [b'=', b'+', b'/', b'.', b' ', 0, 0x80, 0xff] {
+                let mut value = good.as_bytes().to_vec();
+                value[pos] = bad;
+                assert!(Token::parse_bytes(&value).is_none(), "{bad} at {pos}");
+            }
+        }
     }
 }

@@ -11,7 +11,10 @@
 //!   and (scenario 4) the same behind a moka cache ([`moka`]);
 //! - **locking session**: [`locking`], a reference middleware that holds a per-session
 //!   `tokio::sync::Mutex` for the whole request (PHP file sessions, CherryPy's default);
-//! - **bare axum**: no session layer, the floor.
+//! - **bare axum**: no session layer, the floor; and the same with a layer that does
+//!   nothing but hand each request one shared value in its extensions, added with
+//!   `Router::layer` ([`bare_app::PassLayer`]): what axum's per-route layering costs any
+//!   layer, before the layer does anything of its own.
 //!
 //! Every system stores the same user data: the username and a small profile (display name,
 //! time zone, permissions, panels). slates keeps the profile in the user slate; the session
@@ -77,6 +80,9 @@ pub enum Kind {
     Locking,
     /// axum without a session layer.
     Bare,
+    /// axum with a layer that only inserts one `Arc` into each request's extensions, added
+    /// with `Router::layer`: the cost of being a route layer.
+    BarePass,
     /// The floor of a token check: bare axum plus what any cookie-token check must do
     /// (split the `Cookie` header, decode the token, SHA-256 it, one map lookup).
     Floor,
@@ -84,7 +90,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every system, in table order.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Engine,
         Kind::EngineAround,
         Kind::TowerSessions,
@@ -92,6 +98,7 @@ impl Kind {
         Kind::TowerSessionsMoka,
         Kind::Locking,
         Kind::Bare,
+        Kind::BarePass,
         Kind::Floor,
     ];
     /// The systems that keep per-user state.
@@ -107,6 +114,7 @@ impl Kind {
             Kind::TowerSessionsMoka => "tower-sessions 0.15 + moka cache",
             Kind::Locking => "locking session",
             Kind::Bare => "bare axum",
+            Kind::BarePass => "bare axum + a no-op layer (Router::layer, one extension)",
             Kind::Floor => "floor (bare axum + cookie split + SHA-256 + map lookup)",
         }
     }
@@ -121,6 +129,7 @@ impl Kind {
             Kind::TowerSessionsMoka => "tower_sessions_moka",
             Kind::Locking => "locking",
             Kind::Bare => "bare",
+            Kind::BarePass => "bare_pass",
             Kind::Floor => "floor",
         }
     }
@@ -135,6 +144,7 @@ impl Kind {
             Kind::TowerSessionsMoka => App::Router(ts_app::with_store(moka::cached_memory_store())),
             Kind::Locking => App::Router(locking_app::app()),
             Kind::Bare => App::Router(bare_app::app()),
+            Kind::BarePass => App::Router(bare_app::app().layer(bare_app::PassLayer)),
             Kind::Floor => App::Router(floor_app::app()),
         }
     }
@@ -630,6 +640,44 @@ pub mod bare_app {
     /// Scenario 4: a display name it already has.
     pub async fn profile() -> String {
         "User ada".to_owned()
+    }
+
+    /// A layer that hands every request one shared value (an `Arc` in its extensions, as a
+    /// session layer hands its state to the extractors) and does nothing else.
+    #[derive(Clone)]
+    pub struct PassLayer;
+
+    impl<S> tower::Layer<S> for PassLayer {
+        type Service = Pass<S>;
+
+        fn layer(&self, inner: S) -> Pass<S> {
+            Pass(inner)
+        }
+    }
+
+    /// The service of [`PassLayer`].
+    #[derive(Clone)]
+    pub struct Pass<S>(S);
+
+    impl<S, B> tower::Service<Request<B>> for Pass<S>
+    where
+        S: tower::Service<Request<B>>,
+    {
+        type Response = S::Response;
+        type Error = S::Error;
+        type Future = S::Future;
+
+        fn poll_ready(
+            &mut self,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), S::Error>> {
+            self.0.poll_ready(cx)
+        }
+
+        fn call(&mut self, mut req: Request<B>) -> S::Future {
+            req.extensions_mut().insert(std::sync::Arc::new(0u64));
+            self.0.call(req)
+        }
     }
 }
 

@@ -76,6 +76,21 @@ impl CookieChange {
 /// assert_eq!(token_from_headers(&h, "other"), CookieToken::Absent);
 /// ```
 pub fn token_from_headers(headers: &HeaderMap, name: &str) -> CookieToken {
+    match name.bytes().all(|b| b.is_ascii_graphic() && b != b'=') {
+        true => read_token::<true>(headers, name.as_bytes()),
+        false => read_token::<false>(headers, name.as_bytes()),
+    }
+}
+
+/// [`token_from_headers`] of a configured cookie name: an RFC 6265 token, as
+/// [`EngineBuilder::build`](crate::EngineBuilder::build) checks, so plain (no `=`, no
+/// whitespace) without looking again.
+pub(crate) fn configured_token(headers: &HeaderMap, name: &str) -> CookieToken {
+    read_token::<true>(headers, name.as_bytes())
+}
+
+/// [`token_from_headers`]; `PLAIN`: `name` has neither `=` nor whitespace.
+fn read_token<const PLAIN: bool>(headers: &HeaderMap, name: &[u8]) -> CookieToken {
     let mut found: Option<&[u8]> = None;
     let mut lossy_values = Vec::new();
     for header in headers.get_all(COOKIE) {
@@ -83,7 +98,7 @@ pub fn token_from_headers(headers: &HeaderMap, name: &str) -> CookieToken {
         // read in place; any other is read lossily, below.
         let bytes = header.as_bytes();
         if bytes.is_ascii() || std::str::from_utf8(bytes).is_ok() {
-            if !all_agree(&mut found, values_named(bytes, name.as_bytes())) {
+            if !all_agree(&mut found, values_named::<PLAIN>(bytes, name)) {
                 return CookieToken::Malformed;
             }
         } else {
@@ -91,7 +106,7 @@ pub fn token_from_headers(headers: &HeaderMap, name: &str) -> CookieToken {
         }
     }
     for s in &lossy_values {
-        if !all_agree(&mut found, values_named(s.as_bytes(), name.as_bytes())) {
+        if !all_agree(&mut found, values_named::<PLAIN>(s.as_bytes(), name)) {
             return CookieToken::Malformed;
         }
     }
@@ -120,21 +135,29 @@ fn all_agree<'a>(found: &mut Option<&'a [u8]>, values: impl Iterator<Item = &'a 
 /// crate's `Cookie::split_parse` splits them (pairs without `=` and pairs with an empty name
 /// are skipped; names and values are trimmed), without building a `Cookie` for every pair.
 /// `;` and `=` are ASCII, so splitting at their bytes never cuts a character: every piece
-/// is UTF-8 too.
-fn values_named<'a>(header: &'a [u8], name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+/// is UTF-8 too. `PLAIN`: `name` has neither `=` nor whitespace (a cookie name, an RFC 6265
+/// token, has none), which allows the quick match of a pair below.
+fn values_named<'a, const PLAIN: bool>(
+    header: &'a [u8],
+    name: &'a [u8],
+) -> impl Iterator<Item = &'a [u8]> + 'a {
     let mut rest = header;
     std::iter::from_fn(move || {
         while !rest.is_empty() {
             let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
             let pair = &rest[..end];
             rest = rest.get(end + 1..).unwrap_or_default();
-            // The usual pair, the name then `=` after spaces or tabs, needs no search for
-            // `=`: a name has neither `=` nor whitespace (an RFC 6265 token).
+            // The usual pair, a plain name then `=` after spaces or tabs, needs no search
+            // for `=`: that `=` is the first, and the name is what is trimmed before it.
             let lead = pair
                 .iter()
                 .take_while(|b| matches!(b, b' ' | b'\t'))
                 .count();
-            let value = match pair[lead..].strip_prefix(name) {
+            let quick = match PLAIN {
+                true => pair[lead..].strip_prefix(name),
+                false => None,
+            };
+            let value = match quick {
                 Some([b'=', value @ ..]) => value,
                 _ => {
                     let Some(eq) = memchr::memchr(b'=', pair) else {
@@ -252,9 +275,32 @@ mod tests {
                     })
                 })
                 .collect();
-            let ours: Vec<&str> = values_named(header.as_bytes(), b"slates")
+            let ours: Vec<&str> = values_named::<true>(header.as_bytes(), b"slates")
                 .map(|v| std::str::from_utf8(v).unwrap())
                 .collect();
+            proptest::prop_assert_eq!(ours, reference);
+        }
+
+        /// The same for names that are not cookie names (with `=` or spaces), through the
+        /// public function, which finds them as the cookie crate does (never, with `=`).
+        #[test]
+        fn odd_names_agree_with_the_cookie_crate(
+            name in proptest::prop_oneof!["a=b", "a ", " a", "a b", "a", "=a"],
+            header in "([ ;]{0,2}(a|b| |=){0,4}[ =]{0,2}[a-c]{0,2}){0,5}",
+        ) {
+            let mut reference = Vec::new();
+            for pair in Cookie::split_parse(header.as_str()).flatten() {
+                if pair.name_raw() == Some(name.as_str()) {
+                    let v = pair.value_raw().unwrap_or("");
+                    reference.push(v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v));
+                }
+            }
+            let plain = name.bytes().all(|b| b.is_ascii_graphic() && b != b'=');
+            let values: Vec<&[u8]> = match plain {
+                true => values_named::<true>(header.as_bytes(), name.as_bytes()).collect(),
+                false => values_named::<false>(header.as_bytes(), name.as_bytes()).collect(),
+            };
+            let ours: Vec<&str> = values.into_iter().map(|v| std::str::from_utf8(v).unwrap()).collect();
             proptest::prop_assert_eq!(ours, reference);
         }
 

@@ -24,7 +24,7 @@ use http::HeaderMap;
 use time::OffsetDateTime;
 
 use crate::clock::to_millis;
-use crate::cookie::{token_from_headers, CookieChange, CookieToken};
+use crate::cookie::{configured_token, CookieChange, CookieToken};
 use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::names::{SlateName, Username};
@@ -75,11 +75,11 @@ impl GuestState {
         }
     }
 
-    /// Parses the guest cookie `name` of the request once (no store call). Hostile values
-    /// (malformed, oversized, two different values) are [`CookieToken::Malformed`].
+    /// Parses the guest cookie of the request once (no store call); `name` is the configured
+    /// guest cookie name. Hostile values (malformed, oversized, two different values) are
+    /// [`CookieToken::Malformed`].
     pub fn parse_cookie(&self, headers: &HeaderMap, name: &str) {
-        self.cookie
-            .get_or_init(|| token_from_headers(headers, name));
+        self.cookie.get_or_init(|| configured_token(headers, name));
     }
 
     /// The guest, for a read: `None` when there is none, at no store cost when the request

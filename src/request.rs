@@ -12,7 +12,7 @@ use tokio::sync::OnceCell;
 
 use crate::clock::from_millis;
 use crate::cookie::CookieChange;
-use crate::cookie::{token_from_headers, CookieToken};
+use crate::cookie::{configured_token, CookieToken};
 use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::guest::GuestState;
@@ -100,7 +100,7 @@ impl RequestState {
     /// The token cookie of the request, parsed once (no store call).
     pub fn cookie(&self, headers: &HeaderMap) -> &CookieToken {
         self.cookie
-            .get_or_init(|| token_from_headers(headers, &self.core.config.cookie.name))
+            .get_or_init(|| configured_token(headers, &self.core.config.cookie.name))
     }
 
     /// The identity the request arrived with: resolved on the first call (one token lookup,
@@ -117,7 +117,7 @@ impl RequestState {
         let started = match self.cookie.get() {
             Some(cookie) => start(&self.core, cookie),
             None => {
-                let cookie = token_from_headers(headers, &self.core.config.cookie.name);
+                let cookie = configured_token(headers, &self.core.config.cookie.name);
                 match start(&self.core, &cookie) {
                     // A warm request: nothing to wait for, nothing in flight.
                     Start::Settled(resolution) if self.resolving.get().is_none() => {

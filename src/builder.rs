@@ -9,7 +9,7 @@ use time::Duration;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, MAX_DURATION};
-use crate::cookie::{check_headers, CookieSettings};
+use crate::cookie::{check_headers, is_cookie_name, CookieSettings};
 use crate::core::Core;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -491,11 +491,7 @@ fn validate(c: &Config) -> Result<()> {
     let bad = |msg: &str| Err(Error::Config(msg.to_owned()));
     let cookie = &c.cookie;
     let name = &cookie.name;
-    if name.is_empty()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-    {
+    if !is_cookie_name(name) {
         return bad("cookie name must be a non-empty RFC 6265 token");
     }
     if name.starts_with("__Host-") {

@@ -121,7 +121,7 @@ impl RequestState {
                 match start(&self.core, &cookie) {
                     // A warm request: nothing to wait for, nothing in flight.
                     Start::Settled(resolution) if self.resolving.get().is_none() => {
-                        return self.keep_settled(resolution);
+                        return self.keep_resolution(resolution);
                     }
                     started => started,
                 }
@@ -141,9 +141,10 @@ impl RequestState {
         self.settle(start(&self.core, cookie)).await
     }
 
-    /// Keeps a resolution settled at once (no lock to take: none is held, and nothing was
-    /// awaited since that was checked). A failure is not kept: the next call asks again.
-    fn keep_settled(&self, resolution: Result<Resolution, Error>) -> Result<Option<&Identity>> {
+    /// Keeps a settled resolution, by the resolution that holds the lock or, settled at once,
+    /// with none in flight (nothing was awaited since that was checked), unless one was kept
+    /// already. A failure is not kept: the next call asks again.
+    fn keep_resolution(&self, resolution: Result<Resolution, Error>) -> Result<Option<&Identity>> {
         let (identity, change) = resolution?;
         if self.identity.set(identity).is_ok() {
             self.keep_resolution_change(change);
@@ -166,17 +167,14 @@ impl RequestState {
         if let Some(identity) = self.identity.get() {
             return Ok(identity.as_ref());
         }
-        let (identity, change) = match started {
-            Start::Settled(resolution) => resolution?,
+        let resolution = match started {
+            Start::Settled(resolution) => resolution,
             // Boxed: a store call to wait for costs far more than the allocation, and the
             // future of every extractor that asks stays small (it is moved as it is built).
-            Start::Pending(pending) => Box::pin(resolve(&self.core, pending)).await?,
+            Start::Pending(pending) => Box::pin(resolve(&self.core, pending)).await,
         };
         // Unset: the lock is held (or, settled, nothing awaited since it was checked).
-        if self.identity.set(identity).is_ok() {
-            self.keep_resolution_change(change);
-        }
-        Ok(self.resolved())
+        self.keep_resolution(resolution)
     }
 
     /// Keeps the cookie change the resolution wants, if any.

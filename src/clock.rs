@@ -3,7 +3,6 @@
 use std::fmt;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use time::{Duration, OffsetDateTime};
 
@@ -30,6 +29,14 @@ pub trait Clock: Send + Sync + 'static {
 }
 
 /// The system clock.
+///
+/// [`now`](Clock::now) is the precise real-time clock. [`now_millis`](Clock::now_millis),
+/// what a token check compares, reads on Linux the kernel's coarse real-time clock
+/// (`CLOCK_REALTIME_COARSE`, through the C library): the time the kernel recorded at its
+/// last timer tick, read without the hardware counter the precise clock reads on every
+/// call. It lags the precise clock by a few milliseconds (less than two kernel ticks, as its
+/// test checks; a tick is 4 ms on the bench machine), so a token may be accepted that long
+/// after it expires. Other systems read the precise clock.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
@@ -39,11 +46,26 @@ impl Clock for SystemClock {
     }
 
     fn now_millis(&self) -> i64 {
-        match SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
-            Ok(after) => after.as_millis() as i64,
-            // Before 1970: floored, as `to_millis` floors.
-            Err(before) => -(before.duration().as_nanos().div_ceil(1_000_000) as i64),
-        }
+        system_millis()
+    }
+}
+
+/// The coarse real-time clock in whole milliseconds (floored).
+#[cfg(target_os = "linux")]
+fn system_millis() -> i64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+    // `tv_nsec` is in 0..1e9, also before 1970: the sum is floored.
+    t.tv_sec * 1_000 + t.tv_nsec / 1_000_000
+}
+
+/// The real-time clock in whole milliseconds (floored).
+#[cfg(not(target_os = "linux"))]
+fn system_millis() -> i64 {
+    use std::time::SystemTime;
+    match SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(after) => after.as_millis() as i64,
+        // Before 1970: floored, as `to_millis` floors.
+        Err(before) => -(before.duration().as_nanos().div_ceil(1_000_000) as i64),
     }
 }
 
@@ -129,19 +151,40 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// The system clock's milliseconds are its `now()` truncated: read between two
-    /// readings of `now()`, they lie between theirs.
+    /// The system clock's milliseconds never run ahead of its precise `now()`, and lag it
+    /// by less than two ticks of the coarse clock (plus a millisecond of truncation): read
+    /// between two readings of `now()`, they are at most the second, and most are within
+    /// two ticks of the first. Readings spread over some fifteen ticks. A clock of another
+    /// kind (monotonic, or off by a zone) fails at once; so does one lagging by 8 ms more.
     #[test]
-    fn system_millis_agree_with_now() {
-        for _ in 0..1_000 {
+    fn system_millis_follow_now() {
+        let tick = coarse_tick_millis();
+        let mut lags = Vec::new();
+        for _ in 0..200 {
             let before = to_millis(SystemClock.now());
             let millis = SystemClock.now_millis();
             let after = to_millis(SystemClock.now());
-            assert!(
-                before <= millis && millis <= after,
-                "{before} {millis} {after}"
-            );
+            assert!(millis <= after, "{millis} ahead of {after}");
+            lags.push(before - millis);
+            std::thread::sleep(std::time::Duration::from_micros(300));
         }
+        lags.sort();
+        // A reading preempted between two calls only lags less; a tick the kernel runs late
+        // (a loaded machine) lags more: the 90th percentile must be within bounds.
+        let p90 = lags[lags.len() * 9 / 10];
+        assert!(p90 <= 2 * tick + 1, "lags {lags:?} ms, tick {tick} ms");
+    }
+
+    /// The coarse clock's tick, in whole milliseconds rounded up (0 where the precise clock is
+    /// read).
+    fn coarse_tick_millis() -> i64 {
+        #[cfg(target_os = "linux")]
+        {
+            let res = rustix::time::clock_getres(rustix::time::ClockId::RealtimeCoarse);
+            (res.tv_sec * 1_000_000_000 + res.tv_nsec + 999_999) / 1_000_000
+        }
+        #[cfg(not(target_os = "linux"))]
+        0
     }
 
     proptest! {

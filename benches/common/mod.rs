@@ -14,7 +14,10 @@
 //! - **bare axum**: no session layer, the floor; and the same with a layer that does
 //!   nothing but hand each request one shared value in its extensions, added with
 //!   `Router::layer` ([`bare_app::PassLayer`]): what axum's per-route layering costs any
-//!   layer, before the layer does anything of its own.
+//!   layer, before the layer does anything of its own;
+//! - **minimal token layer**: the floor's check inside such a layer, kept in one
+//!   `OnceLock` per request ([`floor_app::MinLayer`]): the least a token layer on axum's
+//!   routes costs.
 //!
 //! Every system stores the same user data: the username and a small profile (display name,
 //! time zone, permissions, panels). slates keeps the profile in the user slate; the session
@@ -86,11 +89,16 @@ pub enum Kind {
     /// The floor of a token check: bare axum plus what any cookie-token check must do
     /// (split the `Cookie` header, decode the token, SHA-256 it, one map lookup).
     Floor,
+    /// The floor's check in a minimal layer added with `Router::layer`: the layer hands each
+    /// request an `Arc` holding a `OnceLock`; the extractor fills it with the floor's check
+    /// and clones the user out. No expiry, counters or cookie changes: the least a token
+    /// layer on axum's routes costs.
+    FloorLayer,
 }
 
 impl Kind {
     /// Every system, in table order.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Engine,
         Kind::EngineAround,
         Kind::TowerSessions,
@@ -100,6 +108,7 @@ impl Kind {
         Kind::Bare,
         Kind::BarePass,
         Kind::Floor,
+        Kind::FloorLayer,
     ];
     /// The systems that keep per-user state.
     pub const STATEFUL: [Kind; 3] = [Kind::Engine, Kind::TowerSessions, Kind::Locking];
@@ -116,6 +125,9 @@ impl Kind {
             Kind::Bare => "bare axum",
             Kind::BarePass => "bare axum + a no-op layer (Router::layer, one extension)",
             Kind::Floor => "floor (bare axum + cookie split + SHA-256 + map lookup)",
+            Kind::FloorLayer => {
+                "minimal token layer (the floor's check in a Router::layer, one OnceLock)"
+            }
         }
     }
 
@@ -131,6 +143,7 @@ impl Kind {
             Kind::Bare => "bare",
             Kind::BarePass => "bare_pass",
             Kind::Floor => "floor",
+            Kind::FloorLayer => "floor_layer",
         }
     }
 
@@ -146,6 +159,7 @@ impl Kind {
             Kind::Bare => App::Router(bare_app::app()),
             Kind::BarePass => App::Router(bare_app::app().layer(bare_app::PassLayer)),
             Kind::Floor => App::Router(floor_app::app()),
+            Kind::FloorLayer => App::Router(floor_app::layered()),
         }
     }
 }
@@ -735,6 +749,96 @@ pub mod floor_app {
             .find_map(|pair| pair.trim().strip_prefix("floor="))?;
         let hash = Token::parse(value)?.hash();
         users.read().unwrap().get(&hash).cloned()
+    }
+
+    /// The floor's routes behind a minimal token layer ([`MinLayer`], `Router::layer`).
+    pub fn layered() -> Router {
+        let users = Users::default();
+        Router::new()
+            .route("/login/{user}", post(login))
+            .route("/me", get(me_layered))
+            .route("/long", get(long_layered))
+            .with_state(users.clone())
+            .layer(MinLayer(users))
+    }
+
+    /// A minimal token layer: each request gets an `Arc<MinState>` in its extensions.
+    #[derive(Clone)]
+    pub struct MinLayer(Users);
+
+    impl<S> tower::Layer<S> for MinLayer {
+        type Service = Min<S>;
+
+        fn layer(&self, inner: S) -> Min<S> {
+            Min(inner, self.0.clone())
+        }
+    }
+
+    /// The service of [`MinLayer`]: its future is the inner one (no cookie to change).
+    #[derive(Clone)]
+    pub struct Min<S>(S, Users);
+
+    /// What the layer hands a request: the table, and the user once checked.
+    struct MinState {
+        users: Users,
+        user: std::sync::OnceLock<Option<String>>,
+    }
+
+    impl<S, B> tower::Service<Request<B>> for Min<S>
+    where
+        S: tower::Service<Request<B>>,
+    {
+        type Response = S::Response;
+        type Error = S::Error;
+        type Future = S::Future;
+
+        fn poll_ready(
+            &mut self,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), S::Error>> {
+            self.0.poll_ready(cx)
+        }
+
+        fn call(&mut self, mut req: Request<B>) -> S::Future {
+            req.extensions_mut().insert(Arc::new(MinState {
+                users: self.1.clone(),
+                user: Default::default(),
+            }));
+            self.0.call(req)
+        }
+    }
+
+    /// The cookie's user, checked once per request through the layer's state.
+    pub struct MinUser(String);
+
+    impl axum::extract::FromRequestParts<Users> for MinUser {
+        type Rejection = StatusCode;
+
+        async fn from_request_parts(
+            parts: &mut http::request::Parts,
+            _: &Users,
+        ) -> Result<Self, StatusCode> {
+            let state = parts
+                .extensions
+                .get::<Arc<MinState>>()
+                .ok_or(StatusCode::INTERNAL_SERVER_ERROR)?;
+            state
+                .user
+                .get_or_init(|| user(&state.users, &parts.headers))
+                .clone()
+                .map(MinUser)
+                .ok_or(StatusCode::UNAUTHORIZED)
+        }
+    }
+
+    /// Scenario 1 behind the minimal layer.
+    pub async fn me_layered(MinUser(user): MinUser) -> String {
+        user
+    }
+
+    async fn long_layered(MinUser(user): MinUser) -> String {
+        tokio::time::sleep(super::long_hold()).await;
+        user
     }
 
     /// Scenario 1: the name of the cookie's user.

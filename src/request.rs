@@ -45,30 +45,42 @@ struct AuthState {
 }
 
 /// Per-request state shared by the service and the extractors (one `Arc` in extensions).
+///
+/// Small, because every request allocates, fills and drops one: what a warm read uses (the
+/// identity, the profile) is here; what few requests use is in [`Rare`], allocated on
+/// first use.
 pub(crate) struct RequestState {
     pub core: Arc<Core>,
+    /// The identity, resolved by the first extractor that asks (one token lookup). Set
+    /// without waiting when the store answers at once (a warm request); otherwise by the
+    /// resolution that holds [`Rare::resolving`].
+    identity: OnceLock<Option<Identity>>,
+    /// The profile, loaded by the first profile read (one slate read).
+    profile: OnceCell<LoadedProfile>,
+    /// The rest, made by the first request of this request for any of it.
+    rare: OnceLock<Box<Rare>>,
+}
+
+/// The parts of a request's state that most requests never use.
+#[derive(Default)]
+struct Rare {
     /// The token cookie, parsed by an extractor that keeps the state (`Auth`: its operations
     /// have no headers). A resolution from the headers parses the cookie for itself when
     /// the cell is empty: one cell set, not two, on a warm request.
     cookie: OnceLock<CookieToken>,
-    /// The identity, resolved by the first extractor that asks (one token lookup). Set
-    /// without waiting when the store answers at once (a warm request); otherwise by the
-    /// resolution that holds [`resolving`](Self::resolving).
-    identity: OnceLock<Option<Identity>>,
     /// Made by the first resolution that has to wait for the store (most requests make
     /// none): held across its store calls, so that another resolution of this request
     /// waits for its answer (and the cookie change it wants) instead of making its own.
     resolving: OnceLock<tokio::sync::Mutex<()>>,
-    /// The profile, loaded by the first profile read (one slate read).
-    profile: OnceCell<LoadedProfile>,
     /// Made by the first write (most requests make none, and apply their response without
     /// taking a lock). Short critical sections only (read or swap a value); never held
     /// across an `.await`.
-    auth: OnceLock<Box<Mutex<AuthState>>>,
+    auth: OnceLock<Mutex<AuthState>>,
     /// Serializes the `Auth` operations of this one request (a handler that runs two at once
     /// with `join!`), so that each sees the token the previous one left. Held across the
     /// store calls of one operation, by this request only: no other request waits on it.
-    /// Made by the first operation ([`auth_ops`](Self::auth_ops)): most requests run none.
+    /// Made by the first operation ([`auth_ops`](RequestState::auth_ops)): most requests
+    /// run none.
     auth_ops: OnceLock<tokio::sync::Mutex<()>>,
     /// The visitor's guest (issue 14), made on first use (a request that never uses guest
     /// slates allocates nothing for them): looked up on first use, issued by the first
@@ -80,14 +92,20 @@ impl RequestState {
     pub fn new(core: Arc<Core>) -> Self {
         RequestState {
             core,
-            cookie: OnceLock::new(),
             identity: OnceLock::new(),
-            resolving: OnceLock::new(),
             profile: OnceCell::new(),
-            auth: OnceLock::new(),
-            auth_ops: OnceLock::new(),
-            guest: OnceLock::new(),
+            rare: OnceLock::new(),
         }
+    }
+
+    /// The rare parts, made on first use.
+    fn rare(&self) -> &Rare {
+        self.rare.get_or_init(Default::default)
+    }
+
+    /// The rare parts, if made already.
+    fn rare_made(&self) -> Option<&Rare> {
+        self.rare.get().map(|r| &**r)
     }
 
     pub fn from_parts(parts: &Parts) -> std::result::Result<&Arc<RequestState>, MissingLayer> {
@@ -99,7 +117,8 @@ impl RequestState {
 
     /// The token cookie of the request, parsed once (no store call).
     pub fn cookie(&self, headers: &HeaderMap) -> &CookieToken {
-        self.cookie
+        self.rare()
+            .cookie
             .get_or_init(|| configured_token(headers, &self.core.config.cookie.name))
     }
 
@@ -114,13 +133,13 @@ impl RequestState {
         if let Some(identity) = self.identity.get() {
             return Ok(identity.as_ref());
         }
-        let started = match self.cookie.get() {
+        let started = match self.rare_made().and_then(|r| r.cookie.get()) {
             Some(cookie) => start(&self.core, cookie),
             None => {
                 let cookie = configured_token(headers, &self.core.config.cookie.name);
                 match start(&self.core, &cookie) {
                     // A warm request: nothing to wait for, nothing in flight.
-                    Start::Settled(resolution) if self.resolving.get().is_none() => {
+                    Start::Settled(resolution) if !self.resolution_in_flight() => {
                         return self.keep_resolution(resolution);
                     }
                     started => started,
@@ -137,7 +156,8 @@ impl RequestState {
         if let Some(identity) = self.identity.get() {
             return Ok(identity.as_ref());
         }
-        let cookie = self.cookie.get().unwrap_or(&CookieToken::Absent);
+        let cookie = self.rare_made().and_then(|r| r.cookie.get());
+        let cookie = cookie.unwrap_or(&CookieToken::Absent);
         self.settle(start(&self.core, cookie)).await
     }
 
@@ -159,9 +179,15 @@ impl RequestState {
         // holds the lock: its answer, and its cookie change, are the request's. Any other
         // resolution begun meanwhile waits for it, a settled one too (so that it never
         // overrides the answer in flight).
-        let waits = matches!(started, Start::Pending(_)) || self.resolving.get().is_some();
+        let waits = matches!(started, Start::Pending(_)) || self.resolution_in_flight();
         let _resolving = match waits {
-            true => Some(self.resolving.get_or_init(Default::default).lock().await),
+            true => Some(
+                self.rare()
+                    .resolving
+                    .get_or_init(Default::default)
+                    .lock()
+                    .await,
+            ),
             false => None,
         };
         if let Some(identity) = self.identity.get() {
@@ -177,6 +203,12 @@ impl RequestState {
         self.keep_resolution(resolution)
     }
 
+    /// Whether a resolution of this request waits for the store (or did).
+    fn resolution_in_flight(&self) -> bool {
+        self.rare_made()
+            .is_some_and(|r| r.resolving.get().is_some())
+    }
+
     /// Keeps the cookie change the resolution wants, if any.
     fn keep_resolution_change(&self, change: Option<CookieChange>) {
         if change.is_some() {
@@ -187,7 +219,7 @@ impl RequestState {
     /// The hash of the token the request's cookie holds, if it holds a well-formed one (not
     /// checked against the store). `None` if the cookie was never parsed.
     pub fn cookie_hash(&self) -> Option<TokenHash> {
-        match self.cookie.get()? {
+        match self.rare_made()?.cookie.get()? {
             CookieToken::Present(token) => Some(token.hash()),
             CookieToken::Absent | CookieToken::Malformed => None,
         }
@@ -208,17 +240,21 @@ impl RequestState {
     /// Waits for the `Auth` operations of this request that run now, and keeps the next
     /// ones waiting until the guard is dropped.
     pub async fn auth_ops(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.auth_ops.get_or_init(Default::default).lock().await
+        self.rare()
+            .auth_ops
+            .get_or_init(Default::default)
+            .lock()
+            .await
     }
 
     /// The login state, if anything was written to it (`None`: nothing was).
     fn auth(&self) -> Option<MutexGuard<'_, AuthState>> {
-        self.auth.get().map(|m| lock(m))
+        self.rare_made()?.auth.get().map(|m| lock(m))
     }
 
     /// The login state, to change it.
     fn auth_write(&self) -> MutexGuard<'_, AuthState> {
-        lock(self.auth.get_or_init(Default::default))
+        lock(self.rare().auth.get_or_init(Default::default))
     }
 
     /// The live token the response will leave the browser with, if an `Auth` operation
@@ -242,12 +278,14 @@ impl RequestState {
 
     /// The visitor's guest state, made on first use.
     pub fn guest(&self) -> &Arc<GuestState> {
-        self.guest.get_or_init(|| Arc::new(GuestState::new()))
+        self.rare()
+            .guest
+            .get_or_init(|| Arc::new(GuestState::new()))
     }
 
     /// The guest cookie change to apply, if the request used its guest state.
     pub fn take_guest_cookie_change(&self) -> Option<CookieChange> {
-        self.guest.get().and_then(|g| g.take_cookie_change())
+        self.rare_made()?.guest.get()?.take_cookie_change()
     }
 
     /// Records that the browser's live token is now `current`, reached by `change`.

@@ -103,6 +103,11 @@ impl RequestState {
         self.rare.get_or_init(Default::default)
     }
 
+    /// The token cookie, if an extractor parsed it into the state.
+    fn parsed_cookie(&self) -> Option<&CookieToken> {
+        self.rare_made()?.cookie.get()
+    }
+
     /// The rare parts, if made already.
     fn rare_made(&self) -> Option<&Rare> {
         self.rare.get().map(|r| &**r)
@@ -133,7 +138,7 @@ impl RequestState {
         if let Some(identity) = self.identity.get() {
             return Ok(identity.as_ref());
         }
-        let started = match self.rare_made().and_then(|r| r.cookie.get()) {
+        let started = match self.parsed_cookie() {
             Some(cookie) => start(&self.core, cookie),
             None => {
                 let cookie = configured_token(headers, &self.core.config.cookie.name);
@@ -156,8 +161,7 @@ impl RequestState {
         if let Some(identity) = self.identity.get() {
             return Ok(identity.as_ref());
         }
-        let cookie = self.rare_made().and_then(|r| r.cookie.get());
-        let cookie = cookie.unwrap_or(&CookieToken::Absent);
+        let cookie = self.parsed_cookie().unwrap_or(&CookieToken::Absent);
         self.settle(start(&self.core, cookie)).await
     }
 
@@ -219,7 +223,7 @@ impl RequestState {
     /// The hash of the token the request's cookie holds, if it holds a well-formed one (not
     /// checked against the store). `None` if the cookie was never parsed.
     pub fn cookie_hash(&self) -> Option<TokenHash> {
-        match self.rare_made()?.cookie.get()? {
+        match self.parsed_cookie()? {
             CookieToken::Present(token) => Some(token.hash()),
             CookieToken::Absent | CookieToken::Malformed => None,
         }

@@ -13,10 +13,10 @@
 //!   `tokio::sync::Mutex` for the whole request (PHP file sessions, CherryPy's default);
 //! - **bare axum**: no session layer, the floor; and the same with a layer that does
 //!   nothing but hand each request one shared value in its extensions, added with
-//!   `Router::layer` ([`bare_app::PassLayer`]): what axum's per-route layering costs any
+//!   `Router::layer` ([`bare_app::pass_layer`], an [`insert_layer::InsertLayer`]): what axum's per-route layering costs any
 //!   layer, before the layer does anything of its own;
 //! - **minimal token layer**: the floor's check inside such a layer, kept in one
-//!   `OnceLock` per request ([`floor_app::MinLayer`]): the least a token layer on axum's
+//!   `OnceLock` per request ([`floor_app::layered`], the same layer): the least a token layer on axum's
 //!   routes costs.
 //!
 //! Every system stores the same user data: the username and a small profile (display name,
@@ -26,6 +26,7 @@
 
 pub mod callgrind;
 pub mod chart;
+pub mod insert_layer;
 pub mod locking;
 pub mod moka;
 #[cfg(feature = "mongodb")]
@@ -157,7 +158,7 @@ impl Kind {
             Kind::TowerSessionsMoka => App::Router(ts_app::with_store(moka::cached_memory_store())),
             Kind::Locking => App::Router(locking_app::app()),
             Kind::Bare => App::Router(bare_app::app()),
-            Kind::BarePass => App::Router(bare_app::app().layer(bare_app::PassLayer)),
+            Kind::BarePass => App::Router(bare_app::app().layer(bare_app::pass_layer())),
             Kind::Floor => App::Router(floor_app::app()),
             Kind::FloorLayer => App::Router(floor_app::layered()),
         }
@@ -656,42 +657,11 @@ pub mod bare_app {
         "User ada".to_owned()
     }
 
-    /// A layer that hands every request one shared value (an `Arc` in its extensions, as a
-    /// session layer hands its state to the extractors) and does nothing else.
-    #[derive(Clone)]
-    pub struct PassLayer;
-
-    impl<S> tower::Layer<S> for PassLayer {
-        type Service = Pass<S>;
-
-        fn layer(&self, inner: S) -> Pass<S> {
-            Pass(inner)
-        }
-    }
-
-    /// The service of [`PassLayer`].
-    #[derive(Clone)]
-    pub struct Pass<S>(S);
-
-    impl<S, B> tower::Service<Request<B>> for Pass<S>
-    where
-        S: tower::Service<Request<B>>,
+    /// The no-op layer: every request gets one shared value (an `Arc` in its extensions,
+    /// as a session layer hands its state to the extractors) and nothing else.
+    pub fn pass_layer() -> super::insert_layer::InsertLayer<impl Fn() -> std::sync::Arc<u64> + Clone>
     {
-        type Response = S::Response;
-        type Error = S::Error;
-        type Future = S::Future;
-
-        fn poll_ready(
-            &mut self,
-            cx: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), S::Error>> {
-            self.0.poll_ready(cx)
-        }
-
-        fn call(&mut self, mut req: Request<B>) -> S::Future {
-            req.extensions_mut().insert(std::sync::Arc::new(0u64));
-            self.0.call(req)
-        }
+        super::insert_layer::InsertLayer(|| std::sync::Arc::new(0u64))
     }
 }
 
@@ -751,7 +721,8 @@ pub mod floor_app {
         users.read().unwrap().get(&hash).cloned()
     }
 
-    /// The floor's routes behind a minimal token layer ([`MinLayer`], `Router::layer`).
+    /// The floor's routes behind a minimal token layer (an
+    /// [`InsertLayer`](super::insert_layer::InsertLayer) of one `Arc<MinState>`, `Router::layer`).
     pub fn layered() -> Router {
         let users = Users::default();
         Router::new()
@@ -759,53 +730,19 @@ pub mod floor_app {
             .route("/me", get(me_layered))
             .route("/long", get(long_layered))
             .with_state(users.clone())
-            .layer(MinLayer(users))
+            .layer(super::insert_layer::InsertLayer(move || {
+                Arc::new(MinState {
+                    users: users.clone(),
+                    user: Default::default(),
+                })
+            }))
     }
 
-    /// A minimal token layer: each request gets an `Arc<MinState>` in its extensions.
+    /// What the minimal token layer hands a request: the table, and the user once checked.
     #[derive(Clone)]
-    pub struct MinLayer(Users);
-
-    impl<S> tower::Layer<S> for MinLayer {
-        type Service = Min<S>;
-
-        fn layer(&self, inner: S) -> Min<S> {
-            Min(inner, self.0.clone())
-        }
-    }
-
-    /// The service of [`MinLayer`]: its future is the inner one (no cookie to change).
-    #[derive(Clone)]
-    pub struct Min<S>(S, Users);
-
-    /// What the layer hands a request: the table, and the user once checked.
     struct MinState {
         users: Users,
         user: std::sync::OnceLock<Option<String>>,
-    }
-
-    impl<S, B> tower::Service<Request<B>> for Min<S>
-    where
-        S: tower::Service<Request<B>>,
-    {
-        type Response = S::Response;
-        type Error = S::Error;
-        type Future = S::Future;
-
-        fn poll_ready(
-            &mut self,
-            cx: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), S::Error>> {
-            self.0.poll_ready(cx)
-        }
-
-        fn call(&mut self, mut req: Request<B>) -> S::Future {
-            req.extensions_mut().insert(Arc::new(MinState {
-                users: self.1.clone(),
-                user: Default::default(),
-            }));
-            self.0.call(req)
-        }
     }
 
     /// The cookie's user, checked once per request through the layer's state.

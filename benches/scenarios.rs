@@ -1314,7 +1314,7 @@ mod mongo_scenarios {
     /// What one sample of scenario 5b times.
     #[derive(Clone, Copy, PartialEq, Eq)]
     enum Probe {
-        /// `GET /me` through the router: token lookup + user slate read.
+        /// `GET /me` through the router: the token lookup (the handler reads no slate).
         Me,
         /// `Store::find_token` alone.
         Token,
@@ -1328,7 +1328,7 @@ mod mongo_scenarios {
     impl Probe {
         fn label(self) -> &'static str {
             match self {
-                Probe::Me => "GET /me through the router (token lookup + user slate read)",
+                Probe::Me => "GET /me through the router (token lookup; the handler reads no slate)",
                 Probe::Token => "token lookup alone (`Store::find_token`: `find {_id}`)",
                 Probe::RawSlate => "user slate read alone (`Store::get_slate`: `find {_id}`)",
                 Probe::OldToken => {

@@ -13,11 +13,11 @@
 //!   `tokio::sync::Mutex` for the whole request (PHP file sessions, CherryPy's default);
 //! - **bare axum**: no session layer, the floor; and the same with a layer that does
 //!   nothing but hand each request one shared value in its extensions, added with
-//!   `Router::layer` ([`bare_app::pass_layer`], an [`insert_layer::InsertLayer`]): what axum's per-route layering costs any
-//!   layer, before the layer does anything of its own;
+//!   `Router::layer` ([`bare_app::pass_layer`], an [`insert_layer::InsertLayer`]): what
+//!   axum's per-route layering costs any layer, before the layer does anything of its own;
 //! - **minimal token layer**: the floor's check inside such a layer, kept in one
-//!   `OnceLock` per request ([`floor_app::layered`], the same layer): the least a token layer on axum's
-//!   routes costs.
+//!   `OnceLock` per request ([`floor_app::layered`], the same layer): the least a token
+//!   layer on axum's routes costs.
 //!
 //! Every system stores the same user data: the username and a small profile (display name,
 //! time zone, permissions, panels). slates keeps the profile in the user slate; the session
@@ -739,7 +739,6 @@ pub mod floor_app {
     }
 
     /// What the minimal token layer hands a request: the table, and the user once checked.
-    #[derive(Clone)]
     struct MinState {
         users: Users,
         user: std::sync::OnceLock<Option<String>>,

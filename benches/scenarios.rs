@@ -4,6 +4,8 @@
 //! ```text
 //! cargo bench --bench scenarios                         # full: writes benches/results/
 //! SLATES_BENCH_QUICK=1 cargo bench --bench scenarios    # CI: small sizes, writes target/bench-quick/
+//! SLATES_BENCH_ONLY=4 SLATES_BENCH_SYSTEMS=slates,bare cargo bench --bench scenarios
+//!                                                       # scenario 4 for those systems only
 //! ```
 //!
 //! 1. overhead of an authenticated read-only request (ns/request, ratios);
@@ -939,8 +941,15 @@ fn scenario4_memory(run: &mut Run, quick: bool) {
     );
     let b = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0} B"));
     // Bare axum keeps nothing per user: one size says it all.
+    // `SLATES_BENCH_SYSTEMS=slates,bare`: only those systems (their ids, `Scale::id`).
+    let systems: Option<Vec<Scale>> = std::env::var("SLATES_BENCH_SYSTEMS").ok().map(|v| {
+        v.split(',')
+            .map(|id| Scale::from_id(id.trim()).expect("SLATES_BENCH_SYSTEMS: unknown system"))
+            .collect()
+    });
     let cases: Vec<(Scale, usize)> = Scale::ALL
         .into_iter()
+        .filter(|system| systems.as_ref().is_none_or(|s| s.contains(system)))
         .flat_map(|system| {
             let sizes = if system == Scale::Bare {
                 &sizes[..1]
@@ -2227,7 +2236,7 @@ fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir: PathBuf = if quick {
         root.join("target/bench-quick")
-    } else if only.is_some() {
+    } else if only.is_some() || std::env::var_os("SLATES_BENCH_SYSTEMS").is_some() {
         root.join("target/bench-partial")
     } else {
         root.join("benches/results")

@@ -1,6 +1,7 @@
 //! The memory store's [`SlateStore`] methods: each one locked step on the user's shard.
-//! Reads hand out the stored raw document (a reference count); writes parse it, apply the
-//! update as MongoDB would (`interpreter.rs`) and serialize it back.
+//! Reads hand out the stored raw document (a copy of a small one, a reference count to a
+//! larger one); writes parse it, apply the update as MongoDB would (`interpreter.rs`) and
+//! serialize it back.
 
 use std::future::ready;
 
@@ -71,7 +72,7 @@ impl SlateStore for MemoryStore {
             let mut shard = self.inner.user_shard(hash.user);
             // Applied to a copy: any refusal below leaves the stored slate as it was.
             let (mut doc, old_expires) = match shard.slate(hash, key).filter(|s| s.live(now)) {
-                Some(s) => (s.doc.to_document()?, s.expires()),
+                Some(s) => (s.to_document()?, s.expires()),
                 None => (Document::new(), None),
             };
             apply_update(&mut doc, ops)?;

@@ -1,7 +1,8 @@
 //! One user shard of the memory store: the entries of its users (their names, token hashes
 //! and slate names) and every slate of those users, in one flat table keyed by (user,
-//! slate).
+//! slate), a document of up to 198 bytes of BSON in the slate's entry itself.
 
+use bson::{Document, RawDocument};
 use hashbrown::HashTable;
 use time::OffsetDateTime;
 
@@ -30,15 +31,61 @@ pub(super) struct UserEntry {
     pub slates: Box<[SlateName]>,
 }
 
-/// One slate: its key, its version and its expiry (to the millisecond, like MongoDB's), in
-/// one cache line of its own, and its document as raw BSON in one allocation.
+/// One slate: its key, its version and its expiry (to the millisecond, like MongoDB's) on
+/// its first cache line, and its document as raw BSON on the next three when it fits there
+/// ([`StoredDoc`]).
 #[repr(align(64))]
 pub(super) struct StoredSlate {
     pub user: Username,
     pub slate: SlateName,
-    pub doc: SharedRawDocument,
     pub version: i64,
     expires: Option<Stamp>,
+    doc: StoredDoc,
+}
+
+/// The most bytes of BSON a slate's entry holds itself: what is left of its four cache lines.
+const INLINE: usize = 198;
+
+/// A slate's document as its entry keeps it. A small one is in the entry itself, so that a
+/// read takes it from the lines after the key's (at a million users and more, another
+/// allocation is another page that is not in the TLB: the dearest step of a read); a larger
+/// one is one shared allocation.
+enum StoredDoc {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Shared(SharedRawDocument),
+}
+
+impl StoredDoc {
+    fn new(doc: SharedRawDocument) -> Self {
+        let raw = doc.as_bytes();
+        match u8::try_from(raw.len()) {
+            Ok(len) if raw.len() <= INLINE => {
+                let mut bytes = [0; INLINE];
+                bytes[..raw.len()].copy_from_slice(raw);
+                StoredDoc::Inline { len, bytes }
+            }
+            _ => StoredDoc::Shared(doc),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            StoredDoc::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            StoredDoc::Shared(doc) => doc.as_bytes(),
+        }
+    }
+
+    fn get(&self) -> SharedRawDocument {
+        match self {
+            StoredDoc::Inline { .. } => {
+                let raw = RawDocument::from_bytes(self.bytes())
+                    .expect("kept from a framed document, byte for byte");
+                SharedRawDocument::from(raw)
+            }
+            // A reference count, not a copy of the document.
+            StoredDoc::Shared(doc) => doc.clone(),
+        }
+    }
 }
 
 impl StoredSlate {
@@ -56,10 +103,19 @@ impl StoredSlate {
         self.user == key.user && self.slate == key.slate
     }
 
+    /// The document (a copy of a small one, the shared allocation of a larger one).
+    pub fn doc(&self) -> SharedRawDocument {
+        self.doc.get()
+    }
+
+    /// The document as a [`Document`], parsed from where it is kept.
+    pub fn to_document(&self) -> crate::error::Result<Document> {
+        Ok(bson::from_slice(self.doc.bytes())?)
+    }
+
     pub fn to_slate_doc(&self) -> SlateDoc {
         SlateDoc {
-            // Cheap: a reference count, not a copy of the document.
-            doc: self.doc.clone(),
+            doc: self.doc(),
             version: self.version,
             expires: self.expires(),
         }
@@ -114,7 +170,7 @@ impl UserShard {
         let version = fresh_version();
         let expires = expires.map(Stamp::new);
         if let Some(slate) = self.slates.find_mut(hash.slate, |s| s.is(key)) {
-            slate.doc = doc;
+            slate.doc = StoredDoc::new(doc);
             slate.version = version;
             slate.expires = expires;
             return version;
@@ -124,7 +180,7 @@ impl UserShard {
         let slate = StoredSlate {
             user: user.name.clone(),
             slate: key.slate.clone(),
-            doc,
+            doc: StoredDoc::new(doc),
             version,
             expires,
         };

@@ -43,9 +43,11 @@ const SWEEP_EVERY: u64 = 256;
 ///
 /// Data is split into 64 shards, each behind its own short `std::sync::Mutex`; no lock is
 /// held across an `.await` (every operation completes synchronously). Clones share the data.
-/// A slate is kept as raw BSON ([`SharedRawDocument`]): a read hands it out without a copy.
-/// Times (in token records, slate expiries) are kept to the millisecond, in UTC, as MongoDB
-/// keeps them.
+/// A slate is kept as raw BSON: a document of up to 198 bytes in the slate's own entry, which
+/// a read copies out (one allocation and a copy of the bytes), a larger one in one shared
+/// allocation ([`SharedRawDocument`]), which a read hands out without a copy. Times (in
+/// token records, slate expiries) are kept to the millisecond, in UTC, as MongoDB keeps
+/// them.
 ///
 /// To simulate an outage in tests, wrap it with the [`Faults`](super::Faults) decorator.
 ///

@@ -940,7 +940,6 @@ fn scenario4_memory(run: &mut Run, quick: bool) {
         ],
     );
     let b = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0} B"));
-    // Bare axum keeps nothing per user: one size says it all.
     // `SLATES_BENCH_SYSTEMS=slates,bare`: only those systems (their ids, `Scale::id`).
     let systems: Option<Vec<Scale>> = std::env::var("SLATES_BENCH_SYSTEMS").ok().map(|v| {
         v.split(',')
@@ -951,6 +950,7 @@ fn scenario4_memory(run: &mut Run, quick: bool) {
         .into_iter()
         .filter(|system| systems.as_ref().is_none_or(|s| s.contains(system)))
         .flat_map(|system| {
+            // Bare axum keeps nothing per user: one size says it all.
             let sizes = if system == Scale::Bare {
                 &sizes[..1]
             } else {

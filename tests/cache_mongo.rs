@@ -29,7 +29,9 @@ use slates::mongodb::event::command::CommandEvent;
 use slates::mongodb::event::EventHandler;
 use slates::mongodb::options::ClientOptions;
 use slates::mongodb::Database;
-use slates::store::{TailMode, INVALIDATIONS_COLLECTION, TAIL_AWAIT, TAIL_BATCH};
+use slates::store::{
+    TailMode, INVALIDATIONS_COLLECTION, PRUNE_AGE, PRUNE_EVERY, TAIL_AWAIT, TAIL_BATCH,
+};
 use slates::{Engine, ManualClock, MongoStore, Token};
 
 /// The commands one instance sent (name, command), `hello` and friends left out.
@@ -54,16 +56,18 @@ impl Recorder {
         std::mem::take(&mut *self.0.lock().unwrap())
     }
 
-    /// The commands other than the tail's `getMore`s (and its cursor reopenings).
+    /// The commands other than the tail's `getMore`s (and its cursor reopenings and, on
+    /// FerretDB, its prunes).
     fn requests(&self) -> Vec<(String, Document)> {
         self.take()
             .into_iter()
             .filter(|(name, cmd)| {
-                let tail = (name == "getMore" || name == "find" || name == "killCursors")
+                let tail = ["getMore", "find", "killCursors", "delete"].contains(&name.as_str())
                     && [
                         cmd.get_str("collection"),
                         cmd.get_str("find"),
                         cmd.get_str("killCursors"),
+                        cmd.get_str("delete"),
                     ]
                     .contains(&Ok(INVALIDATIONS_COLLECTION));
                 !tail
@@ -330,6 +334,99 @@ async fn a_document_seen_again_is_ignored() {
         [],
         "the token still served from the cache"
     );
+}
+
+/// The documents of `_invalidations` in `test`'s database, in insertion order.
+async fn collection_documents(options: &ClientOptions, test: &str) -> Vec<Document> {
+    use futures_util::TryStreamExt;
+    slates::mongodb::Client::with_options(options.clone())
+        .unwrap()
+        .database(&mongo::database_name(test))
+        .collection::<Document>(INVALIDATIONS_COLLECTION)
+        .find(doc! {})
+        .await
+        .expect("find")
+        .try_collect()
+        .await
+        .expect("read _invalidations")
+}
+
+/// On FerretDB (whose polls read the whole collection and which trims it once a minute),
+/// each tail deletes what it read `PRUNE_AGE` ago, but the newest of it (a FerretDB cursor
+/// whose last document is deleted fails): 30 invalidations are down to the seed and the
+/// last one a few seconds later, and B's tail still reads the cursor it had; the next
+/// invalidation arrives as before. Each prune is one `delete` by `_id`. On MongoDB
+/// (which trims at each insert) nothing is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tails_prune_the_collection_on_ferretdb_only() {
+    let test = "cache_mongo::prune";
+    let clock = ManualClock::new();
+    let Some((options, b)) = ada_cached(test, &clock).await else {
+        return;
+    };
+    let ferretdb = mongo::is_ferretdb().await;
+    let a = instance(options.clone(), test, &clock, false).await;
+    until_serving(&a).await;
+    let start = b.engine.stats().cache.unwrap();
+    let cursor = b.rec.tail_cursor().expect("B tails");
+    insert_raw(
+        &options,
+        test,
+        (1..=30).map(|s| stamped("zed", 79, s)).collect(),
+    )
+    .await;
+    until_cache(&b.engine, "all 30 received", |s| {
+        s.invalidations_received == start.invalidations_received + 30
+    })
+    .await;
+    tokio::time::sleep(PRUNE_AGE + PRUNE_EVERY * 2).await;
+
+    let left = collection_documents(&options, test).await;
+    let seqs: Vec<i64> = left.iter().filter_map(|d| d.get_i64("s").ok()).collect();
+    if ferretdb {
+        assert_eq!(seqs, [30], "all but the newest pruned: {left:?}");
+        assert_eq!(left.len(), 2, "the seed stays: {left:?}");
+    } else {
+        assert_eq!(
+            seqs,
+            (1..=30).collect::<Vec<_>>(),
+            "nothing pruned on MongoDB"
+        );
+    }
+    let deletes: Vec<Document> = b
+        .rec
+        .take()
+        .into_iter()
+        .filter(|(n, c)| n == "delete" && c.get_str("delete") == Ok(INVALIDATIONS_COLLECTION))
+        .map(|(_, c)| c)
+        .collect();
+    if ferretdb {
+        assert!(!deletes.is_empty(), "B pruned");
+        for d in &deletes {
+            let statements = d.get_array("deletes").unwrap();
+            assert_eq!(statements.len(), 1, "{d}");
+            let statement = statements[0].as_document().unwrap();
+            assert_eq!(statement.get_i32("limit"), Ok(0), "{d}");
+            let q = statement.get_document("q").unwrap();
+            assert_eq!(q.keys().collect::<Vec<_>>(), ["_id"], "{d}");
+            assert!(
+                q.get_document("_id").unwrap().get_array("$in").is_ok(),
+                "{d}"
+            );
+        }
+    } else {
+        assert_eq!(deletes, Vec::<Document>::new());
+    }
+    let now = b.engine.stats().cache.unwrap();
+    b.rec.take();
+    insert_raw(&options, test, vec![stamped("zed", 79, 31)]).await;
+    until_cache(&b.engine, "the next one received", |s| {
+        s.invalidations_received == now.invalidations_received + 1
+    })
+    .await;
+    // (A flush is not asserted against: one is right if a poll took `TAIL_SILENCE`.)
+    assert_eq!(b.rec.tail_cursor(), Some(cursor), "the same cursor");
+    assert!(a.engine.stats().cache.unwrap().serving);
 }
 
 /// More than `TAIL_BATCH` invalidations queued at once (one `insert` of 1,000): B's

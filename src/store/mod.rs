@@ -43,7 +43,8 @@ pub use memory::MemoryStore;
 #[cfg(feature = "mongodb")]
 pub use mongo::{
     MongoStore, TailMode, DEFAULT_DATABASE, DEFAULT_HEARTBEAT, DEFAULT_MAX_TIME,
-    DEFAULT_SERVER_TIMEOUT, GAP_GRACE, INVALIDATIONS_COLLECTION, TAIL_AWAIT, TAIL_BATCH, TAIL_POLL,
+    DEFAULT_SERVER_TIMEOUT, GAP_GRACE, INVALIDATIONS_COLLECTION, PRUNE_AGE, PRUNE_EVERY,
+    TAIL_AWAIT, TAIL_BATCH, TAIL_POLL, TAIL_SILENCE,
 };
 pub use options::{Layout, StoreOptions};
 pub use records::{Expiry, SlateDoc, SlateKey, TokenBrief, TokenRecord, UpdateOp, Updated};

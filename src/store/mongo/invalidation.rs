@@ -6,9 +6,10 @@
 //! without `awaitData` on FerretDB ([`TailMode`]), and confirms freshness only at replies
 //! that prove it read everything published before they were asked for. Publications carry
 //! their publisher's sequence numbers, so that a document sent again costs nothing and one
-//! missing drops the cache ([`MongoChannel`]). This file holds the channel and the tail
-//! loop, `document.rs` the documents' format, `gaps.rs` what a tail has seen of each
-//! publisher's sequence.
+//! missing drops the cache ([`MongoChannel`]). On FerretDB each tail also deletes what it
+//! read a few seconds ago (`prune.rs`). This file holds the channel and the tail loop,
+//! `document.rs` the documents' format, `gaps.rs` what a tail has seen of each publisher's
+//! sequence, `prune.rs` the pruning.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -25,9 +26,12 @@ use crate::store::StoreFuture;
 
 mod document;
 mod gaps;
+mod prune;
 
 use document::{Parsed, Stamp};
 use gaps::{Observed, Sequences};
+use prune::Pruner;
+pub use prune::{PRUNE_AGE, PRUNE_EVERY, TAIL_SILENCE};
 
 /// The capped collection the invalidations go through.
 pub const INVALIDATIONS_COLLECTION: &str = "_invalidations";
@@ -40,9 +44,9 @@ const CAPPED_BYTES: i64 = 1024 * 1024;
 const CAPPED_DOCS: i64 = 10_000;
 /// The most documents `_invalidations` keeps on FerretDB, whose every poll of a tailable
 /// cursor reads the collection from its start (about 8 ms per poll with 100 documents, 69 ms
-/// with 1,000, 536 ms with 10,000, measured on a loaded 2-core machine): FerretDB 1.24 trims
-/// a capped collection once a minute only, so it holds this many plus a minute's
-/// invalidations.
+/// with 1,000, 536 ms with 10,000, measured on a loaded 2-core machine). FerretDB 1.24 trims
+/// a capped collection once a minute only; the tails' pruning ([`PRUNE_AGE`]) keeps it to a
+/// few seconds of invalidations in between.
 const CAPPED_DOCS_FERRETDB: i64 = 100;
 /// [`TailMode::AwaitData`]: how long one `getMore` waits for new invalidations before it
 /// returns empty: also how often an idle instance confirms that it is up to date.
@@ -99,6 +103,14 @@ enum Tail {
     Poll,
 }
 
+/// What a channel settled about its server, once.
+#[derive(Debug, Clone, Copy)]
+struct Server {
+    tail: Tail,
+    /// FerretDB: tails prune the collection (`prune.rs`) and keep to [`TAIL_SILENCE`].
+    prunes: bool,
+}
+
 impl Tail {
     /// Whether a `getMore` reply of `len` documents, after a reply of `previous` documents
     /// (the `find`'s first batch counts as full), read everything published before the
@@ -132,10 +144,16 @@ impl Tail {
 /// publishes again (MongoDB does not skip). An unreadable document drops the whole cache
 /// too. A failure or a closed cursor
 /// loses freshness (the cache stops serving) and the tail is reopened.
+///
+/// On FerretDB each tail deletes the documents it read [`PRUNE_AGE`] ago or earlier, but
+/// the newest of them, once per [`PRUNE_EVERY`] (one `delete` by `_id`, sent beside the
+/// tail's reads), and drops its whole cache when a drained reply comes more than
+/// [`TAIL_SILENCE`] after its previous drained `getMore` was sent (it may have missed a
+/// pruned document): see `prune.rs` for why no tail misses a pruned document unknowingly.
 pub(super) struct MongoChannel {
     db: Database,
     mode: TailMode,
-    ready: OnceCell<Tail>,
+    ready: OnceCell<Server>,
     /// This channel's publisher id.
     publisher: i64,
     /// Publications so far.
@@ -155,7 +173,7 @@ impl MongoChannel {
 
     /// Asks the server what it is (`buildInfo`), creates the capped collection and its seed
     /// document, and settles the tail mode, once per channel.
-    async fn ensure(&self) -> Result<Tail> {
+    async fn ensure(&self) -> Result<Server> {
         self.ready
             .get_or_try_init(|| async {
                 let info = self
@@ -189,7 +207,10 @@ impl MongoChannel {
                     TailMode::Auto => Tail::Await,
                 };
                 tracing::debug!(mode = ?tail, "slates invalidation tail mode");
-                Ok(tail)
+                Ok(Server {
+                    tail,
+                    prunes: ferretdb,
+                })
             })
             .await
             .copied()
@@ -214,7 +235,8 @@ impl MongoChannel {
         sink: &Weak<dyn InvalidationSink>,
         freshness: &Freshness,
     ) -> Result<()> {
-        let mode = self.ensure().await?;
+        let server = self.ensure().await?;
+        let mode = server.tail;
         let mut session = self.db.client().start_session().await.map_err(error::map)?;
         let mut find = doc! {
             "find": INVALIDATIONS_COLLECTION,
@@ -232,9 +254,17 @@ impl MongoChannel {
             .await
             .map_err(error::map)?;
         let (mut id, first) = cursor(&reply, "firstBatch")?;
-        let mut reader = Reader::default();
+        let mut reader = Reader {
+            silence: server.prunes.then_some(TAIL_SILENCE),
+            ..Reader::default()
+        };
+        let mut pruner = server.prunes.then(Pruner::default);
+        let mut pruning: Option<tokio::task::JoinHandle<()>> = None;
         if let Some(sink) = sink.upgrade() {
             reader.apply(&*sink, first);
+        }
+        if let Some(pruner) = &mut pruner {
+            pruner.record(first, Instant::now());
         }
         let await_ms = i64::try_from(TAIL_AWAIT.as_millis()).unwrap_or(100);
         let mut previous = TAIL_BATCH;
@@ -270,6 +300,15 @@ impl MongoChannel {
                     reader.drained(&*live, freshness, sent);
                 }
             }
+            if let Some(pruner) = &mut pruner {
+                let now = Instant::now();
+                pruner.record(batch, now);
+                if pruning.as_ref().is_none_or(|p| p.is_finished()) {
+                    if let Some(ids) = pruner.due(now) {
+                        pruning = Some(tokio::spawn(prune(self.db.clone(), ids)));
+                    }
+                }
+            }
             if drained && mode == Tail::Poll {
                 tokio::time::sleep(TAIL_POLL).await;
             }
@@ -280,11 +319,25 @@ impl MongoChannel {
     }
 }
 
+/// Deletes `ids` from the collection (`prune.rs`). A failure leaves them to the next
+/// prune of another tail, or to the server's own trimming.
+async fn prune(db: Database, ids: Vec<Bson>) {
+    let n = ids.len();
+    let command = prune::command(INVALIDATIONS_COLLECTION, ids);
+    if let Err(e) = db.run_command(command).await {
+        tracing::debug!(error = %e, documents = n, "slates invalidation prune failed");
+    }
+}
+
 /// What one cursor has read.
 struct Reader {
     /// Still reading what the collection held when the cursor opened.
     catching_up: bool,
     sequences: Sequences,
+    /// Where tails prune: [`TAIL_SILENCE`] (a field, for the tests).
+    silence: Option<Duration>,
+    /// When the last drained `getMore` was sent.
+    last_drained: Option<Instant>,
 }
 
 impl Default for Reader {
@@ -292,6 +345,8 @@ impl Default for Reader {
         Reader {
             catching_up: true,
             sequences: Sequences::default(),
+            silence: None,
+            last_drained: None,
         }
     }
 }
@@ -322,9 +377,24 @@ impl Reader {
 
     /// A reply proved that everything published before `sent` was read: confirms `sent`,
     /// after the catch-up's flush, unless a publication is missing (for less than
-    /// [`GAP_GRACE`]; after that, the cache is flushed).
+    /// [`GAP_GRACE`]; after that, the cache is flushed). Where tails prune, a reply that
+    /// comes more than the silence after the previous drained `getMore` was sent flushes
+    /// first: a document published in between may have been pruned unread.
     fn drained(&mut self, sink: &dyn InvalidationSink, freshness: &Freshness, sent: Instant) {
-        if self.catching_up {
+        let now = Instant::now();
+        let silent = self
+            .silence
+            .zip(self.last_drained)
+            .filter(|&(limit, last)| now.saturating_duration_since(last) > limit);
+        self.last_drained = Some(sent);
+        if let Some((limit, _)) = silent {
+            tracing::warn!(
+                limit_ms = limit.as_millis() as u64,
+                "slates invalidation tail: too long between two drained reads (invalidations \
+                 may have been pruned unread): the whole cache is dropped"
+            );
+        }
+        if self.catching_up || silent.is_some() {
             self.catching_up = false;
             self.sequences.close();
             sink.flush();
@@ -434,6 +504,41 @@ mod tests {
         let inv = Invalidation::Profile(crate::names::Username::new(user).unwrap());
         let d = document::to_document(&inv, Stamp { publisher, seq });
         (inv, Bson::Document(d))
+    }
+
+    #[test]
+    fn where_tails_prune_a_drained_reply_after_the_silence_flushes() {
+        let (sink, fresh) = (Log::default(), Freshness::new());
+        let silence = Duration::from_millis(30);
+        let mut r = Reader {
+            silence: Some(silence),
+            ..Reader::default()
+        };
+        r.drained(&sink, &fresh, Instant::now());
+        assert_eq!(sink.take(), [None], "the catch-up flushes");
+        // Drained again within the silence: confirmed, nothing dropped.
+        r.drained(&sink, &fresh, Instant::now());
+        assert_eq!(sink.take(), []);
+        // The next drained reply comes more than the silence after the last drained
+        // `getMore` was sent (however recent its own `getMore`): a document may have been
+        // pruned unread.
+        std::thread::sleep(silence + Duration::from_millis(10));
+        r.drained(&sink, &fresh, Instant::now());
+        assert_eq!(
+            sink.take(),
+            [None],
+            "too long since the last drained getMore"
+        );
+        r.drained(&sink, &fresh, Instant::now());
+        assert_eq!(sink.take(), [], "in step again");
+        assert!(fresh.lag().is_some(), "confirmed after the flush");
+        // Without pruning, no silence applies.
+        let mut plain = Reader::default();
+        plain.drained(&sink, &fresh, Instant::now());
+        sink.take();
+        std::thread::sleep(silence + Duration::from_millis(10));
+        plain.drained(&sink, &fresh, Instant::now());
+        assert_eq!(sink.take(), []);
     }
 
     #[test]

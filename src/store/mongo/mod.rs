@@ -38,7 +38,8 @@ mod slates;
 mod tokens;
 
 pub use invalidation::{
-    TailMode, GAP_GRACE, INVALIDATIONS_COLLECTION, TAIL_AWAIT, TAIL_BATCH, TAIL_POLL,
+    TailMode, GAP_GRACE, INVALIDATIONS_COLLECTION, PRUNE_AGE, PRUNE_EVERY, TAIL_AWAIT, TAIL_BATCH,
+    TAIL_POLL, TAIL_SILENCE,
 };
 
 use indexes::Prepared;

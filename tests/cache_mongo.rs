@@ -217,12 +217,17 @@ async fn each_tail_mode_sends_its_commands() {
     }
 }
 
-/// Inserts `docs` into `_invalidations` from outside (a client of its own), as one command.
-async fn insert_raw(options: &ClientOptions, test: &str, docs: Vec<Document>) {
+/// `_invalidations` in `test`'s database, seen from outside (a client of its own).
+fn outside(options: &ClientOptions, test: &str) -> slates::mongodb::Collection<Document> {
     slates::mongodb::Client::with_options(options.clone())
         .unwrap()
         .database(&mongo::database_name(test))
         .collection::<Document>(INVALIDATIONS_COLLECTION)
+}
+
+/// Inserts `docs` into `_invalidations` from outside, as one command.
+async fn insert_raw(options: &ClientOptions, test: &str, docs: Vec<Document>) {
+    outside(options, test)
         .insert_many(docs)
         .await
         .expect("insert into _invalidations");
@@ -339,10 +344,7 @@ async fn a_document_seen_again_is_ignored() {
 /// The documents of `_invalidations` in `test`'s database, in insertion order.
 async fn collection_documents(options: &ClientOptions, test: &str) -> Vec<Document> {
     use futures_util::TryStreamExt;
-    slates::mongodb::Client::with_options(options.clone())
-        .unwrap()
-        .database(&mongo::database_name(test))
-        .collection::<Document>(INVALIDATIONS_COLLECTION)
+    outside(options, test)
         .find(doc! {})
         .await
         .expect("find")

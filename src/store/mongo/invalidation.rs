@@ -103,14 +103,6 @@ enum Tail {
     Poll,
 }
 
-/// What a channel settled about its server, once.
-#[derive(Debug, Clone, Copy)]
-struct Server {
-    tail: Tail,
-    /// FerretDB: tails prune the collection (`prune.rs`) and keep to [`TAIL_SILENCE`].
-    prunes: bool,
-}
-
 impl Tail {
     /// Whether a `getMore` reply of `len` documents, after a reply of `previous` documents
     /// (the `find`'s first batch counts as full), read everything published before the
@@ -123,6 +115,14 @@ impl Tail {
             Tail::Poll => len == 0 || (len < TAIL_BATCH && previous < TAIL_BATCH),
         }
     }
+}
+
+/// What a channel settled about its server, once.
+#[derive(Debug, Clone, Copy)]
+struct Server {
+    tail: Tail,
+    /// FerretDB: tails prune the collection (`prune.rs`) and keep to [`TAIL_SILENCE`].
+    prunes: bool,
 }
 
 /// Publishes to and tails [`INVALIDATIONS_COLLECTION`].

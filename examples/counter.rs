@@ -46,7 +46,10 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use slates::{Auth, CarryOver, CurrentUser, Devices, Engine, SlateUpdate, VisitorSlates, Workflow};
+use slates::{
+    Auth, CarryOver, CurrentUser, Devices, Engine, SlateUpdate, SlatesService, VisitorSlates,
+    Workflow,
+};
 use time::format_description::well_known::Rfc3339;
 
 /// The slate holding the user's count. It never expires: the count outlives every login.
@@ -75,9 +78,10 @@ struct Profile {
     logins: Option<i64>,
 }
 
-/// The router of the example, behind the slates layer.
-pub fn app(engine: Engine) -> Router {
-    Router::new()
+/// The app: the example's router inside the slates layer, which wraps the whole router
+/// ([`Engine::wrap`], faster than `Router::layer`).
+pub fn app(engine: Engine) -> SlatesService<Router> {
+    let router = Router::new()
         .route("/", get(page))
         .route("/login", post(login))
         .route("/me", get(me))
@@ -88,9 +92,9 @@ pub fn app(engine: Engine) -> Router {
         .route("/devices/{id}/end", post(end_device))
         .route("/logout-others", post(logout_others))
         .route("/stats", get(slates::stats_handler))
-        .layer(engine.layer())
-        // Outermost: refuse cross-site form posts before anything else runs.
-        .layer(middleware::from_fn(slates::same_origin_only))
+        // Refuse cross-site form posts before any handler runs.
+        .layer(middleware::from_fn(slates::same_origin_only));
+    engine.wrap(router)
 }
 
 #[tokio::main]
@@ -119,7 +123,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!("counter listening on http://{addr}/");
-    axum::serve(listener, app(engine)).await?;
+    axum::serve(listener, app(engine).into_make_service()).await?;
     Ok(())
 }
 

@@ -3,7 +3,10 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use axum::body::Body;
+use axum::extract::connect_info::IntoMakeServiceWithConnectInfo;
 use axum::response::Response;
+use axum::routing::IntoMakeService;
 use http::Request;
 use tower_service::Service;
 
@@ -22,6 +25,28 @@ pub struct SlatesService<S> {
 impl<S> SlatesService<S> {
     pub(crate) fn new(inner: S, core: Arc<Core>) -> Self {
         SlatesService { inner, core }
+    }
+}
+
+impl<S> SlatesService<S> {
+    /// The service as `axum::serve` takes it, one clone per connection (axum's
+    /// [`ServiceExt::into_make_service`](axum::ServiceExt::into_make_service), without the
+    /// turbofish it needs on a generic service).
+    pub fn into_make_service(self) -> IntoMakeService<Self>
+    where
+        Self: Service<Request<Body>>,
+    {
+        axum::ServiceExt::<Request<Body>>::into_make_service(self)
+    }
+
+    /// Like [`into_make_service`](Self::into_make_service), with the connection's
+    /// [`ConnectInfo`](axum::extract::ConnectInfo): with `C = SocketAddr`, the client address
+    /// that [`record_client_ip`](crate::EngineBuilder::record_client_ip) keeps.
+    pub fn into_make_service_with_connect_info<C>(self) -> IntoMakeServiceWithConnectInfo<Self, C>
+    where
+        Self: Service<Request<Body>>,
+    {
+        axum::ServiceExt::<Request<Body>>::into_make_service_with_connect_info(self)
     }
 }
 

@@ -16,6 +16,7 @@ mod counter;
 #[path = "../examples/upload_workflow/main.rs"]
 mod upload_workflow;
 
+use std::convert::Infallible;
 use std::future::{Future, IntoFuture};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -24,10 +25,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::extract::Request;
+use axum::response::Response;
 use axum::Router;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
-use slates::{Engine, MemoryStore, Username};
+use slates::{Engine, MemoryStore, SlatesService, Username};
+use tower::Service;
 
 /// Exactly the flags of issue 6; the harness adds a fresh `--user-data-dir`.
 const CHROMIUM_FLAGS: &[&str] = &[
@@ -241,10 +245,31 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Serves `app` on a free loopback port; returns its base URL.
-async fn serve(app: Router) -> (String, tokio::task::JoinHandle<()>) {
+/// What the browser tests serve: an example's app (its router inside the slates layer),
+/// possibly inside a test's own middleware.
+trait App:
+    Service<Request, Response = Response, Error = Infallible, Future: Send>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> App for S where
+    S: Service<Request, Response = Response, Error = Infallible, Future: Send>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// Serves `app` on a free loopback port, as the examples' `main` does; returns its base URL.
+async fn serve(app: impl App) -> (String, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::ServiceExt::<Request>::into_make_service(app);
     let server = tokio::spawn(async move {
         axum::serve(listener, app).into_future().await.unwrap();
     });
@@ -260,7 +285,7 @@ async fn new_slates() -> Engine {
 }
 
 /// The `upload_workflow` example on a fresh memory store, with `admin` as its admin.
-async fn upload_app() -> Router {
+async fn upload_app() -> SlatesService<Router> {
     let builder = Engine::builder(MemoryStore::new()).secure(false); // plain http on loopback
     let engine = upload_workflow::configure(builder).build().await.unwrap();
     upload_workflow::app(engine, Username::new("admin").unwrap())
@@ -269,7 +294,7 @@ async fn upload_app() -> Router {
 /// Runs one browser test: the app on a loopback port, chromedriver + Chromium, the test
 /// body (in its own task, so that a failed assertion still gets its screenshot), then a
 /// screenshot of the last page, and everything stopped.
-async fn e2e<F, Fut>(test: &'static str, app: Router, body: F)
+async fn e2e<F, Fut>(test: &'static str, app: impl App, body: F)
 where
     F: FnOnce(Client, String) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
@@ -624,14 +649,15 @@ async fn back_after_confirm_shows_no_stale_review() {
 async fn back_after_an_error_lands_on_a_page() {
     let posts = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&posts);
-    let app = upload_app().await.layer(axum::middleware::from_fn(
+    let count = axum::middleware::from_fn(
         move |req: axum::extract::Request, next: axum::middleware::Next| {
             if req.method() == "POST" && req.uri().path() == "/upload" {
                 counted.fetch_add(1, Ordering::SeqCst);
             }
             next.run(req)
         },
-    ));
+    );
+    let app = tower::Layer::layer(&count, upload_app().await);
     e2e("back_after_error", app, move |c, base| async move {
         let c = &c;
         log_in(c, &base, "ada").await;

@@ -160,7 +160,7 @@ async fn devices_contract_on_mongo() {
 }
 
 /// Logs a new client of `app` in as `name`, with a `User-Agent`.
-async fn device(app: &axum::Router, name: &str, user_agent: &str) -> Client {
+async fn device(app: &slates::SlatesService<axum::Router>, name: &str, user_agent: &str) -> Client {
     let mut c = Client::new(app.clone());
     let req = Request::post("/login")
         .header("content-type", "application/x-www-form-urlencoded")
@@ -376,7 +376,7 @@ async fn concurrent_hits_over_a_real_listener() {
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(axum::serve(listener, app(slates)).into_future());
+    let server = tokio::spawn(axum::serve(listener, app(slates).into_make_service()).into_future());
 
     let http = reqwest::Client::builder()
         .cookie_store(true)

@@ -677,7 +677,9 @@ async fn real_listener_with_cookie_client() {
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(axum::serve(listener, app(slates.clone(), admin())).into_future());
+    let server = tokio::spawn(
+        axum::serve(listener, app(slates.clone(), admin()).into_make_service()).into_future(),
+    );
 
     let http = reqwest::Client::builder()
         .cookie_store(true)

@@ -63,8 +63,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 use slates::{
-    Auth, CarryOver, CurrentUser, Engine, EngineBuilder, Slate, SlateUpdate, UserSlates, Username,
-    VisitorSlates, WhenLoggedOut, Workflow,
+    Auth, CarryOver, CurrentUser, Engine, EngineBuilder, Slate, SlateUpdate, SlatesService,
+    UserSlates, Username, VisitorSlates, WhenLoggedOut, Workflow,
 };
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
@@ -101,15 +101,15 @@ pub fn configure(builder: EngineBuilder) -> EngineBuilder {
     builder.when_logged_out(WhenLoggedOut::redirect(LOGIN_PAGE))
 }
 
-/// The router of the example, behind the slates layer. `engine` must be built through
+/// The app: the example's router inside the slates layer. `engine` must be built through
 /// [`configure`]; `admin` is the one user who may see `/stats`.
-pub fn app(engine: Engine, admin: Username) -> Router {
+pub fn app(engine: Engine, admin: Username) -> SlatesService<Router> {
     assert_eq!(
         engine.config().when_logged_out,
         WhenLoggedOut::redirect(LOGIN_PAGE),
         "build the engine with upload_workflow's `configure`: its pages send anonymous visitors to the login form"
     );
-    Router::new()
+    let router = Router::new()
         .route("/", get(home))
         .route("/login", post(login))
         .route("/logout", post(logout))
@@ -124,9 +124,10 @@ pub fn app(engine: Engine, admin: Username) -> Router {
         .route("/devices/end-others", post(devices::end_others))
         .route("/stats", get(stats).with_state(Admin(admin)))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(engine.layer())
-        // Outermost: refuse cross-site form posts before anything else runs.
-        .layer(middleware::from_fn(slates::same_origin_only))
+        // Refuse cross-site form posts before any handler runs.
+        .layer(middleware::from_fn(slates::same_origin_only));
+    // Around the whole router (faster than `Router::layer`).
+    engine.wrap(router)
 }
 
 #[tokio::main]
@@ -159,7 +160,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         admin = admin.as_str(),
         "upload_workflow listening on http://{addr}/"
     );
-    axum::serve(listener, app(engine, admin)).await?;
+    axum::serve(listener, app(engine, admin).into_make_service()).await?;
     Ok(())
 }
 

@@ -161,9 +161,9 @@ pub struct Browser {
 }
 
 impl Browser {
-    pub fn new(app: Router) -> Self {
+    pub fn new(app: impl super::harness::IntoApp) -> Self {
         Browser {
-            app,
+            app: app.into_app(),
             auth: None,
             guest: None,
         }

@@ -47,10 +47,29 @@ pub async fn read(res: Response) -> Reply {
     }
 }
 
+/// What a test drives: a `Router` (with `Router::layer`), or an example's app, a router
+/// inside the layer ([`slates::Engine::wrap`]), held as the fallback of an empty router
+/// (which passes every request to it unchanged).
+pub trait IntoApp {
+    fn into_app(self) -> Router;
+}
+
+impl IntoApp for Router {
+    fn into_app(self) -> Router {
+        self
+    }
+}
+
+impl IntoApp for slates::SlatesService<Router> {
+    fn into_app(self) -> Router {
+        Router::new().fallback_service(self)
+    }
+}
+
 impl Client {
-    pub fn new(app: Router) -> Self {
+    pub fn new(app: impl IntoApp) -> Self {
         Client {
-            app,
+            app: app.into_app(),
             cookie_name: "slates".into(),
             cookie: None,
         }

@@ -6,6 +6,7 @@ use axum::extract::FromRequestParts;
 use axum::Json;
 use http::request::Parts;
 use time::OffsetDateTime;
+use tower_layer::Layer as _;
 
 use crate::config::Config;
 use crate::core::Core;
@@ -69,7 +70,7 @@ impl Engine {
     /// # }
     /// ```
     pub fn wrap<S>(&self, service: S) -> SlatesService<S> {
-        SlatesService::new(service, Arc::clone(&self.core))
+        self.layer().layer(service)
     }
 
     /// A snapshot of the statistics.

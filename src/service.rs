@@ -26,9 +26,7 @@ impl<S> SlatesService<S> {
     pub(crate) fn new(inner: S, core: Arc<Core>) -> Self {
         SlatesService { inner, core }
     }
-}
 
-impl<S> SlatesService<S> {
     /// The service as `axum::serve` takes it, one clone per connection (axum's
     /// [`ServiceExt::into_make_service`](axum::ServiceExt::into_make_service), without the
     /// turbofish it needs on a generic service).

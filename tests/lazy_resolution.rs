@@ -144,6 +144,44 @@ async fn lazy_costs(backend: Backend, test: &str) {
     assert!(stats.requests >= 14, "{stats:?}");
 }
 
+/// The layer around the whole router (`Engine::wrap`, as the examples serve): a route that
+/// never asks and the router's fallback (a 404) cost no store call; one that asks costs the
+/// token lookup, and a renewal's cookie is set on its response.
+async fn around_the_router_costs_nothing_until_asked(backend: Backend, test: &str) {
+    let Some((engine, hooked, clock)) = hooked_engine(backend, test).await else {
+        return;
+    };
+    let mut login = Client::new(app(&engine));
+    assert_eq!(
+        login.post_form("/login", "username=ada").await.status,
+        StatusCode::NO_CONTENT
+    );
+    let wrapped = engine.wrap(
+        Router::new()
+            .route("/static", get(|| async { "static" }))
+            .route("/name", get(h_name)),
+    );
+    let mut c = Client::new(wrapped);
+    c.cookie = login.cookie.clone();
+    hooked.clear_calls();
+    assert_eq!(c.get("/static").await.status, StatusCode::OK);
+    assert_eq!(c.get("/nowhere").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(hooked.calls(), [], "not asked: nothing read");
+    assert_eq!(c.get("/name").await.body, "ada");
+    assert_eq!(hooked.calls(), [Call::FindToken]);
+    hooked.clear_calls();
+
+    clock.advance(Duration::days(4));
+    let r = c.get("/name").await;
+    assert_eq!(r.body, "ada");
+    assert_eq!(
+        hooked.calls(),
+        [Call::FindToken, Call::RenewToken, Call::TouchToken]
+    );
+    assert_eq!(r.set_cookies().len(), 1, "renewal sets the cookie");
+    assert!(!r.set_cookies()[0].contains("Max-Age=0"));
+}
+
 /// Two identity questions of one request at once (a handler that extracts twice with
 /// `join!`), the first paused in its renewal: the second waits for the first's answer
 /// instead of renewing again, and the response carries the one renewed cookie.
@@ -230,6 +268,7 @@ async fn two_questions_one_renewal(backend: Backend, test: &str, pause: Call, ph
 
 per_backend!(
     lazy_costs,
+    around_the_router_costs_nothing_until_asked,
     concurrent_resolutions_renew_once,
     settled_resolution_waits_for_one_in_flight
 );

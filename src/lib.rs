@@ -64,10 +64,13 @@
 //!     .secure(false) // plain http in development only
 //!     .build()
 //!     .await?;
-//! let app: Router = Router::new()
+//! let router = Router::new()
 //!     .route("/login", post(login))
-//!     .route("/hits", post(hits))
-//!     .layer(engine.layer());
+//!     .route("/hits", post(hits));
+//! // The layer around the whole router (`Router::layer(engine.layer())` works too, at a
+//! // cost per request: see `Engine::wrap`). Serve it with
+//! // `axum::serve(listener, app.into_make_service())`.
+//! let app = engine.wrap(router);
 //!
 //! // Drive it without a server:
 //! use tower::ServiceExt;

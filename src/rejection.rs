@@ -44,7 +44,8 @@ impl WhenLoggedOut {
     }
 }
 
-/// The slates layer is not installed on the route (500). Add `.layer(engine.layer())`.
+/// The slates layer is not installed on the route (500). Serve the router inside it:
+/// [`Engine::wrap`](crate::Engine::wrap).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MissingLayer;
 

@@ -18,10 +18,10 @@ use http::{header, HeaderMap, Method, StatusCode};
 /// use axum::{middleware, routing::post, Router};
 /// # async fn handler() {}
 /// # async fn f(engine: slates::Engine) {
-/// let app: Router = Router::new()
+/// let routes: Router = Router::new()
 ///     .route("/transfer", post(handler))
-///     .layer(engine.layer())
-///     .layer(middleware::from_fn(slates::same_origin_only)); // outermost: runs first
+///     .layer(middleware::from_fn(slates::same_origin_only));
+/// let app = engine.wrap(routes); // serve with `app.into_make_service()`
 /// # }
 /// ```
 pub async fn same_origin_only(req: Request, next: Next) -> Response {

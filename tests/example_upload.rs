@@ -629,9 +629,10 @@ async fn output_is_escaped() {
 #[tokio::test]
 async fn cross_site_posts_are_refused() {
     let clock = ManualClock::new();
-    let (_slates, client) = new_app(&clock).await;
+    let (slates, client) = new_app(&clock).await;
     let mut client = client;
     login(&mut client, "ada").await;
+    let before = slates.stats().store_operations;
     let r = client
         .send(
             Request::post("/review/cancel")
@@ -652,6 +653,11 @@ async fn cross_site_posts_are_refused() {
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert!(client.cookie.is_some(), "still logged in");
+    assert_eq!(
+        slates.stats().store_operations,
+        before,
+        "a refused cross-site post reaches no store, though the check runs inside the slates layer"
+    );
     // Same origin goes through.
     let r = client
         .send(

@@ -8,10 +8,10 @@ mod common;
 use axum::routing::get;
 use axum::Router;
 use common::harness::Client;
-use common::hooked::{hooked_engine, pause_first, Call, Phase};
+use common::hooked::{hooked_engine, pause_first, Call, Hooked, Phase};
 use common::Backend;
 use http::StatusCode;
-use slates::{CurrentUser, Engine, Error, UserSlates};
+use slates::{CurrentUser, Engine, Error, ManualClock, UserSlates};
 use time::Duration;
 
 async fn h_name(user: Option<CurrentUser>) -> String {
@@ -45,15 +45,38 @@ fn app(engine: &Engine) -> Router {
         .merge(common::suite::test_app(engine))
 }
 
-async fn lazy_costs(backend: Backend, test: &str) {
-    let Some((engine, hooked, clock)) = hooked_engine(backend, test).await else {
-        return;
-    };
+/// A hooked engine on `backend` and a client of [`app`] logged in as ada.
+async fn ada_logged_in(
+    backend: Backend,
+    test: &str,
+) -> Option<(Engine, Hooked, ManualClock, Client)> {
+    let (engine, hooked, clock) = hooked_engine(backend, test).await?;
     let mut c = Client::new(app(&engine));
     assert_eq!(
         c.post_form("/login", "username=ada").await.status,
         StatusCode::NO_CONTENT
     );
+    Some((engine, hooked, clock, c))
+}
+
+/// Four days after the login, past the renewal point: a `/name` on `c` renews the token,
+/// writes the device's last-seen time and sets the renewed cookie.
+async fn renews_when_asked(c: &mut Client, hooked: &Hooked) {
+    let r = c.get("/name").await;
+    assert_eq!(r.body, "ada");
+    assert_eq!(
+        hooked.calls(),
+        [Call::FindToken, Call::RenewToken, Call::TouchToken]
+    );
+    assert_eq!(r.set_cookies().len(), 1, "renewal sets the cookie");
+    assert!(!r.set_cookies()[0].contains("Max-Age=0"));
+    hooked.clear_calls();
+}
+
+async fn lazy_costs(backend: Backend, test: &str) {
+    let Some((engine, hooked, clock, mut c)) = ada_logged_in(backend, test).await else {
+        return;
+    };
     assert_eq!(
         hooked.calls(),
         [Call::InsertToken],
@@ -95,15 +118,7 @@ async fn lazy_costs(backend: Backend, test: &str) {
     assert_eq!(hooked.calls(), []);
     // ...one that asks renews (and, four days on, writes the device's last-seen time) and
     // sends the renewed cookie.
-    let r = c.get("/name").await;
-    assert_eq!(r.body, "ada");
-    assert_eq!(
-        hooked.calls(),
-        [Call::FindToken, Call::RenewToken, Call::TouchToken]
-    );
-    assert_eq!(r.set_cookies().len(), 1, "renewal sets the cookie");
-    assert!(!r.set_cookies()[0].contains("Max-Age=0"));
-    hooked.clear_calls();
+    renews_when_asked(&mut c, &hooked).await;
 
     // A malformed cookie: removed only where the identity was asked for, never a store call.
     let mut bad = Client::new(app(&engine));
@@ -148,14 +163,9 @@ async fn lazy_costs(backend: Backend, test: &str) {
 /// never asks and the router's fallback (a 404) cost no store call; one that asks costs the
 /// token lookup, and a renewal's cookie is set on its response.
 async fn around_the_router_costs_nothing_until_asked(backend: Backend, test: &str) {
-    let Some((engine, hooked, clock)) = hooked_engine(backend, test).await else {
+    let Some((engine, hooked, clock, login)) = ada_logged_in(backend, test).await else {
         return;
     };
-    let mut login = Client::new(app(&engine));
-    assert_eq!(
-        login.post_form("/login", "username=ada").await.status,
-        StatusCode::NO_CONTENT
-    );
     let wrapped = engine.wrap(
         Router::new()
             .route("/static", get(|| async { "static" }))
@@ -170,16 +180,8 @@ async fn around_the_router_costs_nothing_until_asked(backend: Backend, test: &st
     assert_eq!(c.get("/name").await.body, "ada");
     assert_eq!(hooked.calls(), [Call::FindToken]);
     hooked.clear_calls();
-
     clock.advance(Duration::days(4));
-    let r = c.get("/name").await;
-    assert_eq!(r.body, "ada");
-    assert_eq!(
-        hooked.calls(),
-        [Call::FindToken, Call::RenewToken, Call::TouchToken]
-    );
-    assert_eq!(r.set_cookies().len(), 1, "renewal sets the cookie");
-    assert!(!r.set_cookies()[0].contains("Max-Age=0"));
+    renews_when_asked(&mut c, &hooked).await;
 }
 
 /// Two identity questions of one request at once (a handler that extracts twice with

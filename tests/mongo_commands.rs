@@ -762,3 +762,44 @@ async fn second_prepare_with_other_options_is_a_config_error() {
         .unwrap_err();
     assert!(matches!(err, slates::Error::Config(_)), "{err}");
 }
+
+/// Building an engine with the cache (the default on MongoDB) asks the server what it is
+/// once: the store's prepare and its invalidation channel share one `buildInfo`, and the
+/// tail, once started, asks nothing more of it. Building again on the same store asks
+/// nothing either.
+#[tokio::test]
+async fn build_asks_build_info_once() {
+    let Some(mut options) = mongo::client_options().await else {
+        return;
+    };
+    let test = "mongo_commands::build_info_once";
+    let db_name = mongo::database_name(test);
+    let asked = Arc::new(Mutex::new(0_usize));
+    let a = asked.clone();
+    options.command_event_handler = Some(EventHandler::callback(move |event| {
+        if let CommandEvent::Started(e) = event {
+            if e.db == db_name && e.command_name == "buildInfo" {
+                *a.lock().unwrap() += 1;
+            }
+        }
+    }));
+    let db = mongo::database(test, options).await;
+    let store = MongoStore::from_database(db);
+    let engine = Engine::builder(store.clone()).build().await.expect("build");
+    assert!(engine.stats().cache.is_some(), "the cache is on");
+    // The tail starts in the background and learns what the server is from the store.
+    let start = std::time::Instant::now();
+    while engine.stats().cache.as_ref().is_some_and(|c| !c.serving) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "the tail started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    Engine::builder(store).build().await.expect("build again");
+    assert_eq!(
+        *asked.lock().unwrap(),
+        1,
+        "one buildInfo for the store and its channel"
+    );
+}

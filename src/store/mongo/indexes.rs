@@ -1,5 +1,5 @@
 //! What preparing a `MongoStore` does: the indexes of the token and slate collections,
-//! the collections settled for later calls, and the warning about FerretDB.
+//! the collections settled for later calls, and what the server is (`server.rs`).
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -8,6 +8,7 @@ use bson::{doc, Document};
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
 
+use super::server::ServerKind;
 use super::{error, MongoStore};
 use crate::error::{Error, Result};
 use crate::store::{Layout, StoreOptions};
@@ -17,8 +18,8 @@ use crate::store::{Layout, StoreOptions};
 pub(super) struct Prepared {
     pub tokens: OnceLock<Settled>,
     pub slates: OnceLock<Settled>,
-    /// Whether the server was asked what it is (once per store).
-    announced: OnceLock<bool>,
+    /// What the server is (asked once per store, by the first prepare or the channel).
+    pub server: std::sync::Arc<ServerKind>,
     /// The invalidation channel, made on first request (one tail per subscribed cache).
     pub channel: OnceLock<std::sync::Arc<super::invalidation::MongoChannel>>,
 }
@@ -52,7 +53,7 @@ impl MongoStore {
         if !ttl {
             warn_no_ttl("tokens");
         }
-        self.announce_non_atomic_server().await?;
+        self.prepared.server.is_ferretdb(&self.db).await?;
         settle(&self.prepared.tokens, options, auth)
     }
 
@@ -79,36 +80,8 @@ impl MongoStore {
         if !ttl {
             warn_no_ttl("guest slates");
         }
-        self.announce_non_atomic_server().await?;
+        self.prepared.server.is_ferretdb(&self.db).await?;
         settle(&self.prepared.slates, options, slates)
-    }
-
-    /// Logs one loud warning when the server is FerretDB (its `buildInfo` carries
-    /// `ferretdbVersion`): FerretDB 1.x applies an update as a read and a write in its
-    /// backend, so concurrent updates of one slate can be lost there, and slates' concurrency
-    /// guarantees do not hold. Asks once per store.
-    async fn announce_non_atomic_server(&self) -> Result<()> {
-        if self.prepared.announced.get().is_some() {
-            return Ok(());
-        }
-        let info = self
-            .db
-            .run_command(doc! {"buildInfo": 1})
-            .await
-            .map_err(error::map)?;
-        let ferretdb = info.get_str("ferretdbVersion").ok();
-        if self.prepared.announced.set(ferretdb.is_some()).is_err() {
-            return Ok(()); // a concurrent prepare announced it
-        }
-        if let Some(version) = ferretdb {
-            tracing::warn!(
-                ferretdb = version,
-                "slates: this server is FerretDB, whose updates are not atomic under \
-                 concurrency: concurrent writes to one slate CAN BE LOST here. Use it for \
-                 development and tests only; run production on MongoDB"
-            );
-        }
-        Ok(())
     }
 
     /// Creates an index (a TTL index if `ttl` is given). `Ok(false)` if the server does not

@@ -20,6 +20,7 @@ use mongodb::Database;
 use tokio::sync::OnceCell;
 
 use super::error;
+use super::server::ServerKind;
 use crate::error::{Error, Result};
 use crate::store::invalidation::{Freshness, Invalidation, InvalidationChannel, InvalidationSink};
 use crate::store::StoreFuture;
@@ -153,6 +154,8 @@ struct Server {
 pub(super) struct MongoChannel {
     db: Database,
     mode: TailMode,
+    /// What the server is, shared with the store (one `buildInfo` for both).
+    server: Arc<ServerKind>,
     ready: OnceCell<Server>,
     /// This channel's publisher id.
     publisher: i64,
@@ -161,27 +164,23 @@ pub(super) struct MongoChannel {
 }
 
 impl MongoChannel {
-    pub fn new(db: Database, mode: TailMode) -> Self {
+    pub fn new(db: Database, mode: TailMode, server: Arc<ServerKind>) -> Self {
         MongoChannel {
             db,
             mode,
+            server,
             ready: OnceCell::new(),
             publisher: rand::random(),
             published: AtomicU64::new(0),
         }
     }
 
-    /// Asks the server what it is (`buildInfo`), creates the capped collection and its seed
-    /// document, and settles the tail mode, once per channel.
+    /// Learns what the server is (the store's one `buildInfo`), creates the capped collection
+    /// and its seed document, and settles the tail mode, once per channel.
     async fn ensure(&self) -> Result<Server> {
         self.ready
             .get_or_try_init(|| async {
-                let info = self
-                    .db
-                    .run_command(doc! {"buildInfo": 1})
-                    .await
-                    .map_err(error::map)?;
-                let ferretdb = info.contains_key("ferretdbVersion");
+                let ferretdb = self.server.is_ferretdb(&self.db).await?;
                 let create = doc! {
                     "create": INVALIDATIONS_COLLECTION,
                     "capped": true,

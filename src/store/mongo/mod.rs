@@ -34,6 +34,7 @@ macro_rules! limited {
 mod error;
 mod indexes;
 mod invalidation;
+mod server;
 mod slates;
 mod tokens;
 

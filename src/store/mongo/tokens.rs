@@ -227,10 +227,13 @@ impl TokenStore for MongoStore {
     /// The capped collection [`INVALIDATIONS_COLLECTION`](crate::store::INVALIDATIONS_COLLECTION),
     /// tailed by every cache on this store.
     fn invalidation_channel(&self) -> Option<Arc<dyn InvalidationChannel>> {
-        let channel = self
-            .prepared
-            .channel
-            .get_or_init(|| Arc::new(MongoChannel::new(self.db.clone(), self.tail_mode)));
+        let channel = self.prepared.channel.get_or_init(|| {
+            Arc::new(MongoChannel::new(
+                self.db.clone(),
+                self.tail_mode,
+                Arc::clone(&self.prepared.server),
+            ))
+        });
         Some(Arc::new(Arc::clone(channel)))
     }
 }

@@ -534,3 +534,28 @@ async fn send_with_cookies(
 ) -> common::harness::Reply {
     b.send_request(req).await
 }
+
+/// A cross-site post is refused (403) by `same_origin_only`, which the example puts inside
+/// the slates layer: it costs no store operation, counts no hit and keeps the login.
+#[tokio::test]
+async fn cross_site_posts_are_refused_before_any_store_call() {
+    let slates = new_slates().await;
+    let mut client = Client::new(app(slates.clone()));
+    assert_eq!(client.post_form("/login", "username=ada").await.status, 204);
+    assert_eq!(client.post_form("/hits", "").await.status, StatusCode::OK);
+    let before = slates.stats().store_operations;
+    for path in ["/hits", "/logout", "/logout-everywhere"] {
+        let r = client
+            .send(
+                Request::post(path)
+                    .header("sec-fetch-site", "cross-site")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}");
+    }
+    assert_eq!(slates.stats().store_operations, before, "no store call");
+    assert!(client.cookie.is_some(), "still logged in");
+    assert_eq!(client.get("/hits").await.body, "1", "no hit counted");
+}

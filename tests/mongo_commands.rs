@@ -8,6 +8,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use bson::{doc, Bson, Document};
+use common::cache::until_cache;
 use common::harness::Client;
 use common::mongo;
 use http::StatusCode;
@@ -788,14 +789,7 @@ async fn build_asks_build_info_once() {
     let engine = Engine::builder(store.clone()).build().await.expect("build");
     assert!(engine.stats().cache.is_some(), "the cache is on");
     // The tail starts in the background and learns what the server is from the store.
-    let start = std::time::Instant::now();
-    while engine.stats().cache.as_ref().is_some_and(|c| !c.serving) {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(10),
-            "the tail started"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    until_cache(&engine, "the tail started", |c| c.serving).await;
     Engine::builder(store).build().await.expect("build again");
     assert_eq!(
         *asked.lock().unwrap(),
